@@ -1,0 +1,83 @@
+"""dynamo_nb: NVIDIA Dynamo's component system — DistributedRuntime → Namespace → Component → Endpoint,
+registered in etcd under leases and called over NATS — drawn live in Jupyter.
+
+Importing it loads no etcd, NATS, IPython or ipywidgets module; those load when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core.client import Client, ResponseStream
+from .core.lifecycle import State
+from .core.model import Component, Endpoint, Namespace
+from .core.runtime import DistributedRuntime
+from .core.served import EndpointBuilder, RequestContext, ServedEndpoint
+from .errors import (
+    BackendError,
+    BackendUnavailableError,
+    DynamoError,
+    EndpointError,
+    InstanceNotFoundError,
+    InvalidNameError,
+    InvalidReferenceError,
+    NoInstancesError,
+    NoRespondersError,
+    PayloadTooLargeError,
+    RegistrationError,
+    RemoteError,
+    RuntimeClosedError,
+    StreamIncompleteError,
+    WaitTimeoutError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DistributedRuntime",
+    "Namespace",
+    "Component",
+    "Endpoint",
+    "EndpointBuilder",
+    "ServedEndpoint",
+    "RequestContext",
+    "Client",
+    "ResponseStream",
+    "State",
+    "EmbeddedWorld",
+    "ManualClock",
+    "LocalCluster",
+    "DynamoError",
+    "InvalidNameError",
+    "InvalidReferenceError",
+    "BackendError",
+    "BackendUnavailableError",
+    "NoRespondersError",
+    "PayloadTooLargeError",
+    "RegistrationError",
+    "EndpointError",
+    "NoInstancesError",
+    "InstanceNotFoundError",
+    "RemoteError",
+    "StreamIncompleteError",
+    "RuntimeClosedError",
+    "WaitTimeoutError",
+]
+
+_LAZY = {
+    "EmbeddedWorld": ("dynamo_nb.backends.embedded", "EmbeddedWorld"),
+    "ManualClock": ("dynamo_nb.backends.embedded", "ManualClock"),
+    "LocalCluster": ("dynamo_nb.cluster", "LocalCluster"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the heavier parts only when asked for."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'dynamo_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value

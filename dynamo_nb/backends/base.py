@@ -1,0 +1,192 @@
+"""The two narrow interfaces the object model talks through: discovery (etcd) and messaging (NATS).
+
+Plus the response plane: how a worker streams responses back to the caller (Dynamo's ``tcp_server`` call-home).
+Each has an embedded implementation (``backends.embedded``) and a real one (etcd via aetcd, NATS via nats-py,
+TCP via asyncio streams). The object model imports only this module, never a backend library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, runtime_checkable
+
+__all__ = [
+    "KeyValue",
+    "WatchEvent",
+    "Msg",
+    "Subscription",
+    "Watch",
+    "Discovery",
+    "Messaging",
+    "ResponseSender",
+    "ResponseReceiver",
+    "ResponsePlane",
+    "Backend",
+]
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One stored key, with etcd's revision bookkeeping."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape Dynamo's ``EtcdClient.kv_get_prefix`` returns to Python."""
+        return {
+            "key": self.key,
+            "value": self.value,
+            "create_revision": self.create_revision,
+            "mod_revision": self.mod_revision,
+            "version": self.version,
+            "lease": self.lease,
+        }
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A put or delete seen by a prefix watch; ``value`` is empty for deletes."""
+
+    kind: str  # "put" | "delete"
+    key: str
+    value: bytes
+    revision: int
+
+
+@dataclass
+class Msg:
+    """A message delivered to a subscriber; ``respond()`` answers a request."""
+
+    subject: str
+    data: bytes
+    reply: str = ""
+    _respond: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
+
+    async def respond(self, data: bytes = b"") -> None:
+        if self._respond is None:
+            raise RuntimeError(f"message on {self.subject!r} expects no reply")
+        await self._respond(data)
+
+
+class Subscription(Protocol):
+    subject: str
+    queue: str
+
+    async def unsubscribe(self) -> None: ...
+
+
+class Watch(Protocol):
+    """A running prefix watch; iterate it for events, ``cancel()`` to stop."""
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]: ...
+
+    async def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Discovery(Protocol):
+    """Key/value store with leases and prefix watches: what Dynamo uses etcd for."""
+
+    url: str
+
+    async def grant_lease(self, ttl: float) -> int: ...
+
+    async def keep_alive(self, lease_id: int) -> bool:
+        """Refresh a lease; False when it no longer exists."""
+        ...
+
+    async def revoke_lease(self, lease_id: int) -> None: ...
+
+    async def create(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
+        """Put only if the key does not exist; True when created."""
+        ...
+
+    async def put(self, key: str, value: bytes, lease_id: int | None = None) -> int: ...
+
+    async def delete(self, key: str) -> int: ...
+
+    async def get_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
+        """All keys under ``prefix`` and the store revision they were read at."""
+        ...
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> Watch:
+        """Events under ``prefix`` from ``start_revision`` (inclusive) on."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Messaging(Protocol):
+    """Subject-based publish/subscribe and request/reply: what Dynamo uses NATS for."""
+
+    url: str
+    max_payload: int
+
+    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
+        """Fire and forget; ``reply`` names a subject where answers should go (for scatter-gather)."""
+        ...
+
+    async def subscribe(
+        self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = ""
+    ) -> Subscription: ...
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens."""
+        ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ResponseSender(Protocol):
+    """Worker side of one response stream."""
+
+    async def send(self, header: bytes | None, body: bytes | None) -> None:
+        """Send one TwoPart frame; raises ConnectionError when the caller went away."""
+        ...
+
+    def closed_by_peer(self) -> bool: ...
+
+    def on_peer_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the caller closes the stream (it stopped reading)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ResponseReceiver(Protocol):
+    """Caller side of one response stream: yields ``(header, body)`` frames after the handshake."""
+
+    connection_info: dict[str, Any]
+
+    def __aiter__(self) -> AsyncIterator[tuple[bytes, bytes]]: ...
+
+    async def close(self) -> None: ...
+
+
+class ResponsePlane(Protocol):
+    """Call-home streams: the caller listens, the worker connects and streams frames to it."""
+
+    async def open_receiver(self, request_id: str) -> ResponseReceiver: ...
+
+    async def connect(self, connection_info: dict[str, Any]) -> ResponseSender: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Backend:
+    """What a runtime is wired to: one of each interface, and a label for displays."""
+
+    kind: str  # "embedded" | "real"
+    discovery: Discovery
+    messaging: Messaging
+    responses: ResponsePlane
+    description: str = ""

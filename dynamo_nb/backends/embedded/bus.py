@@ -1,0 +1,209 @@
+"""An in-process NATS: token subjects with ``*``/``>`` wildcards, queue groups, request/reply, no-responders."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from typing import Awaitable, Callable
+
+from ...errors import NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ..base import Msg
+
+__all__ = ["EmbeddedNats", "EmbeddedMessaging", "subject_matches", "DEFAULT_MAX_PAYLOAD"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+
+
+def _check_subject(subject: str, *, wildcards: bool) -> None:
+    if not isinstance(subject, str) or not subject:
+        raise ValueError(f"invalid subject {subject!r}: must be a non-empty str")
+    if any(c.isspace() for c in subject):
+        raise ValueError(f"invalid subject {subject!r}: whitespace is not allowed")
+    tokens = subject.split(".")
+    if any(not t for t in tokens):
+        raise ValueError(f"invalid subject {subject!r}: empty token")
+    if not wildcards and any(t in ("*", ">") for t in tokens):
+        raise ValueError(f"invalid subject {subject!r}: wildcards are only for subscriptions")
+    if wildcards and ">" in tokens[:-1]:
+        raise ValueError(f"invalid subject {subject!r}: '>' must be the last token")
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS matching: ``*`` is one token, ``>`` one or more trailing tokens.
+
+    >>> subject_matches("namespace.dynamo.>", "namespace.dynamo.component.a.kv")
+    True
+    >>> subject_matches("a.*.c", "a.b.c"), subject_matches("a.*", "a.b.c")
+    (True, False)
+    """
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+class _Sub:
+    """A subscription; messages are handled one at a time, in order, by its own task."""
+
+    def __init__(self, bus: "EmbeddedNats", conn: "EmbeddedMessaging", subject: str, queue: str,
+                 cb: Callable[[Msg], Awaitable[None]]) -> None:
+        self.subject = subject
+        self.queue = queue
+        self.conn = conn
+        self._bus = bus
+        self._cb = cb
+        self._inbox: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"sub:{subject}")
+        self.delivered = 0
+
+    def deliver(self, msg: Msg) -> None:
+        self.delivered += 1
+        self._inbox.put_nowait(msg)
+
+    async def _pump(self) -> None:
+        while True:
+            msg = await self._inbox.get()
+            if msg is None:
+                return
+            try:
+                await self._cb(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failing callback must not kill the subscription (as in nats-py)
+                log.exception("subscription callback on %r failed", self.subject)
+
+    async def unsubscribe(self) -> None:
+        self.conn._subs.discard(self)
+        if self._bus._remove(self):
+            self._inbox.put_nowait(None)
+
+
+class EmbeddedNats:
+    """The message bus shared by every runtime of one embedded world."""
+
+    def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._subs: list[_Sub] = []
+        self._match_cache: dict[str, list[_Sub]] = {}
+        self._replies: dict[str, asyncio.Future[Msg]] = {}
+        self._inbox_ids = itertools.count(1)
+        self.published = 0
+
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """(subject, queue) of every live subscription: what a diagram or test inspects."""
+        return [(s.subject, s.queue) for s in self._subs]
+
+    def _add(self, sub: _Sub) -> None:
+        self._subs.append(sub)
+        self._match_cache.clear()
+
+    def _remove(self, sub: _Sub) -> bool:
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            return False
+        self._match_cache.clear()
+        return True
+
+    def _matching(self, subject: str) -> list[_Sub]:
+        subs = self._match_cache.get(subject)
+        if subs is None:
+            subs = [s for s in self._subs if s.subject == subject or subject_matches(s.subject, subject)]
+            if len(self._match_cache) > 4096:
+                self._match_cache.clear()
+            self._match_cache[subject] = subs
+        return subs
+
+    def publish(self, subject: str, data: bytes, reply: str = "") -> int:
+        """Deliver to every plain subscriber and one member per queue group; returns deliveries."""
+        if len(data) > self.max_payload:
+            raise PayloadTooLargeError(len(data), self.max_payload)
+        future = self._replies.pop(subject, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(Msg(subject, bytes(data)))
+            return 1
+        _check_subject(subject, wildcards=False)
+        self.published += 1
+        subs = self._matching(subject)
+        if not subs:
+            return 0
+        groups: dict[str, list[_Sub]] = {}
+        count = 0
+        for sub in subs:
+            if sub.queue:
+                groups.setdefault(sub.queue, []).append(sub)
+            else:
+                sub.deliver(self._message(subject, data, reply))
+                count += 1
+        for members in groups.values():
+            member = members[0] if len(members) == 1 else random.choice(members)
+            member.deliver(self._message(subject, data, reply))
+            count += 1
+        return count
+
+    def _message(self, subject: str, data: bytes, reply: str) -> Msg:
+        if not reply:
+            return Msg(subject, bytes(data))
+
+        async def respond(answer: bytes) -> None:
+            self.publish(reply, answer)
+
+        return Msg(subject, bytes(data), reply, respond)
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._replies[inbox] = future
+        try:
+            if self.publish(subject, data, reply=inbox) == 0:
+                raise NoRespondersError(subject)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._replies.pop(inbox, None)
+
+
+class EmbeddedMessaging:
+    """One runtime's connection to the embedded bus; closing it drops its subscriptions."""
+
+    def __init__(self, bus: EmbeddedNats) -> None:
+        self.bus = bus
+        self.url = "embedded://nats"
+        self.max_payload = bus.max_payload
+        self._subs: set[_Sub] = set()
+        self._closed = False
+
+    def _live(self) -> EmbeddedNats:
+        if self._closed:
+            raise RuntimeClosedError("messaging connection is closed")
+        return self.bus
+
+    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
+        self._live().publish(subject, data, reply)
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> _Sub:
+        bus = self._live()
+        _check_subject(subject, wildcards=True)
+        sub = _Sub(bus, self, subject, queue, cb)
+        bus._add(sub)
+        self._subs.add(sub)
+        return sub
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        return await self._live().request(subject, data, timeout)
+
+    async def flush(self) -> None:
+        await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self._closed = True
+        for sub in tuple(self._subs):
+            await sub.unsubscribe()
+        self._subs.clear()

@@ -1,0 +1,90 @@
+"""In-process response plane: the caller's receiver is found by its subject, frames pass through a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, AsyncIterator
+
+from ...transport.profile import SEED
+
+__all__ = ["EmbeddedResponsePlane"]
+
+_EOF = (b"", b"\x00eof")
+
+
+class _Receiver:
+    def __init__(self, plane: "EmbeddedResponsePlane", subject: str, request_id: str) -> None:
+        self.subject = subject
+        self.connection_info = SEED.connection_info(plane.address, subject, request_id)
+        self._plane = plane
+        self._queue: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue()
+        self.closed = False
+        self._on_close: list = []
+
+    async def __aiter__(self) -> AsyncIterator[tuple[bytes, bytes]]:
+        while True:
+            frame = await self._queue.get()
+            if frame is _EOF:
+                return
+            yield frame
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._plane._receivers.pop(self.subject, None)
+            callbacks, self._on_close = self._on_close, []
+            for callback in callbacks:
+                callback()
+
+
+class _Sender:
+    def __init__(self, receiver: _Receiver) -> None:
+        self._receiver = receiver
+        self._closed = False
+
+    async def send(self, header: bytes | None, body: bytes | None) -> None:
+        if self._receiver.closed:
+            raise ConnectionResetError("caller closed the response stream")
+        if self._closed:
+            raise ConnectionError("response stream already closed")
+        self._receiver._queue.put_nowait((header or b"", body or b""))
+
+    def closed_by_peer(self) -> bool:
+        return self._receiver.closed
+
+    def on_peer_closed(self, callback) -> None:
+        if self._receiver.closed:
+            callback()
+        else:
+            self._receiver._on_close.append(callback)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._receiver._queue.put_nowait(_EOF)
+
+
+class EmbeddedResponsePlane:
+    """Shared by one embedded world: every runtime in it can reach every receiver."""
+
+    def __init__(self) -> None:
+        self.address = f"embedded:{uuid.uuid4().hex[:8]}"
+        self._receivers: dict[str, _Receiver] = {}
+
+    async def open_receiver(self, request_id: str) -> _Receiver:
+        receiver = _Receiver(self, uuid.uuid4().hex, request_id)
+        self._receivers[receiver.subject] = receiver
+        return receiver
+
+    async def connect(self, connection_info: dict[str, Any]) -> _Sender:
+        info = SEED.parse_connection_info(connection_info)
+        if info["address"] != self.address:
+            raise ConnectionRefusedError(f"no response listener at {info['address']!r}")
+        receiver = self._receivers.get(info["subject"])
+        if receiver is None:
+            raise ConnectionRefusedError(f"no caller waiting on stream {info['subject']!r}")
+        return _Sender(receiver)
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,267 @@
+"""Calling an endpoint: live instance list from the shared watcher, routing, failover, response streams."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import uuid
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from ..errors import (
+    EndpointError,
+    InstanceNotFoundError,
+    NoInstancesError,
+    NoRespondersError,
+    PayloadTooLargeError,
+    RemoteError,
+    StreamIncompleteError,
+    WaitTimeoutError,
+)
+from ..transport.frames import encode_frame
+from ..transport.profile import InstanceInfo, ProtocolError
+
+if TYPE_CHECKING:
+    from ..backends.base import ResponseReceiver
+    from .model import Endpoint
+    from .registry import SharedWatcher
+
+__all__ = ["Client", "ResponseStream"]
+
+_client_ids = itertools.count(1)
+
+
+class ResponseStream:
+    """The items one call streams back; async-iterate it, or ``aclose()`` to stop early (the handler sees it)."""
+
+    def __init__(self, client: "Client", receiver: "ResponseReceiver", request_id: str, instance_id: int) -> None:
+        self.client = client
+        self.request_id = request_id
+        self.instance_id = instance_id
+        self.items = 0
+        self.complete = False
+        self._receiver = receiver
+        self._frames = receiver.__aiter__()
+        self._prologue_seen = False
+        self._closed = False
+
+    def __aiter__(self) -> "ResponseStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        profile = self.client.runtime.profile
+        endpoint = self.client.endpoint.reference()
+        while not self._closed:
+            try:
+                header, body = await self._frames.__anext__()
+            except StopAsyncIteration:
+                await self.aclose()
+                if self.complete:
+                    raise
+                raise StreamIncompleteError(endpoint, f"instance {self.instance_id:x} closed the stream "
+                                                      f"after {self.items} item(s)") from None
+            except BaseException:
+                await self.aclose()
+                raise
+            try:
+                if not self._prologue_seen:
+                    self._prologue_seen = True
+                    error = profile.parse_prologue(header)
+                    if error:
+                        await self.aclose()
+                        raise RemoteError("PrologueError", str(error), endpoint, self.instance_id)
+                    continue
+                if header and not body:  # the sentinel closes the stream
+                    await self.aclose()
+                    if not self.complete:
+                        raise StreamIncompleteError(endpoint, "sentinel before complete_final")
+                    raise StopAsyncIteration
+                item = profile.parse_body(body)
+            except ProtocolError as exc:
+                await self.aclose()
+                raise EndpointError(f"malformed response from {endpoint} instance {self.instance_id:x}: {exc}") from exc
+            if item.kind == "data":
+                self.items += 1
+                return item.data
+            if item.kind == "final":
+                self.complete = True
+                continue
+            await self.aclose()
+            raise RemoteError(item.error_type, item.error_message, endpoint, self.instance_id)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Close the stream; if it was not complete, the worker's handler is told to stop."""
+        if not self._closed:
+            self._closed = True
+            await self._receiver.close()
+
+    async def collect(self) -> list[Any]:
+        """Every item, as a list."""
+        return [item async for item in self]
+
+    async def __aenter__(self) -> "ResponseStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else ("closed" if self._closed else "open")
+        return f"ResponseStream(request={self.request_id}, instance={self.instance_id:x}, items={self.items}, {state})"
+
+
+class Client:
+    """A caller of one endpoint. ``instance_ids()`` is kept current by the component's shared watcher."""
+
+    ACK_TIMEOUT = 5.0
+    DOWN_FOR = 5.0  # seconds an instance that gave no responders is skipped unless the watcher says otherwise
+
+    def __init__(self, endpoint: "Endpoint", watcher: "SharedWatcher", client_id: int) -> None:
+        self.endpoint = endpoint
+        self.runtime = endpoint.runtime
+        self.id = client_id
+        self._watcher = watcher
+        self._rr = itertools.count()
+        self._down: dict[int, float] = {}
+        self._closed = False
+        self.calls = 0
+        self._unlisten = watcher.subscribe(self._on_change)
+
+    @classmethod
+    async def create(cls, endpoint: "Endpoint") -> "Client":
+        runtime = endpoint.runtime
+        runtime._check_open()
+        client_id = next(_client_ids)
+        label = f"client#{client_id} → {endpoint.reference()}"
+        watcher = await runtime.registry.watcher(endpoint.namespace.name, endpoint.component.name, client_id, label)
+        client = cls(endpoint, watcher, client_id)
+        runtime._clients.add(client)
+        return client
+
+    @property
+    def watcher(self) -> "SharedWatcher":
+        return self._watcher
+
+    def _on_change(self, kind: str, info: InstanceInfo) -> None:
+        self._down.pop(info.instance_id, None)
+
+    # -- instances -----------------------------------------------------------------------------------
+    def instances(self) -> list[InstanceInfo]:
+        found = self._watcher.endpoint_instances(self.endpoint.name)
+        return [found[i] for i in sorted(found)]
+
+    def instance_ids(self) -> list[int]:
+        """Live instance ids (= lease ids), sorted; updated by etcd watch events."""
+        return sorted(self._watcher.endpoint_instances(self.endpoint.name))
+
+    def _available(self) -> list[InstanceInfo]:
+        loop_time = asyncio.get_running_loop().time()
+        live = self.instances()
+        up = [i for i in live if self._down.get(i.instance_id, 0.0) <= loop_time]
+        return up or live
+
+    async def wait_for_instances(self, timeout: float | None = None) -> list[int]:
+        """Wait until at least one instance is live; returns the ids."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while not self.instance_ids():
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(f"no instance of {self.endpoint.reference()!r} appeared within {timeout} s")
+            try:
+                await asyncio.wait_for(self._watcher.wait_changed(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return self.instance_ids()
+
+    # -- routing -------------------------------------------------------------------------------------
+    async def generate(self, request: Any) -> ResponseStream:
+        """Default routing (round-robin), as Dynamo's ``client.generate``."""
+        return await self.round_robin(request)
+
+    async def round_robin(self, request: Any) -> ResponseStream:
+        return await self._routed(request, lambda live: live[next(self._rr) % len(live)])
+
+    async def random(self, request: Any) -> ResponseStream:
+        return await self._routed(request, random.choice)
+
+    async def direct(self, request: Any, instance_id: int) -> ResponseStream:
+        """Call one chosen instance; no failover."""
+        self.runtime._check_open()
+        found = self._watcher.endpoint_instances(self.endpoint.name)
+        info = found.get(instance_id)
+        if info is None:
+            raise InstanceNotFoundError(self.endpoint.reference(), instance_id, sorted(found))
+        try:
+            return await self._call(info, request)
+        except NoRespondersError as exc:
+            self._mark_down(info.instance_id)
+            raise EndpointError(f"instance {instance_id:x} of {self.endpoint.reference()!r} did not answer "
+                                "(its worker is gone; its key vanishes when the lease expires)") from exc
+
+    async def _routed(self, request: Any, choose: Any) -> ResponseStream:
+        """Pick an instance; if it does not answer (dead worker, lease not yet expired), try the others."""
+        self.runtime._check_open()
+        tried: set[int] = set()
+        last: Exception | None = None
+        while True:
+            live = [i for i in self._available() if i.instance_id not in tried]
+            if not live:
+                if last is not None:
+                    raise NoInstancesError(self.endpoint.reference()) from last
+                raise NoInstancesError(self.endpoint.reference())
+            info = choose(live)
+            try:
+                return await self._call(info, request)
+            except (NoRespondersError, ConnectionRefusedError) as exc:
+                tried.add(info.instance_id)
+                self._mark_down(info.instance_id)
+                last = exc
+
+    def _mark_down(self, instance_id: int) -> None:
+        self._down[instance_id] = asyncio.get_running_loop().time() + self.DOWN_FOR
+
+    async def _call(self, info: InstanceInfo, request: Any) -> ResponseStream:
+        runtime = self.runtime
+        profile, backend = runtime.profile, runtime.backend
+        body = profile.encode(request)
+        request_id = str(uuid.uuid4())
+        receiver = await backend.responses.open_receiver(request_id)
+        payload = encode_frame(profile.request_header(request_id, receiver.connection_info), body)
+        if len(payload) > backend.messaging.max_payload:
+            await receiver.close()
+            raise PayloadTooLargeError(len(payload), backend.messaging.max_payload, what="request")
+        self.calls += 1
+        runtime.recorder.record("call", f"client#{self.id}", self.endpoint.reference(), request_id=request_id,
+                                instance_id=info.instance_id, subject=info.subject)
+        try:
+            ack = await backend.messaging.request(info.subject, payload, timeout=self.ACK_TIMEOUT)
+        except BaseException:
+            await receiver.close()
+            raise
+        if ack.data:
+            await receiver.close()
+            raise EndpointError(f"instance {info.instance_id:x} refused the request: {ack.data[:200]!r}")
+        return ResponseStream(self, receiver, request_id, info.instance_id)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._unlisten()
+            self.runtime._clients.discard(self)
+            await self.runtime.registry.release_watcher(self._watcher, self.id)
+
+    # -- display -------------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
+        from ..display.live import live
+
+        return live(self, kind, **kwargs)
+
+    def __repr__(self) -> str:
+        ids = ", ".join(f"{i:x}" for i in self.instance_ids()) or "none"
+        return f"Client({self.endpoint.reference()!r}, instances=[{ids}])"

@@ -1,0 +1,97 @@
+"""The event plane (seed §3.4): JSON events on NATS subjects scoped by namespace and component."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, AsyncIterator, Generator
+
+from ..backends.base import Msg, Subscription
+
+if TYPE_CHECKING:
+    from .runtime import DistributedRuntime
+
+__all__ = ["EventSubscription"]
+
+log = logging.getLogger(__name__)
+
+_CLOSED = object()
+
+
+class EventSubscription:
+    """Subscribed on ``await`` or on first iteration; yields each event's decoded data; ``close()`` ends it."""
+
+    def __init__(self, runtime: "DistributedRuntime", subject: str, scope: str, event: str) -> None:
+        self.runtime = runtime
+        self.subject = subject
+        self.scope = scope
+        self.event = event
+        self.received = 0
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._sub: Subscription | None = None
+        self._closed = False
+
+    async def start(self) -> "EventSubscription":
+        if self._sub is None and not self._closed:
+            self._sub = await self.runtime.backend.messaging.subscribe(self.subject, self._on_msg)
+            await self.runtime.backend.messaging.flush()
+            self.runtime._event_subscriptions.add(self)
+            self.runtime.recorder.record("event.subscribe", self.runtime.name, "NATS", subject=self.subject,
+                                         scope=self.scope, event=self.event)
+        return self
+
+    def __await__(self) -> Generator[Any, None, "EventSubscription"]:
+        return self.start().__await__()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            log.warning("dropped a non-JSON event on %s", msg.subject)
+            return
+        self.received += 1
+        self.runtime.recorder.record("event.deliver", "NATS", self.runtime.name, subject=msg.subject,
+                                     scope=self.scope, event=self.event)
+        self._queue.put_nowait(data)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        await self.start()
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """The next event's data (subscribing first if needed)."""
+        await self.start()
+        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if item is _CLOSED:
+            raise StopAsyncIteration
+        return item
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.runtime._event_subscriptions.discard(self)
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+        self._queue.put_nowait(_CLOSED)
+
+    async def __aenter__(self) -> "EventSubscription":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("subscribed" if self._sub else "not yet subscribed")
+        return f"EventSubscription({self.subject!r}, {state}, received={self.received})"

@@ -1,0 +1,170 @@
+"""Namespace → Component → Endpoint: cheap, validated handles that know their derived names (seed §2–4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from .. import names
+from .events import EventSubscription
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .runtime import DistributedRuntime
+    from .served import EndpointBuilder, Handler, ServedEndpoint
+
+__all__ = ["Namespace", "Component", "Endpoint"]
+
+
+class _Handle:
+    """Equality and hashing by (runtime, path): asking twice for a name gives an equal object."""
+
+    runtime: "DistributedRuntime"
+
+    def _key(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._key() == self._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__,) + self._key())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
+        """Display a diagram of this object that redraws itself as the system changes."""
+        from ..display.live import live
+
+        return live(self, kind, **kwargs)
+
+
+class Namespace(_Handle):
+    """Logical isolation: components and events of one namespace never see another's (seed §2.1)."""
+
+    def __init__(self, runtime: "DistributedRuntime", name: str) -> None:
+        self.runtime = runtime
+        self.name = names.validate_namespace(name)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (id(self.runtime), self.name)
+
+    def component(self, name: str) -> "Component":
+        return Component(self, name)
+
+    def components(self) -> list["Component"]:
+        """Components of this namespace the runtime knows: served here, or seen live by a watcher."""
+        return [c for c in self.runtime.known_components() if c.namespace == self]
+
+    def event_subject(self, event: str) -> str:
+        return names.namespace_event_subject(self.name, names.validate_event(event))
+
+    async def publish(self, event: str, data: Any) -> None:
+        """Send ``data`` (JSON) to every subscriber of ``event`` in this namespace."""
+        await self.runtime._publish_event(self.event_subject(event), data, self.name, event)
+
+    def subscribe(self, event: str) -> EventSubscription:
+        """Async-iterate the namespace's ``event`` messages (``await`` it to be subscribed before publishing)."""
+        return EventSubscription(self.runtime, self.event_subject(event), self.name, event)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r})"
+
+
+class Component(_Handle):
+    """A deployable service unit: one NATS service, one etcd prefix, many endpoints (seed §3)."""
+
+    def __init__(self, namespace: Namespace, name: str) -> None:
+        self.namespace = namespace
+        self.runtime = namespace.runtime
+        self.name = names.validate_component(name)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (id(self.runtime), self.namespace.name, self.name)
+
+    def endpoint(self, name: str) -> "Endpoint":
+        return Endpoint(self, name)
+
+    def endpoints(self) -> list["Endpoint"]:
+        """Endpoints of this component the runtime knows: served here, or seen live by a watcher."""
+        return [e for e in self.runtime.known_endpoints() if e.component == self]
+
+    def etcd_path(self) -> str:
+        return names.component_etcd_path(self.namespace.name, self.name)
+
+    def service_name(self) -> str:
+        return names.component_service_name(self.namespace.name, self.name)
+
+    def path(self) -> str:
+        return names.component_path(self.namespace.name, self.name)
+
+    def event_subject(self, event: str) -> str:
+        return names.component_event_subject(self.namespace.name, self.name, names.validate_event(event))
+
+    async def publish(self, event: str, data: Any) -> None:
+        """Send ``data`` (JSON) on ``namespace.{ns}.component.{name}.{event}`` (seed §3.4)."""
+        await self.runtime._publish_event(self.event_subject(event), data, self.path(), event)
+
+    def subscribe(self, event: str) -> EventSubscription:
+        """Async-iterate this component's ``event`` messages."""
+        return EventSubscription(self.runtime, self.event_subject(event), self.path(), event)
+
+    async def scrape_stats(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """``$SRV.STATS`` from every live instance of this component's service, gathered over messaging."""
+        return await self.runtime._scrape_stats(self, timeout)
+
+    def __repr__(self) -> str:
+        return f"Component({self.path()!r})"
+
+
+class Endpoint(_Handle):
+    """A callable entry point of a component (seed §4)."""
+
+    def __init__(self, component: Component, name: str) -> None:
+        self.component = component
+        self.runtime = component.runtime
+        self.name = names.validate_endpoint(name)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (id(self.runtime), self.component.namespace.name, self.component.name, self.name)
+
+    @property
+    def namespace(self) -> Namespace:
+        return self.component.namespace
+
+    def reference(self) -> str:
+        """The seed's reference form, ``namespace.Component.endpoint``."""
+        return f"{self.namespace.name}.{self.component.name}.{self.name}"
+
+    def path(self) -> str:
+        return f"{self.component.path()}/{self.name}"
+
+    def instance_key(self, lease_id: int) -> str:
+        return self.runtime.profile.instance_key(self.namespace.name, self.component.name, self.name, lease_id)
+
+    def subject(self, lease_id: int) -> str:
+        return self.runtime.profile.endpoint_subject(self.namespace.name, self.component.name, self.name, lease_id)
+
+    def endpoint_builder(self) -> "EndpointBuilder":
+        from .served import EndpointBuilder
+
+        return EndpointBuilder(self)
+
+    async def serve_endpoint(self, handler: "Handler", **options: Any) -> None:
+        """Serve ``handler`` and return only when the endpoint stops (as Dynamo's ``serve_endpoint``)."""
+        served = await self.endpoint_builder().handler(handler).options(**options).start()
+        await served.wait_stopped()
+
+    async def client(self) -> "Client":
+        from .client import Client
+
+        return await Client.create(self)
+
+    def served(self) -> list["ServedEndpoint"]:
+        """Instances of this endpoint served by this runtime."""
+        return [s for s in self.runtime.served_endpoints() if s.endpoint == self]
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.reference()!r})"

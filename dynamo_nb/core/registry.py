@@ -1,0 +1,308 @@
+"""The per-runtime Registry (seed §5): shared NATS services, shared etcd watchers, stats handlers.
+
+Without it every endpoint would create its own NATS service and every client its own etcd watch; with it a
+component has one service and one watcher, however many endpoints and clients use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import names
+from ..backends.base import Msg, Subscription, WatchEvent
+from ..transport.profile import InstanceInfo
+
+if TYPE_CHECKING:
+    from .runtime import DistributedRuntime
+
+__all__ = ["Registry", "ServiceGroup", "EndpointStats", "SharedWatcher", "StatsHandler"]
+
+log = logging.getLogger(__name__)
+
+StatsHandler = Callable[[], Any]
+
+
+@dataclass
+class EndpointStats:
+    """Counters one endpoint reports in ``$SRV.STATS``."""
+
+    name: str
+    subject: str
+    num_requests: int = 0
+    num_errors: int = 0
+    last_error: str = ""
+    processing_time_ns: int = 0
+
+    def as_stats(self, data: Any) -> dict[str, Any]:
+        avg = self.processing_time_ns // self.num_requests if self.num_requests else 0
+        return {"name": self.name, "subject": self.subject, "queue_group": "q",
+                "num_requests": self.num_requests, "num_errors": self.num_errors, "last_error": self.last_error,
+                "processing_time": self.processing_time_ns, "average_processing_time": avg, "data": data}
+
+
+class ServiceGroup:
+    """One NATS service per component, answering ``$SRV.PING/INFO/STATS`` for all its endpoints."""
+
+    VERSION = "0.1.0"
+
+    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
+        self.runtime = runtime
+        self.namespace = namespace
+        self.component = component
+        self.service_name = names.component_service_name(namespace, component)
+        self.slug = names.service_slug(namespace, component)
+        self.id = uuid.uuid4().hex[:22]
+        self.started = datetime.now(timezone.utc)
+        self.endpoints: dict[str, EndpointStats] = {}
+        self._subs: list[Subscription] = []
+
+    def control_subjects(self) -> list[str]:
+        """Every ``$SRV`` subject the service answers, as the NATS services API defines them."""
+        return [f"$SRV.{verb}{suffix}" for verb in ("PING", "INFO", "STATS")
+                for suffix in ("", f".{self.slug}", f".{self.slug}.{self.id}")]
+
+    async def start(self) -> None:
+        messaging = self.runtime.backend.messaging
+        for subject in self.control_subjects():
+            self._subs.append(await messaging.subscribe(subject, self._on_control))
+
+    async def stop(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may already be gone
+                pass
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.slug, "id": self.id,
+                "version": self.VERSION, "metadata": {"service_name": self.service_name}}
+
+    def ping(self) -> dict[str, Any]:
+        return self._base("ping")
+
+    def info(self) -> dict[str, Any]:
+        doc = self._base("info")
+        doc["description"] = f"dynamo component {self.service_name}"
+        doc["endpoints"] = [{"name": s.name, "subject": s.subject, "queue_group": "q", "metadata": {}}
+                            for s in self.endpoints.values()]
+        return doc
+
+    def stats(self) -> dict[str, Any]:
+        doc = self._base("stats")
+        doc["started"] = self.started.isoformat().replace("+00:00", "Z")
+        handlers = self.runtime.registry.stats_handlers.get(self.service_name, {})
+        endpoints = []
+        for ep_name, stats in self.endpoints.items():
+            handler = handlers.get(ep_name)
+            data = None
+            if handler is not None:
+                try:
+                    data = handler()
+                except Exception as exc:  # a broken stats handler must not break STATS for everyone
+                    data = {"error": f"{type(exc).__name__}: {exc}"}
+            endpoints.append(stats.as_stats(data))
+        doc["endpoints"] = endpoints
+        return doc
+
+    async def _on_control(self, msg: Msg) -> None:
+        verb = msg.subject.split(".")[1]
+        doc = {"PING": self.ping, "INFO": self.info, "STATS": self.stats}[verb]()
+        if msg.reply:
+            await msg.respond(json.dumps(doc, default=str).encode())
+
+
+class SharedWatcher:
+    """One etcd prefix watch per component, shared by every client of that component in the runtime.
+
+    Keeps the live instance map current; if the watch breaks it re-reads from the last revision rather than
+    forgetting every instance (a failure mode Dynamo's users have reported).
+    """
+
+    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
+        self.runtime = runtime
+        self.prefix = runtime.profile.instance_prefix(namespace, component)
+        self.instances: dict[str, InstanceInfo] = {}
+        self.sharers: dict[int, str] = {}
+        self.revision = 0
+        self.resyncs = 0
+        self._listeners: list[Callable[[str, InstanceInfo], None]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._watch: Any = None
+        self._ready = asyncio.Event()
+
+    @property
+    def share_count(self) -> int:
+        return len(self.sharers)
+
+    def endpoint_instances(self, endpoint: str) -> dict[int, InstanceInfo]:
+        return {i.instance_id: i for i in self.instances.values() if i.endpoint == endpoint}
+
+    def subscribe(self, listener: Callable[[str, InstanceInfo], None]) -> Callable[[], None]:
+        """``listener("put"|"delete", info)`` on every instance change."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    async def start(self) -> None:
+        await self._sync()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"watch:{self.prefix}")
+
+    async def _sync(self) -> None:
+        """Read the prefix and make ``instances`` equal to it, announcing only the differences."""
+        revision, kvs = await self.runtime.backend.discovery.get_prefix(self.prefix + "/")
+        seen: dict[str, InstanceInfo] = {}
+        for kv in kvs:
+            info = self.runtime.profile.parse_instance(self.prefix, kv.key, kv.value)
+            if info is not None:
+                seen[kv.key] = info
+        for key in set(self.instances) - set(seen):
+            self._apply(WatchEvent("delete", key, b"", revision))
+        for key, info in seen.items():
+            if self.instances.get(key) != info:
+                self._apply(WatchEvent("put", key, b"", revision), info)
+        self.revision = revision
+        self._ready.set()
+
+    def _apply(self, event: WatchEvent, info: InstanceInfo | None = None) -> None:
+        if event.kind == "put":
+            if info is None:
+                info = self.runtime.profile.parse_instance(self.prefix, event.key, event.value)
+                if info is None:
+                    return
+            self.instances[event.key] = info
+        else:
+            info = self.instances.pop(event.key, None)
+            if info is None:
+                return
+        self.runtime.recorder.record(f"watch.{event.kind}", self.runtime.name, "etcd", key=event.key,
+                                     instance_id=info.instance_id, endpoint=info.endpoint,
+                                     revision=event.revision)
+        for listener in tuple(self._listeners):
+            listener(event.kind, info)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self._watch = await self.runtime.backend.discovery.watch_prefix(self.prefix + "/", self.revision + 1)
+                async for event in self._watch:
+                    self.revision = max(self.revision, event.revision)
+                    self._apply(event)
+                    delay = 0.05
+                # The watch ended without being cancelled: the server went away. Fall through and resync.
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watch on %s broke (%s); resyncing", self.prefix, exc)
+            if self.runtime.closed:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                await self._sync()
+                self.resyncs += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("resync of %s failed (%s); retrying", self.prefix, exc)
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            try:
+                await self._watch.cancel()
+            except Exception:
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+
+@dataclass
+class Registry:
+    """Everything a runtime shares between its endpoints and clients, open to inspection."""
+
+    runtime: "DistributedRuntime"
+    services: dict[str, ServiceGroup] = field(default_factory=dict)
+    watchers: dict[str, SharedWatcher] = field(default_factory=dict)
+    stats_handlers: dict[str, dict[str, StatsHandler]] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def service(self, namespace: str, component: str) -> tuple[ServiceGroup, bool]:
+        """The component's service, created on first use; returns ``(service, created)``."""
+        name = names.component_service_name(namespace, component)
+        async with self._lock("svc:" + name):
+            service = self.services.get(name)
+            if service is not None:
+                return service, False
+            service = ServiceGroup(self.runtime, namespace, component)
+            await service.start()
+            self.services[name] = service
+            return service, True
+
+    async def watcher(self, namespace: str, component: str, sharer_id: int, sharer: str) -> SharedWatcher:
+        """The component's shared watcher (started on first use), with ``sharer`` counted in."""
+        prefix = self.runtime.profile.instance_prefix(namespace, component)
+        async with self._lock("watch:" + prefix):
+            watcher = self.watchers.get(prefix)
+            if watcher is None:
+                watcher = SharedWatcher(self.runtime, namespace, component)
+                await watcher.start()
+                self.watchers[prefix] = watcher
+            watcher.sharers[sharer_id] = sharer
+            return watcher
+
+    async def release_watcher(self, watcher: SharedWatcher, sharer_id: int) -> None:
+        """Drop one sharer; the watch stops when nobody shares it any more."""
+        watcher.sharers.pop(sharer_id, None)
+        if not watcher.sharers and self.watchers.get(watcher.prefix) is watcher:
+            del self.watchers[watcher.prefix]
+            await watcher.stop()
+
+    def add_stats_handler(self, service_name: str, endpoint: str, handler: StatsHandler) -> None:
+        self.stats_handlers.setdefault(service_name, {})[endpoint] = handler
+
+    def remove_stats_handler(self, service_name: str, endpoint: str) -> None:
+        handlers = self.stats_handlers.get(service_name)
+        if handlers is not None:
+            handlers.pop(endpoint, None)
+            if not handlers:
+                del self.stats_handlers[service_name]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and sharing, as the registry diagram shows them."""
+        return {
+            "services": {name: sorted(s.endpoints) for name, s in self.services.items()},
+            "watchers": {prefix: sorted(w.sharers.values()) for prefix, w in self.watchers.items()},
+            "stats_handlers": {name: sorted(h) for name, h in self.stats_handlers.items()},
+        }
+
+    async def close(self) -> None:
+        for watcher in list(self.watchers.values()):
+            await watcher.stop()
+        self.watchers.clear()
+        for service in list(self.services.values()):
+            await service.stop()
+        self.services.clear()

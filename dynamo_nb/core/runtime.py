@@ -1,0 +1,368 @@
+"""DistributedRuntime: one process's connection to discovery and messaging, its primary lease and registry."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .. import names
+from ..backends.base import Backend
+from ..errors import RuntimeClosedError
+from ..transport.profile import SEED, SeedProfile
+from .events import EventSubscription
+from .model import Component, Endpoint, Namespace
+from .recorder import Recorder
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from ..backends.embedded import EmbeddedWorld
+    from .client import Client
+    from .served import ServedEndpoint
+
+__all__ = ["DistributedRuntime", "EtcdClient", "DEFAULT_LEASE_TTL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_TTL = 10.0  # Dynamo's primary lease TTL (seconds)
+_runtime_ids = itertools.count(1)
+
+
+class EtcdClient:
+    """The small etcd surface Dynamo's Python bindings expose (``runtime.etcd_client()``), on every backend."""
+
+    def __init__(self, runtime: "DistributedRuntime") -> None:
+        self._runtime = runtime
+
+    def primary_lease_id(self) -> int:
+        return self._runtime.primary_lease_id
+
+    async def kv_get_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        """Every key under ``prefix`` as ``{"key", "value", "create_revision", "mod_revision", "version", "lease"}``."""
+        _, kvs = await self._runtime.backend.discovery.get_prefix(prefix)
+        return [kv.as_dict() for kv in kvs]
+
+    async def kv_create(self, key: str, value: bytes, lease_id: int | None = None) -> None:
+        """Create-only put; raises if the key exists."""
+        from ..errors import RegistrationError
+
+        if not await self._runtime.backend.discovery.create(key, bytes(value), lease_id):
+            raise RegistrationError(f"key {key!r} already exists")
+
+    async def kv_put(self, key: str, value: bytes, lease_id: int | None = None) -> None:
+        await self._runtime.backend.discovery.put(key, bytes(value), lease_id)
+
+    async def kv_delete(self, key: str) -> int:
+        return await self._runtime.backend.discovery.delete(key)
+
+
+class DistributedRuntime:
+    """Root of the object model (seed §1): ``runtime.namespace(n).component(c).endpoint(e)``.
+
+    ``await DistributedRuntime.create()`` uses the embedded backend unless servers are given (or configured in
+    ``ETCD_ENDPOINTS`` / ``NATS_SERVER``). Every runtime on one event loop without servers shares one embedded
+    world, so a notebook can run a frontend and several workers as separate runtimes.
+    """
+
+    def __init__(self, backend: Backend, *, lease_ttl: float = DEFAULT_LEASE_TTL, name: str | None = None,
+                 health_check_interval: float = 1.0, drain_timeout: float = 5.0,
+                 profile: SeedProfile = SEED, record_capacity: int = 2000) -> None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, got {lease_ttl}")
+        self.id = next(_runtime_ids)
+        self.name = name or f"runtime-{self.id}"
+        self.backend = backend
+        self.lease_ttl = float(lease_ttl)
+        self.health_check_interval = health_check_interval
+        self.drain_timeout = drain_timeout
+        self.profile = profile
+        self.recorder = Recorder(record_capacity)
+        self.registry = Registry(self)
+        self.primary_lease_id = 0
+        self.lease_alive = False
+        self.closed = False
+        self.killed = False
+        self._served: list[ServedEndpoint] = []
+        self._clients: set[Client] = set()
+        self._event_subscriptions: set[EventSubscription] = set()
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._lease_lock = asyncio.Lock()
+        self.keepalives = 0
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    async def create(
+        cls,
+        *,
+        etcd_endpoints: str | Sequence[str] | None = None,
+        nats_server: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        world: "EmbeddedWorld | None" = None,
+        name: str | None = None,
+        health_check_interval: float = 1.0,
+        drain_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+    ) -> "DistributedRuntime":
+        """Connect and grant the primary lease.
+
+        Servers come from the arguments, else from ``ETCD_ENDPOINTS`` / ``NATS_SERVER``; with neither, the
+        embedded world of this event loop (or ``world``) is used.
+        """
+        etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
+        nats_server = nats_server or os.environ.get("NATS_SERVER") or None
+        if world is None and (etcd_endpoints or nats_server):
+            from ..backends.real import connect_real
+
+            backend = await connect_real(etcd_endpoints, nats_server, connect_timeout=connect_timeout)
+        else:
+            from ..backends.embedded import default_world
+
+            backend = (world or default_world()).connect()
+        runtime = cls(backend, lease_ttl=lease_ttl, name=name, health_check_interval=health_check_interval,
+                      drain_timeout=drain_timeout)
+        try:
+            await runtime._grant_primary_lease()
+        except BaseException:
+            await runtime._close_backend()
+            raise
+        return runtime
+
+    # -- object model ----------------------------------------------------------------------------------
+    def namespace(self, name: str) -> Namespace:
+        return Namespace(self, name)
+
+    def endpoint(self, reference: str) -> Endpoint:
+        """Parse the seed's reference form ``namespace.Component.endpoint/path`` (§4.2)."""
+        ref = names.parse_endpoint_ref(reference)
+        return self.namespace(ref.namespace).component(ref.component).endpoint(ref.endpoint)
+
+    def etcd_client(self) -> EtcdClient:
+        return EtcdClient(self)
+
+    def served_endpoints(self) -> list["ServedEndpoint"]:
+        return list(self._served)
+
+    def clients(self) -> list["Client"]:
+        return sorted(self._clients, key=lambda c: c.id)
+
+    def known_endpoints(self) -> list[Endpoint]:
+        """Endpoints served here or seen live through this runtime's watchers, for displays."""
+        seen: dict[Any, Endpoint] = {}
+        for served in self._served:
+            seen.setdefault(served.endpoint._key(), served.endpoint)
+        for client in self._clients:
+            seen.setdefault(client.endpoint._key(), client.endpoint)
+        for watcher in self.registry.watchers.values():
+            for info in watcher.instances.values():
+                ep = self.namespace(info.namespace).component(info.component).endpoint(info.endpoint)
+                seen.setdefault(ep._key(), ep)
+        return list(seen.values())
+
+    def known_components(self) -> list[Component]:
+        seen: dict[Any, Component] = {}
+        for ep in self.known_endpoints():
+            seen.setdefault(ep.component._key(), ep.component)
+        return list(seen.values())
+
+    def known_namespaces(self) -> list[Namespace]:
+        seen: dict[Any, Namespace] = {}
+        for comp in self.known_components():
+            seen.setdefault(comp.namespace._key(), comp.namespace)
+        return list(seen.values())
+
+    def _check_open(self) -> None:
+        if self.closed:
+            state = "killed" if self.killed else "shut down"
+            raise RuntimeClosedError(f"{self.name} was {state}")
+
+    # -- lease -------------------------------------------------------------------------------------------
+    async def _grant_primary_lease(self) -> int:
+        lease_id = await self.backend.discovery.grant_lease(self.lease_ttl)
+        self.primary_lease_id = lease_id
+        self.lease_alive = True
+        self.recorder.record("lease.grant", self.name, "etcd", lease_id=lease_id, ttl=self.lease_ttl)
+        if self._keepalive_task is None or self._keepalive_task.done():
+            self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(),
+                                                                          name=f"keepalive:{self.name}")
+        return lease_id
+
+    async def _acquire_lease(self, served: "ServedEndpoint") -> int:
+        """The primary lease for a new instance (granted anew if the last stop revoked it)."""
+        self._check_open()
+        async with self._lease_lock:
+            if not self.lease_alive:
+                await self._grant_primary_lease()
+            self._served.append(served)
+            return self.primary_lease_id
+
+    def _release_lease(self, served: "ServedEndpoint") -> None:
+        if served in self._served:
+            self._served.remove(served)
+
+    async def _keepalive_loop(self) -> None:
+        """Refresh the lease every TTL/3; if etcd lost it, take a new one and register everything again."""
+        interval = max(self.lease_ttl / 3.0, 0.01)
+        while not self.closed:
+            await asyncio.sleep(interval)
+            if not self.lease_alive:
+                continue
+            try:
+                ok = await self.backend.discovery.keep_alive(self.primary_lease_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # etcd unreachable for now: try again next tick
+                log.warning("%s: keep-alive failed: %s", self.name, exc)
+                continue
+            if ok:
+                self.keepalives += 1
+                self.recorder.record("lease.keepalive", self.name, "etcd", lease_id=self.primary_lease_id)
+                continue
+            self.recorder.record("lease.lost", self.name, "etcd", lease_id=self.primary_lease_id)
+            log.warning("%s: lease %x is gone; re-granting and re-registering", self.name, self.primary_lease_id)
+            try:
+                async with self._lease_lock:
+                    self.lease_alive = False
+                    await self._grant_primary_lease()
+                    for served in list(self._served):
+                        await served._reregister(self.primary_lease_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: re-registration failed: %s", self.name, exc)
+
+    async def _deregister(self, served: "ServedEndpoint") -> None:
+        """Delete the instance key; revoke the lease when no other instance of this runtime holds it."""
+        async with self._lease_lock:
+            self._release_lease(served)
+            others = [s for s in self._served if s.lease_id == served.lease_id]
+            if others or not self.lease_alive:
+                await self.backend.discovery.delete(served.key)
+                self.recorder.record("kv.delete", served.actor, "etcd", key=served.key)
+                return
+            await self.backend.discovery.revoke_lease(served.lease_id)
+            self.lease_alive = False
+            self.recorder.record("lease.revoke", served.actor, "etcd", lease_id=served.lease_id, keys=[served.key])
+
+    # -- events ------------------------------------------------------------------------------------------
+    async def _publish_event(self, subject: str, data: Any, scope: str, event: str) -> None:
+        self._check_open()
+        try:
+            payload = json.dumps(data).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
+        await self.backend.messaging.publish(subject, payload)
+        self.recorder.record("event.publish", scope, "NATS", subject=subject, scope=scope, event=event,
+                             size=len(payload))
+
+    async def _scrape_stats(self, component: Component, timeout: float) -> list[dict[str, Any]]:
+        """Collect ``$SRV.STATS`` replies from every instance of the component's service."""
+        slug = names.service_slug(component.namespace.name, component.name)
+        messaging = self.backend.messaging
+        replies: list[dict[str, Any]] = []
+        inbox = f"_STATS.{self.name}.{id(replies):x}"
+        done = asyncio.Event()
+
+        async def on_reply(msg: Any) -> None:
+            try:
+                replies.append(json.loads(msg.data))
+            except ValueError:
+                pass
+
+        # Ask the service's subject and gather every reply that arrives within the timeout.
+        sub = await messaging.subscribe(inbox, on_reply)
+        try:
+            await messaging.publish(f"$SRV.STATS.{slug}", b"", reply=inbox)
+            try:
+                await asyncio.wait_for(done.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return sorted(replies, key=lambda r: r.get("id", ""))
+
+    # -- teardown ------------------------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """Stop every served endpoint gracefully, close clients and subscriptions, revoke the lease."""
+        if self.closed:
+            return
+        for served in list(self._served):
+            try:
+                await served.stop()
+            except Exception as exc:
+                log.warning("%s: stopping %s failed: %s", self.name, served.actor, exc)
+        self.closed = True
+        for client in list(self._clients):
+            await client.close()
+        for sub in list(self._event_subscriptions):
+            await sub.close()
+        if self.lease_alive:
+            try:
+                await self.backend.discovery.revoke_lease(self.primary_lease_id)
+                self.recorder.record("lease.revoke", self.name, "etcd", lease_id=self.primary_lease_id, keys=[])
+            except Exception as exc:
+                log.warning("%s: revoking lease failed: %s", self.name, exc)
+            self.lease_alive = False
+        await self._stop_keepalive()
+        await self.registry.close()
+        await self._close_backend()
+
+    async def kill(self) -> None:
+        """Simulate a crash: keep-alive stops, connections drop, nothing is revoked or deleted.
+
+        The instance keys stay in etcd until the lease expires (``lease_ttl``); clients elsewhere then drop them.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.killed = True
+        await self._stop_keepalive()
+        for served in list(self._served):
+            served._kill()
+        self.recorder.record("kill", "App", self.name, lease_id=self.primary_lease_id)
+        await self.backend.messaging.close()  # subscriptions vanish: callers get no-responders at once
+        for client in list(self._clients):
+            client._closed = True
+        self._clients.clear()
+        await self.registry.close()
+        await self._close_backend()
+
+    async def _stop_keepalive(self) -> None:
+        task, self._keepalive_task = self._keepalive_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _close_backend(self) -> None:
+        for part in (self.backend.messaging, self.backend.discovery, self.backend.responses):
+            try:
+                await part.close()
+            except Exception as exc:
+                log.debug("closing %r: %s", part, exc)
+
+    async def __aenter__(self) -> "DistributedRuntime":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- display -------------------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
+        from ..display.live import live
+
+        return live(self, kind, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "killed" if self.killed else ("shut down" if self.closed else "running")
+        return (f"DistributedRuntime({self.name!r}, backend={self.backend.kind}, lease={self.primary_lease_id:x}, "
+                f"{state}, served={len(self._served)}, clients={len(self._clients)})")

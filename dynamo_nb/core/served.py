@@ -1,0 +1,437 @@
+"""Serving an endpoint: the builder, the start sequence of seed §4.4, request handling, graceful stop (§6.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Union
+
+from ..backends.base import Msg, Subscription
+from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
+from ..transport.frames import FrameError, decode_frame
+from ..transport.profile import ProtocolError
+from .lifecycle import TRANSITIONS, Lifecycle, State
+
+if TYPE_CHECKING:
+    from .model import Endpoint
+    from .registry import EndpointStats, ServiceGroup, StatsHandler
+
+__all__ = ["RequestContext", "EndpointBuilder", "ServedEndpoint", "Handler"]
+
+log = logging.getLogger(__name__)
+
+Handler = Union[Callable[[Any], AsyncIterator[Any]], Callable[[Any, "RequestContext"], AsyncIterator[Any]]]
+
+
+class RequestContext:
+    """What a handler knows about its request: the id, and whether the caller stopped listening."""
+
+    __slots__ = ("request_id", "_stopped", "_task")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self._stopped = False
+        self._task: asyncio.Task[Any] | None = None
+
+    def id(self) -> str:
+        return self.request_id
+
+    def is_stopped(self) -> bool:
+        """True once the caller closed its stream (or the worker is being killed)."""
+        return self._stopped
+
+    def stop_generating(self) -> None:
+        self._stopped = True
+
+    def __repr__(self) -> str:
+        return f"RequestContext({self.request_id!r}, stopped={self._stopped})"
+
+
+def _handler_arity(handler: Callable[..., Any]) -> int:
+    """1 for ``handler(request)``, 2 for ``handler(request, context)``; TypeError otherwise."""
+    if not callable(handler):
+        raise TypeError(f"handler must be an async generator function, got {type(handler).__name__}")
+    target = handler.__call__ if not inspect.isfunction(handler) and not inspect.ismethod(handler) else handler
+    if not (inspect.isasyncgenfunction(target) or inspect.iscoroutinefunction(target)):
+        raise TypeError(
+            f"handler {getattr(handler, '__name__', handler)!r} must be an async generator function "
+            "(async def ... yield ...) or an async function"
+        )
+    try:
+        params = [p for p in inspect.signature(handler).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        has_varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return 1
+    required = [p for p in params if p.default is p.empty]
+    if has_varargs or len(params) >= 2:
+        return 2
+    if len(required) <= 1 and params:
+        return 1
+    raise TypeError(f"handler {getattr(handler, '__name__', handler)!r} must take (request) or (request, context)")
+
+
+async def _as_stream(result: Any) -> AsyncIterator[Any]:
+    """Let plain ``async def`` handlers return one response."""
+    yield await result
+
+
+class EndpointBuilder:
+    """``endpoint.endpoint_builder().handler(h).stats_handler(fn).start()`` (Dynamo's builder)."""
+
+    def __init__(self, endpoint: "Endpoint") -> None:
+        self.endpoint = endpoint
+        self._handler: Handler | None = None
+        self._stats_handler: StatsHandler | None = None
+        self._drain_timeout: float | None = None
+        self._metadata: dict[str, Any] = {}
+
+    def handler(self, handler: Handler) -> "EndpointBuilder":
+        _handler_arity(handler)
+        self._handler = handler
+        return self
+
+    def stats_handler(self, fn: "StatsHandler") -> "EndpointBuilder":
+        """``fn()`` returns the ``data`` of this endpoint's ``$SRV.STATS`` entry."""
+        if not callable(fn):
+            raise TypeError("stats_handler must be callable")
+        self._stats_handler = fn
+        return self
+
+    def options(self, *, drain_timeout: float | None = None, **metadata: Any) -> "EndpointBuilder":
+        self._drain_timeout = drain_timeout
+        self._metadata.update(metadata)
+        return self
+
+    async def start(self) -> "ServedEndpoint":
+        """Register and listen; return once both are done (seed §4.4)."""
+        if self._handler is None:
+            raise TypeError(f"no handler given for {self.endpoint.reference()}: call .handler(fn) before .start()")
+        served = ServedEndpoint(self.endpoint, self._handler, self._stats_handler, self._drain_timeout)
+        await served._start()
+        return served
+
+
+class ServedEndpoint:
+    """One served instance: its lease, key, subject, lifecycle, in-flight requests and counters."""
+
+    def __init__(self, endpoint: "Endpoint", handler: Handler, stats_handler: "StatsHandler | None",
+                 drain_timeout: float | None) -> None:
+        self.endpoint = endpoint
+        self.runtime = endpoint.runtime
+        self.handler = handler
+        self._arity = _handler_arity(handler)
+        self._stats_handler = stats_handler
+        self.drain_timeout = self.runtime.drain_timeout if drain_timeout is None else drain_timeout
+        self.lifecycle = Lifecycle()
+        self.lifecycle.subscribe(self._record_transition)
+        self.lease_id = 0
+        self.key = ""
+        self.subject = ""
+        self.service: ServiceGroup | None = None
+        self.stats: EndpointStats | None = None
+        self.killed = False
+        self._sub: Subscription | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+        self._health_task: asyncio.Task[None] | None = None
+        self._stop_lock = asyncio.Lock()
+        self.runtime.recorder.record("lifecycle", self.actor, self.actor, state=State.CREATED.value)
+
+    # -- public view ---------------------------------------------------------------------------------
+    @property
+    def instance_id(self) -> int:
+        return self.lease_id
+
+    @property
+    def state(self) -> State:
+        return self.lifecycle.state
+
+    @property
+    def history(self) -> list[tuple[State, float]]:
+        return list(self.lifecycle.history)
+
+    @property
+    def actor(self) -> str:
+        return f"{self.endpoint.reference()}"
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def on_transition(self, listener: Callable[[State, float], None]) -> Callable[[], None]:
+        """Call ``listener(state, timestamp)`` on every lifecycle transition."""
+        return self.lifecycle.subscribe(listener)
+
+    async def wait_for_state(self, *states: State | str, timeout: float | None = 5.0) -> State:
+        return await self.lifecycle.wait_for(*(State(s) for s in states), timeout=timeout)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def _record_transition(self, state: State, ts: float) -> None:
+        self.runtime.recorder.record("lifecycle", self.actor, self.actor, state=state.value,
+                                     instance_id=self.lease_id)
+
+    # -- start (seed §4.4) ---------------------------------------------------------------------------
+    async def _start(self) -> None:
+        runtime, ep = self.runtime, self.endpoint
+        if runtime.closed:
+            raise RuntimeClosedError(f"runtime {runtime.name} is shut down; cannot serve {ep.reference()}")
+        rec = runtime.recorder.record
+        rec("start", "App", "EndpointBuilder", endpoint=ep.reference())
+        lease_id = await runtime._acquire_lease(self)
+        self._bind(lease_id)
+        for other in runtime.served_endpoints():
+            if other is not self and other.endpoint == ep and other.lease_id == lease_id:
+                runtime._release_lease(self)
+                raise RegistrationError(
+                    f"{ep.reference()} is already served by this runtime (instance {lease_id:x}); "
+                    "stop it first, or serve from another runtime for a second instance"
+                )
+        ns, comp = ep.namespace.name, ep.component.name
+        try:
+            self.service, created = await runtime.registry.service(ns, comp)
+            rec("registry.service", "EndpointBuilder", "Registry", service=self.service.service_name, created=created)
+            from .registry import EndpointStats
+
+            self.stats = EndpointStats(ep.name, self.subject)
+            self.service.endpoints[ep.name] = self.stats
+            rec("service.endpoint", "EndpointBuilder", "NATS", service=self.service.service_name,
+                endpoint=ep.name, subject=self.subject)
+            if self._stats_handler is not None:
+                runtime.registry.add_stats_handler(self.service.service_name, ep.name, self._stats_handler)
+            rec("push.endpoint", "EndpointBuilder", "Handler", subject=self.subject)
+
+            value = runtime.profile.instance_value(ns, comp, ep.name, lease_id)
+            created_key, self._sub = await asyncio.gather(
+                runtime.backend.discovery.create(self.key, value, lease_id),
+                runtime.backend.messaging.subscribe(self.subject, self._on_request, queue="q"),
+            )
+            rec("kv.create", "EndpointBuilder", "etcd", key=self.key, lease_id=lease_id, ok=created_key)
+            rec("listen", "Handler", "NATS", subject=self.subject, queue="q")
+            if not created_key:
+                raise RegistrationError(f"instance key {self.key!r} already exists in etcd; "
+                                        f"{ep.reference()} is already registered under lease {lease_id:x}")
+            self.lifecycle.to(State.REGISTERED)
+            await runtime.backend.messaging.flush()
+            self.lifecycle.to(State.RUNNING)
+            rec("ready", "Handler", "NATS", subject=self.subject, instance_id=lease_id)
+        except BaseException:
+            await self._abort_start()
+            raise
+        self._health_task = asyncio.get_running_loop().create_task(self._health_loop(), name=f"health:{self.key}")
+
+    def _bind(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        self.key = self.endpoint.instance_key(lease_id)
+        self.subject = self.endpoint.subject(lease_id)
+
+    async def _abort_start(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        if self.service is not None and self.service.endpoints.get(self.endpoint.name) is self.stats:
+            del self.service.endpoints[self.endpoint.name]
+        if self.lifecycle.state != State.CREATED:
+            try:
+                await self.runtime.backend.discovery.delete(self.key)
+            except Exception:
+                pass
+        if State.STOPPING in TRANSITIONS[self.lifecycle.state]:
+            self.lifecycle.to(State.STOPPING)
+            self.lifecycle.to(State.DEREGISTERED)
+        self.runtime._release_lease(self)
+        self._stopped.set()
+
+    async def _reregister(self, lease_id: int) -> None:
+        """After the lease was lost (etcd restarted, lease expired), come back under a new one."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        old_key = self.key
+        if self.service is not None:
+            self.service.endpoints.pop(self.endpoint.name, None)
+        self._bind(lease_id)
+        ep = self.endpoint
+        value = self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, lease_id)
+        self._sub = await self.runtime.backend.messaging.subscribe(self.subject, self._on_request, queue="q")
+        await self.runtime.backend.discovery.create(self.key, value, lease_id)
+        if self.stats is not None and self.service is not None:
+            self.stats.subject = self.subject
+            self.service.endpoints[ep.name] = self.stats
+        self.runtime.recorder.record("kv.create", self.actor, "etcd", key=self.key, lease_id=lease_id,
+                                     ok=True, replaces=old_key)
+
+    # -- health ----------------------------------------------------------------------------------------
+    async def check_health(self) -> bool:
+        """Lease alive and the component's service answers a PING over messaging."""
+        if self.service is None or self._sub is None or not self.runtime.lease_alive:
+            return False
+        try:
+            await self.runtime.backend.messaging.request(
+                f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
+            return True
+        except Exception:
+            return False
+
+    async def _health_loop(self) -> None:
+        interval = self.runtime.health_check_interval
+        while self.lifecycle.state in (State.RUNNING, State.HEALTHY):
+            ok = await self.check_health()
+            if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
+                return
+            self.lifecycle.to(State.HEALTHY if ok else State.RUNNING)
+            await asyncio.sleep(interval)
+
+    # -- requests --------------------------------------------------------------------------------------
+    async def _on_request(self, msg: Msg) -> None:
+        profile = self.runtime.profile
+        try:
+            header, body = decode_frame(msg.data)
+            request_id, connection_info = profile.parse_request_header(header)
+            request = profile.decode(body)
+        except (FrameError, ProtocolError) as exc:
+            self._count_error(f"bad request: {exc}")
+            log.warning("%s: dropped a malformed request on %s: %s", self.actor, msg.subject, exc)
+            if msg.reply:
+                await msg.respond(profile.encode({"error": f"malformed request: {exc}"}))
+            return
+        if msg.reply:
+            await msg.respond(b"")  # the ack: the request is accepted, responses follow over the stream
+        task = asyncio.get_running_loop().create_task(self._stream(request_id, connection_info, request))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    def _count_error(self, message: str) -> None:
+        if self.stats is not None:
+            self.stats.num_errors += 1
+            self.stats.last_error = message
+
+    async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any) -> None:
+        runtime, profile = self.runtime, self.runtime.profile
+        started = time.perf_counter_ns()
+        if self.stats is not None:
+            self.stats.num_requests += 1
+        runtime.recorder.record("request", "Client", self.actor, request_id=request_id, instance_id=self.lease_id)
+        try:
+            sender = await runtime.backend.responses.connect(connection_info)
+        except Exception as exc:
+            self._count_error(f"cannot reach caller: {exc}")
+            log.warning("%s: cannot open response stream for %s: %s", self.actor, request_id, exc)
+            return
+        context = RequestContext(request_id)
+        context._task = asyncio.current_task()
+        sender.on_peer_closed(lambda: self._caller_left(context))
+        items = 0
+        outcome = "complete"
+        stream: AsyncIterator[Any] | None = None
+        try:
+            result = self.handler(request, context) if self._arity == 2 else self.handler(request)  # type: ignore[call-arg]
+            stream = result if hasattr(result, "__anext__") else _as_stream(result)
+            await sender.send(profile.prologue(None), None)
+            max_payload = runtime.backend.messaging.max_payload
+            try:
+                async for item in stream:
+                    body = profile.item(item)
+                    if len(body) > max_payload:
+                        raise PayloadTooLargeError(len(body), max_payload, what="item")
+                    await sender.send(None, body)
+                    items += 1
+                    if context._stopped:
+                        outcome = "stopped"
+                        break
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                outcome = "error"
+                name = type(exc).__name__
+                self._count_error(f"{name}: {exc}")
+                await sender.send(None, profile.error_item(name, str(exc)))
+            if outcome != "stopped":
+                await sender.send(None, profile.FINAL)
+                await sender.send(profile.SENTINEL, None)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            outcome = "cancelled" if context._stopped else ("killed" if self.killed else "broken")
+            if isinstance(exc, asyncio.CancelledError) and not context._stopped:
+                raise
+        finally:
+            if stream is not None and hasattr(stream, "aclose"):
+                try:
+                    await stream.aclose()  # type: ignore[attr-defined]
+                except BaseException:
+                    pass
+            try:
+                await sender.close()
+            except Exception:
+                pass
+            if self.stats is not None:
+                self.stats.processing_time_ns += time.perf_counter_ns() - started
+            runtime.recorder.record("response", self.actor, "Client", request_id=request_id, items=items,
+                                    outcome=outcome, instance_id=self.lease_id)
+
+    def _caller_left(self, context: RequestContext) -> None:
+        """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
+        context._stopped = True
+        task = context._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    # -- stop (seed §6.2) -----------------------------------------------------------------------------
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Graceful: stop intake → drain in-flight streams (bounded) → deregister and revoke the lease."""
+        async with self._stop_lock:
+            if self.lifecycle.state in (State.STOPPING, State.DEREGISTERED) or self.killed:
+                return
+            runtime, rec = self.runtime, self.runtime.recorder.record
+            timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+            self.lifecycle.to(State.STOPPING)
+            rec("stop", "App", self.actor, instance_id=self.lease_id)
+            if self._health_task is not None:
+                self._health_task.cancel()
+            if self._sub is not None:
+                await self._sub.unsubscribe()
+                self._sub = None
+            rec("unlisten", self.actor, "NATS", subject=self.subject)
+            if self._inflight:
+                done, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=1.0)
+                rec("drain", self.actor, self.actor, drained=len(done), cancelled=len(pending))
+            if self.service is not None and self.service.endpoints.get(self.endpoint.name) is self.stats:
+                del self.service.endpoints[self.endpoint.name]
+                runtime.registry.remove_stats_handler(self.service.service_name, self.endpoint.name)
+            try:
+                await runtime._deregister(self)
+            finally:
+                self.lifecycle.to(State.DEREGISTERED)
+                self._stopped.set()
+
+    def _kill(self) -> None:
+        """The process died: no deregistration, in-flight streams end abruptly (called by runtime.kill)."""
+        self.killed = True
+        if self._health_task is not None:
+            self._health_task.cancel()
+        for task in tuple(self._inflight):
+            task.cancel()
+        self.runtime.recorder.record("kill", "App", self.actor, instance_id=self.lease_id)
+        self._stopped.set()
+
+    # -- display ---------------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
+        from ..display.live import live
+
+        return live(self, kind, **kwargs)
+
+    def __repr__(self) -> str:
+        killed = ", killed" if self.killed else ""
+        return (f"ServedEndpoint({self.endpoint.reference()!r}, instance={self.lease_id:x}, "
+                f"state={self.state.value}{killed})")

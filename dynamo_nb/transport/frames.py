@@ -1,0 +1,62 @@
+"""Dynamo's TwoPart frame: ``u64 header_len | u64 body_len | u64 checksum`` (big-endian), header, body."""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = ["PREFIX", "encode_frame", "decode_frame", "FrameDecoder", "FrameError"]
+
+PREFIX = struct.Struct(">QQQ")
+MAX_FRAME = 256 * 1024 * 1024  # refuse absurd lengths from garbage input instead of allocating them
+
+
+class FrameError(ValueError):
+    """Bytes that are not a well-formed TwoPart frame."""
+
+
+def encode_frame(header: bytes | None = None, body: bytes | None = None) -> bytes:
+    """One frame; the checksum is 0, as in Dynamo's release builds.
+
+    >>> encode_frame(b'{}', b'x').hex()
+    '0000000000000002000000000000000100000000000000007b7d78'
+    """
+    header = header or b""
+    body = body or b""
+    return PREFIX.pack(len(header), len(body), 0) + header + body
+
+
+def decode_frame(data: bytes) -> tuple[bytes, bytes]:
+    """Decode exactly one frame (a NATS payload); raise :class:`FrameError` on anything else."""
+    if len(data) < PREFIX.size:
+        raise FrameError(f"frame too short: {len(data)} bytes, need at least {PREFIX.size}")
+    header_len, body_len, _checksum = PREFIX.unpack_from(data)
+    end = PREFIX.size + header_len + body_len
+    if end != len(data):
+        raise FrameError(f"frame lengths say {end} bytes, payload has {len(data)}")
+    return bytes(data[PREFIX.size:PREFIX.size + header_len]), bytes(data[PREFIX.size + header_len:end])
+
+
+class FrameDecoder:
+    """Incremental decoder for a byte stream (the TCP response plane)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= PREFIX.size:
+            header_len, body_len, _ = PREFIX.unpack_from(self._buf)
+            if header_len + body_len > MAX_FRAME:
+                raise FrameError(f"frame of {header_len + body_len} bytes exceeds the {MAX_FRAME}-byte limit")
+            end = PREFIX.size + header_len + body_len
+            if len(self._buf) < end:
+                break
+            frames.append((bytes(self._buf[PREFIX.size:PREFIX.size + header_len]),
+                           bytes(self._buf[PREFIX.size + header_len:end])))
+            del self._buf[:end]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)

@@ -1,0 +1,177 @@
+"""Naming and codec profiles: the one place that knows keys, values, subjects and body encoding on the wire.
+
+``SEED`` is the profile of the source document (keys ``{ns}/components/{comp}/{ep}:{lease:x}``, subjects
+``{ns}|{comp}.{ep}-{lease:x}``, JSON bodies). A profile for Dynamo 1.x (``v1/instances/...``, msgpack) can sit
+beside it without touching the object model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import names
+
+__all__ = ["InstanceInfo", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
+
+
+class ProtocolError(ValueError):
+    """Bytes that do not follow the profile (garbage on a subject, a malformed header)."""
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What the instance key's value says about one live instance."""
+
+    namespace: str
+    component: str
+    endpoint: str
+    instance_id: int
+    subject: str
+    transport: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ResponseItem:
+    """One decoded body frame of a response stream."""
+
+    kind: str  # "data" | "error" | "final"
+    data: Any = None
+    error_type: str = ""
+    error_message: str = ""
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+class SeedProfile:
+    """The source document's naming, with JSON bodies and Dynamo's ``nats_tcp`` control header."""
+
+    name = "seed"
+    transport_name = "nats_tcp"
+
+    # -- discovery -----------------------------------------------------------------------------------
+    def instance_prefix(self, namespace: str, component: str) -> str:
+        return names.component_etcd_path(namespace, component)
+
+    def instance_key(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+        return names.instance_key(namespace, component, endpoint, lease_id)
+
+    def endpoint_subject(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+        return names.endpoint_subject(namespace, component, endpoint, lease_id)
+
+    def instance_value(self, namespace: str, component: str, endpoint: str, lease_id: int) -> bytes:
+        """The JSON stored at the instance key (SPEC §3), keys in the seed's order."""
+        return json.dumps({
+            "component": component,
+            "endpoint": endpoint,
+            "namespace": namespace,
+            "lease_id": lease_id,
+            "transport": {self.transport_name: self.endpoint_subject(namespace, component, endpoint, lease_id)},
+        }).encode()
+
+    def parse_instance(self, prefix: str, key: str, value: bytes) -> InstanceInfo | None:
+        """Decode a key/value found under a component prefix; None for keys that are not instances."""
+        parsed = names.parse_instance_key(prefix, key)
+        if parsed is None:
+            return None
+        endpoint, lease_id = parsed
+        try:
+            doc = _loads(value)
+            subject = doc["transport"][self.transport_name]
+            return InstanceInfo(doc["namespace"], doc["component"], doc["endpoint"], int(doc["lease_id"]),
+                                subject, doc["transport"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # -- bodies ---------------------------------------------------------------------------------------
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return _dumps(obj).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cannot encode {type(obj).__name__} as JSON: {exc}") from exc
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return _loads(data)
+        except ValueError as exc:
+            raise ProtocolError(f"body is not JSON: {exc}") from exc
+
+    # -- request control header ------------------------------------------------------------------------
+    def request_header(self, request_id: str, connection_info: dict[str, Any]) -> bytes:
+        return _dumps({
+            "id": request_id,
+            "request_type": "single_in",
+            "response_type": "many_out",
+            "connection_info": connection_info,
+        }).encode()
+
+    def parse_request_header(self, header: bytes) -> tuple[str, dict[str, Any]]:
+        """Return ``(request_id, connection_info)``; ProtocolError if the header is not a control header."""
+        try:
+            doc = _loads(header)
+            request_id = doc["id"]
+            info = doc["connection_info"]
+            if not isinstance(request_id, str) or not isinstance(info, dict) or "info" not in info:
+                raise KeyError("connection_info.info")
+            return request_id, info
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(f"not a request control header: {exc}") from exc
+
+    # -- response stream -------------------------------------------------------------------------------
+    @staticmethod
+    def connection_info(address: str, subject: str, request_id: str) -> dict[str, Any]:
+        """``connection_info`` of a call-home stream; ``info`` is a JSON *string*, as in Dynamo."""
+        info = {"address": address, "subject": subject, "context": request_id, "stream_type": "response"}
+        return {"transport": "tcp_server", "info": _dumps(info)}
+
+    @staticmethod
+    def parse_connection_info(connection_info: dict[str, Any]) -> dict[str, Any]:
+        try:
+            info = connection_info["info"]
+            doc = _loads(info) if isinstance(info, str) else dict(info)
+            doc["address"], doc["subject"]
+            return doc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(f"bad connection_info: {exc}") from exc
+
+    def handshake(self, subject: str) -> bytes:
+        return _dumps({"subject": subject, "stream_type": "response"}).encode()
+
+    def prologue(self, error: str | None = None) -> bytes:
+        return _dumps({"error": error}).encode()
+
+    def parse_prologue(self, header: bytes) -> str | None:
+        try:
+            return _loads(header).get("error")
+        except (ValueError, AttributeError) as exc:
+            raise ProtocolError(f"bad prologue: {exc}") from exc
+
+    def item(self, data: Any) -> bytes:
+        return b'{"data":' + self.encode(data) + b',"complete_final":false}'
+
+    def error_item(self, error_type: str, message: str) -> bytes:
+        return _dumps({"data": None, "error": {"type": error_type, "message": message},
+                       "complete_final": False}).encode()
+
+    FINAL = b'{"complete_final":true}'
+    SENTINEL = b'"sentinel"'
+
+    def parse_body(self, body: bytes) -> ResponseItem:
+        doc = self.decode(body)
+        if not isinstance(doc, dict):
+            raise ProtocolError("response body is not an object")
+        if doc.get("complete_final"):
+            return ResponseItem("final")
+        error = doc.get("error")
+        if error:
+            if isinstance(error, dict):
+                return ResponseItem("error", error_type=str(error.get("type", "Error")),
+                                    error_message=str(error.get("message", "")))
+            return ResponseItem("error", error_type="Error", error_message=str(error))
+        return ResponseItem("data", doc.get("data"))
+
+
+SEED = SeedProfile()
