@@ -1,0 +1,1 @@
+"""The object model: runtime, namespaces, components, endpoints, registry, lifecycle, serving, clients, events."""
