@@ -1,0 +1,103 @@
+"""What only the embedded backend offers: one shared world per loop, and a clock tests can move."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock
+from dynamo_nb.backends.embedded import subject_matches
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def gen(request):
+    yield request
+
+
+async def test_runtimes_on_one_loop_share_the_default_world():
+    worker = await DistributedRuntime.create()
+    frontend = await DistributedRuntime.create()
+    try:
+        assert worker.backend.kind == "embedded"
+        await worker.endpoint("dynamo.backend.generate").endpoint_builder().handler(gen).start()
+        client = await frontend.endpoint("dynamo.backend.generate").client()
+        await client.wait_for_instances(timeout=2)
+        assert await (await client.generate("hello")).collect() == ["hello"]
+    finally:
+        await worker.shutdown()
+        await frontend.shutdown()
+
+
+async def test_separate_worlds_do_not_see_each_other():
+    a = await DistributedRuntime.create(world=EmbeddedWorld())
+    b = await DistributedRuntime.create(world=EmbeddedWorld())
+    try:
+        await a.endpoint("dynamo.backend.generate").endpoint_builder().handler(gen).start()
+        client = await b.endpoint("dynamo.backend.generate").client()
+        await asyncio.sleep(0.05)
+        assert client.instance_ids() == []
+    finally:
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_lease_expiry_follows_the_manual_clock():
+    clock = ManualClock()
+    world = EmbeddedWorld(clock=clock)
+    worker = await DistributedRuntime.create(world=world, lease_ttl=10)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        served = await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(gen).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        await worker.kill()
+        assert world.etcd.lease_ttl_remaining(served.lease_id) == pytest.approx(10)
+        clock.advance(9.9)
+        await asyncio.sleep(0.05)
+        assert client.instance_ids() == [served.instance_id]
+        assert world.etcd.keys() == [served.key]
+        clock.advance(0.2)
+        await asyncio.sleep(0.05)
+        assert client.instance_ids() == []
+        assert world.etcd.keys() == []
+    finally:
+        await caller.shutdown()
+
+
+async def test_keepalive_refreshes_against_the_manual_clock():
+    clock = ManualClock()
+    world = EmbeddedWorld(clock=clock)
+    worker = await DistributedRuntime.create(world=world, lease_ttl=0.3)
+    try:
+        served = await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(gen).start()
+        await asyncio.sleep(0.25)  # real time: the keep-alive loop runs every ttl/3
+        assert worker.keepalives >= 1
+        clock.advance(0.25)
+        await asyncio.sleep(0.15)
+        clock.advance(0.25)
+        assert world.etcd.keys() == [served.key]
+    finally:
+        await worker.shutdown()
+
+
+def test_subject_matching_rules():
+    assert subject_matches("a.b", "a.b")
+    assert subject_matches("a.*.c", "a.x.c")
+    assert not subject_matches("a.*.c", "a.x.y.c")
+    assert subject_matches("a.>", "a.b.c.d")
+    assert not subject_matches("a.>", "a")
+    assert subject_matches("*", "a") and not subject_matches("*", "a.b")
+
+
+async def test_invalid_subjects_are_rejected():
+    world = EmbeddedWorld()
+    m = world.connect().messaging
+    for bad in ("", "a..b", "has space", "a.>.b"):
+        with pytest.raises(ValueError):
+            async def cb(msg):
+                pass
+            await m.subscribe(bad, cb)
+    with pytest.raises(ValueError, match="wildcard"):
+        await m.publish("a.*", b"")
