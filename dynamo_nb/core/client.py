@@ -151,15 +151,18 @@ class Client:
         found = self._watcher.endpoint_instances(self.endpoint.name)
         return [found[i] for i in sorted(found)]
 
+    def _available(self) -> list[InstanceInfo]:
+        live = self.instances()
+        if not self._down:
+            return live
+        now = asyncio.get_running_loop().time()
+        up = [i for i in live if self._down.get(i.instance_id, 0.0) <= now]
+        return up or live
+
     def instance_ids(self) -> list[int]:
         """Live instance ids (= lease ids), sorted; updated by etcd watch events."""
         return sorted(self._watcher.endpoint_instances(self.endpoint.name))
 
-    def _available(self) -> list[InstanceInfo]:
-        loop_time = asyncio.get_running_loop().time()
-        live = self.instances()
-        up = [i for i in live if self._down.get(i.instance_id, 0.0) <= loop_time]
-        return up or live
 
     async def wait_for_instances(self, timeout: float | None = None) -> list[int]:
         """Wait until at least one instance is live; returns the ids."""

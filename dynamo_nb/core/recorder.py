@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 __all__ = ["Record", "Recorder"]
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One thing that happened: ``actor`` did ``kind`` to ``target``.
 
     Kinds: ``lease.grant``, ``lease.keepalive``, ``lease.revoke``, ``lease.lost``, ``kv.create``, ``kv.put``,
@@ -26,7 +24,7 @@ class Record:
     kind: str
     actor: str
     target: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any]
 
 
 class Recorder:

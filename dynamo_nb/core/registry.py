@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -130,6 +129,7 @@ class SharedWatcher:
         self.runtime = runtime
         self.prefix = runtime.profile.instance_prefix(namespace, component)
         self.instances: dict[str, InstanceInfo] = {}
+        self._by_endpoint: dict[str, dict[int, InstanceInfo]] = {}
         self.sharers: dict[int, str] = {}
         self.revision = 0
         self.resyncs = 0
@@ -144,7 +144,12 @@ class SharedWatcher:
         return len(self.sharers)
 
     def endpoint_instances(self, endpoint: str) -> dict[int, InstanceInfo]:
-        return {i.instance_id: i for i in self.instances.values() if i.endpoint == endpoint}
+        """Live instances of one endpoint by id (cached until the next change: callers must not mutate it)."""
+        found = self._by_endpoint.get(endpoint)
+        if found is None:
+            found = {i.instance_id: i for i in self.instances.values() if i.endpoint == endpoint}
+            self._by_endpoint[endpoint] = found
+        return found
 
     def subscribe(self, listener: Callable[[str, InstanceInfo], None]) -> Callable[[], None]:
         """``listener("put"|"delete", info)`` on every instance change."""
@@ -185,6 +190,7 @@ class SharedWatcher:
             info = self.instances.pop(event.key, None)
             if info is None:
                 return
+        self._by_endpoint.clear()
         self.runtime.recorder.record(f"watch.{event.kind}", self.runtime.name, "etcd", key=event.key,
                                      instance_id=info.instance_id, endpoint=info.endpoint,
                                      revision=event.revision)

@@ -143,7 +143,11 @@ class SeedProfile:
     def prologue(self, error: str | None = None) -> bytes:
         return _dumps({"error": error}).encode()
 
+    _OK_PROLOGUE = b'{"error":null}'
+
     def parse_prologue(self, header: bytes) -> str | None:
+        if header == self._OK_PROLOGUE:
+            return None
         try:
             return _loads(header).get("error")
         except (ValueError, AttributeError) as exc:
@@ -160,6 +164,8 @@ class SeedProfile:
     SENTINEL = b'"sentinel"'
 
     def parse_body(self, body: bytes) -> ResponseItem:
+        if body == self.FINAL:
+            return _FINAL_ITEM
         doc = self.decode(body)
         if not isinstance(doc, dict):
             raise ProtocolError("response body is not an object")
@@ -173,5 +179,7 @@ class SeedProfile:
             return ResponseItem("error", error_type="Error", error_message=str(error))
         return ResponseItem("data", doc.get("data"))
 
+
+_FINAL_ITEM = ResponseItem("final")
 
 SEED = SeedProfile()

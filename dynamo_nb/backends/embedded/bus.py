@@ -115,6 +115,7 @@ class EmbeddedNats:
     def _matching(self, subject: str) -> list[_Sub]:
         subs = self._match_cache.get(subject)
         if subs is None:
+            _check_subject(subject, wildcards=False)
             subs = [s for s in self._subs if s.subject == subject or subject_matches(s.subject, subject)]
             if len(self._match_cache) > 4096:
                 self._match_cache.clear()
@@ -130,7 +131,6 @@ class EmbeddedNats:
             if not future.done():
                 future.set_result(Msg(subject, bytes(data)))
             return 1
-        _check_subject(subject, wildcards=False)
         self.published += 1
         subs = self._matching(subject)
         if not subs:
@@ -160,14 +160,22 @@ class EmbeddedNats:
 
     async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
         inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
+        timer = loop.call_later(timeout, _expire, future, subject, timeout)
         try:
             if self.publish(subject, data, reply=inbox) == 0:
                 raise NoRespondersError(subject)
-            return await asyncio.wait_for(future, timeout)
+            return await future
         finally:
+            timer.cancel()
             self._replies.pop(inbox, None)
+
+
+def _expire(future: "asyncio.Future[Msg]", subject: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError(f"no reply on {subject!r} within {timeout} s"))
 
 
 class EmbeddedMessaging:

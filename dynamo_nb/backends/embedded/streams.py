@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ...transport.profile import SEED
 
@@ -22,12 +23,15 @@ class _Receiver:
         self.closed = False
         self._on_close: list = []
 
-    async def __aiter__(self) -> AsyncIterator[tuple[bytes, bytes]]:
-        while True:
-            frame = await self._queue.get()
-            if frame is _EOF:
-                return
-            yield frame
+    def __aiter__(self) -> "_Receiver":
+        return self
+
+    async def __anext__(self) -> tuple[bytes, bytes]:
+        frame = await self._queue.get()
+        if frame is _EOF:
+            self._queue.put_nowait(_EOF)  # stay ended for any later read
+            raise StopAsyncIteration
+        return frame
 
     async def close(self) -> None:
         if not self.closed:
@@ -71,9 +75,11 @@ class EmbeddedResponsePlane:
     def __init__(self) -> None:
         self.address = f"embedded:{uuid.uuid4().hex[:8]}"
         self._receivers: dict[str, _Receiver] = {}
+        self._prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
 
     async def open_receiver(self, request_id: str) -> _Receiver:
-        receiver = _Receiver(self, uuid.uuid4().hex, request_id)
+        receiver = _Receiver(self, f"{self._prefix}-{next(self._ids)}", request_id)
         self._receivers[receiver.subject] = receiver
         return receiver
 
