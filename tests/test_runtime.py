@@ -526,3 +526,27 @@ async def test_recorder_keeps_the_startup_sequence(runtime):
                      "kv.create", "listen", "ready"):
         assert expected in kinds
     assert kinds.index("lease.grant") < kinds.index("start") < kinds.index("kv.create") < kinds.index("ready")
+
+
+async def test_dropping_a_stream_without_closing_it_stops_the_handler(make_runtime):
+    worker, caller = await make_runtime(), await make_runtime()
+    finished = asyncio.Event()
+
+    async def endless(request):
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.005)
+        finally:
+            finished.set()
+
+    served = await worker.endpoint("dynamo.endless.gen").endpoint_builder().handler(endless).start()
+    client = await caller.endpoint("dynamo.endless.gen").client()
+    await client.wait_for_instances(timeout=5)
+    async for item in await client.generate({}):
+        if item == 2:
+            break  # no aclose(): the stream object is simply dropped
+    await asyncio.wait_for(finished.wait(), 5)
+    await eventually(lambda: served.inflight == 0)

@@ -96,6 +96,15 @@ class ResponseStream:
             self._closed = True
             await self._receiver.close()
 
+    def __del__(self) -> None:
+        # A caller that broke out of ``async for`` and dropped the stream still stops the handler.
+        if not self._closed:
+            self._closed = True
+            try:
+                asyncio.get_running_loop().create_task(self._receiver.close())
+            except RuntimeError:  # no loop any more: nothing left to tell
+                pass
+
     async def collect(self) -> list[Any]:
         """Every item, as a list."""
         return [item async for item in self]
