@@ -47,6 +47,10 @@ __all__ = [
     "EmbeddedWorld",
     "ManualClock",
     "LocalCluster",
+    "diagram",
+    "live",
+    "Diagram",
+    "LiveView",
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -68,6 +72,10 @@ _LAZY = {
     "EmbeddedWorld": ("dynamo_nb.backends.embedded", "EmbeddedWorld"),
     "ManualClock": ("dynamo_nb.backends.embedded", "ManualClock"),
     "LocalCluster": ("dynamo_nb.cluster", "LocalCluster"),
+    "diagram": ("dynamo_nb.display.diagram", "diagram"),
+    "live": ("dynamo_nb.display.live", "live"),
+    "Diagram": ("dynamo_nb.display.diagram", "Diagram"),
+    "LiveView": ("dynamo_nb.display.live", "LiveView"),
 }
 
 

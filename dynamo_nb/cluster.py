@@ -688,6 +688,11 @@ class LocalCluster:
 
     # ---- display
 
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        from .display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         if self.state in ("running", "starting") and self.nats_port and self.etcd_port:
             return f"<LocalCluster {self.state} nats={self.nats_server} etcd={self.etcd_endpoints}>"

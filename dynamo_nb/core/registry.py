@@ -305,6 +305,11 @@ class Registry:
             "stats_handlers": {name: sorted(h) for name, h in self.stats_handlers.items()},
         }
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.hooks import mimebundle
+
+        return mimebundle(self, include, exclude)
+
     async def close(self) -> None:
         for watcher in list(self.watchers.values()):
             await watcher.stop()

@@ -255,7 +255,7 @@ class DistributedRuntime:
             raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
         await self.backend.messaging.publish(subject, payload)
         self.recorder.record("event.publish", scope, "NATS", subject=subject, scope=scope, event=event,
-                             size=len(payload))
+                             size=len(payload), payload=payload[:256])  # a bounded preview for diagrams
 
     async def _scrape_stats(self, component: Component, timeout: float) -> list[dict[str, Any]]:
         """Collect ``$SRV.STATS`` replies from every instance of the component's service."""

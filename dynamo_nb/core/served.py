@@ -194,7 +194,8 @@ class ServedEndpoint:
         ns, comp = ep.namespace.name, ep.component.name
         try:
             self.service, created = await runtime.registry.service(ns, comp)
-            rec("registry.service", "EndpointBuilder", "Registry", service=self.service.service_name, created=created)
+            rec("registry.service", "EndpointBuilder", "Registry", service=self.service.service_name, created=created,
+                endpoint=ep.reference())
             from .registry import EndpointStats
 
             self.stats = EndpointStats(ep.name, self.subject)

@@ -1,0 +1,147 @@
+"""``dynamo_nb.diagram(obj, kind)``: one picture of the running system, as Mermaid, DOT, SVG and text.
+
+A :class:`Diagram` is taken from a snapshot at the moment it is made and never changes; ``live()`` makes new
+ones as the system moves. Its text forms are computed on first use and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import dot as _dot
+from . import mermaid as _mermaid
+from . import text as _text
+from .kinds import KINDS, Limits, build, default_kind
+from .model import Flow, Model
+from .snapshot import Focus, Snapshot, snapshot
+from .svg import DotFailedError, DotNotFoundError, dot_available, render_svg
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Diagram", "diagram", "describe_focus"]
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot", ".svg": "svg", ".txt": "text"}
+
+
+def describe_focus(focus: Focus) -> str:
+    """A few words naming what a focus points at, for titles."""
+    if focus.kind == "runtime":
+        return f"runtime {focus.runtime}"
+    if focus.kind == "namespace":
+        return f"namespace {focus.namespace}"
+    if focus.kind == "component":
+        return f"component {focus.namespace}/{focus.component}"
+    if focus.kind == "endpoint":
+        return f"endpoint {focus.namespace}.{focus.component}.{focus.endpoint}"
+    if focus.kind == "instance":
+        return f"instance {focus.instance_id:x} of {focus.namespace}.{focus.component}.{focus.endpoint}"
+    if focus.kind == "client":
+        return f"client#{focus.client_id} of {focus.namespace}.{focus.component}.{focus.endpoint}"
+    if focus.kind == "registry":
+        return f"registry of {focus.runtime}"
+    return "LocalCluster"
+
+
+class Diagram:
+    """A diagram of one kind, drawn from one snapshot: ``.mermaid``, ``.dot``, ``.svg()``, ``.text``, ``.save()``.
+
+    Displayed in Jupyter it shows as Mermaid (rendered natively by JupyterLab ≥ 4.1), with graphviz SVG beside it
+    when the ``dot`` executable exists, and plain text.
+    """
+
+    def __init__(self, snap: Snapshot, kind: str | None = None, limits: Limits | None = None) -> None:
+        kind = kind or default_kind(snap)
+        if kind not in KINDS:
+            raise ValueError(f"unknown diagram kind {kind!r}; choose one of: {', '.join(KINDS)}")
+        self.snapshot = snap
+        self.kind = kind
+        self.limits = limits or Limits()
+
+    @cached_property
+    def model(self) -> Model:
+        """The intermediate diagram model (a Flow, SequenceModel, ClassModel or StateModel)."""
+        return build(self.snapshot, self.kind, self.limits)
+
+    @property
+    def graph(self) -> "nx.DiGraph | None":
+        """The networkx graph of flowchart kinds (hierarchy, reference, registry, topology), else None."""
+        return self.model.graph if isinstance(self.model, Flow) else None
+
+    @cached_property
+    def mermaid(self) -> str:
+        return _mermaid.render(self.model)
+
+    @cached_property
+    def dot(self) -> str:
+        return _dot.render(self.model)
+
+    @cached_property
+    def title(self) -> str:
+        what = ", ".join(describe_focus(f) for f in self.snapshot.focus[:3])
+        if len(self.snapshot.focus) > 3:
+            what += f" and {len(self.snapshot.focus) - 3} more"
+        return f"{self.kind} · {what}" if what else self.kind
+
+    @cached_property
+    def text(self) -> str:
+        return f"{self.title}\n{_text.render(self.model)}"
+
+    def svg(self) -> str:
+        """SVG from graphviz; raises :class:`~dynamo_nb.display.svg.DotNotFoundError` without ``dot``."""
+        cached = self.__dict__.get("_svg")
+        if cached is None:
+            cached = self.__dict__["_svg"] = render_svg(self.dot)
+        return cached
+
+    def svg_or_none(self) -> str | None:
+        """SVG, or None when ``dot`` is missing or fails (for display hooks, which must not fail)."""
+        if not dot_available():
+            return None
+        try:
+            return self.svg()
+        except (DotNotFoundError, DotFailedError) as exc:
+            log.debug("no SVG for %s: %s", self.title, exc)
+            return None
+
+    def _repr_mermaid(self) -> str:
+        return self.mermaid
+
+    def _repr_plain(self) -> str:
+        return self.text
+
+    def save(self, path: str | Path) -> Path:
+        """Write the diagram; the suffix picks the format: ``.mmd``, ``.dot``, ``.svg`` (or ``.txt``)."""
+        path = Path(path)
+        fmt = _SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {path.name!r} from its suffix; use one of "
+                             f"{', '.join(sorted(_SUFFIXES))}")
+        content = self.svg() if fmt == "svg" else getattr(self, fmt)
+        path.write_text(content, encoding="utf-8")
+        return path
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **_: Any) -> dict[str, str]:
+        from .hooks import bundle
+
+        return bundle(self, include, exclude)
+
+    def __repr__(self) -> str:
+        return f"<Diagram {self.title}>"
+
+
+def diagram(obj: Any, kind: str | None = None, *, limits: Limits | None = None) -> Diagram:
+    """Draw ``obj`` — a runtime, namespace, component, endpoint, served endpoint, client, registry or
+    LocalCluster, or a list of them drawn together — as ``kind`` (its default kind when None).
+
+    Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology.
+    """
+    if isinstance(obj, Diagram):
+        return obj if kind in (None, obj.kind) else Diagram(obj.snapshot, kind, limits or obj.limits)
+    snap = obj if isinstance(obj, Snapshot) else snapshot(obj)
+    return Diagram(snap, kind, limits)
