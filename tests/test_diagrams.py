@@ -456,3 +456,19 @@ def test_building_mermaid_for_a_thousand_endpoints_is_fast() -> None:
         Diagram(snap, "hierarchy").mermaid
         times.append(time.perf_counter() - t0)
     assert sorted(times)[3] < 0.020, f"median {sorted(times)[3] * 1000:.1f} ms"
+
+
+async def test_runtime_sequence_still_draws_an_instance_that_has_stopped():
+    from dynamo_nb import DistributedRuntime, EmbeddedWorld, diagram
+
+    rt = await DistributedRuntime.create(world=EmbeddedWorld())
+
+    async def handler(request):
+        yield request
+
+    served = await rt.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+    await served.stop()
+    text = diagram(rt, "sequence").mermaid
+    assert "no served instance recorded yet" not in text
+    assert f"revoke lease {served.lease_id:x}" in text
+    await rt.shutdown()

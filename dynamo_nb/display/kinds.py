@@ -371,9 +371,18 @@ def _latest_ready(snap: Snapshot) -> tuple[str, dict[str, Any]] | None:
     """(runtime, detail) of the latest ``ready`` record in focus, for instances no longer served."""
     scopes = snap.scoped()
     refs = {e.reference for ns in scopes for c in ns.components for e in c.endpoints}
+    # a whole runtime in focus: any instance it ever started counts, even one no longer served
+    anywhere = not snap.focus or any(f.kind == "runtime" for f in snap.focus)
     for tagged in reversed(snap.records):
         rec = tagged.record
         if rec.kind == "kv.create" and rec.actor == "EndpointBuilder":
+            key = str(rec.detail.get("key", ""))
+            ns, marker, comp_and_rest = key.partition("/components/")
+            comp, _, ep_and_lease = comp_and_rest.partition("/")
+            ep = ep_and_lease.rpartition(":")[0]
+            if anywhere and marker and comp and ep:
+                return tagged.runtime, {"reference": f"{ns}.{comp}.{ep}", "key": key,
+                                        "lease_id": rec.detail.get("lease_id", 0)}
             for ref in refs:
                 ns, comp, ep = ref.split(".", 2)
                 prefix = names.component_etcd_path(ns, comp) + "/" + ep + ":"
