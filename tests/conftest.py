@@ -17,6 +17,65 @@ from dynamo_nb.backends.embedded import EmbeddedWorld
 BACKEND_KINDS = ["embedded"]
 
 # --- servers (real etcd + NATS) begin ---
+# One real nats-server + etcd pair for the whole session (etcd starts in ~0.1 s with LocalCluster's fast flags).
+# Tests that restart or break servers start their own LocalCluster instead of disturbing this one.
+import asyncio as _asyncio
+import concurrent.futures as _futures
+from typing import Coroutine, Iterator
+
+from dynamo_nb.cluster import LocalCluster
+
+BACKEND_KINDS.append("servers")
+
+
+def _run_aside(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` to completion on a private loop in a helper thread.
+
+    The fixture may be requested from inside a running test loop; LocalCluster only spawns and polls processes,
+    so which loop starts or stops it does not matter.
+    """
+    with _futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_asyncio.run, coro).result()
+
+
+def _start_local_cluster(**kwargs: Any) -> LocalCluster:
+    cluster = LocalCluster(**kwargs)
+    _run_aside(cluster.start())
+    return cluster
+
+
+def _wipe_etcd(cluster: LocalCluster) -> None:
+    """Delete every key through etcd's JSON gateway, so each test starts from an empty store (as embedded does)."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"key": "AA==", "range_end": "AA=="}).encode()  # "\\0".."\\0": the whole keyspace
+    request = urllib.request.Request(cluster.etcd_endpoints + "/v3/kv/deleterange", data=body, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    with opener.open(request, timeout=5) as answer:
+        answer.read()
+
+
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[LocalCluster]:
+    cluster = _start_local_cluster()
+    try:
+        yield cluster
+    finally:
+        _run_aside(cluster.close())
+
+
+@pytest.fixture
+def local_cluster(_session_cluster: LocalCluster) -> LocalCluster:
+    """Real etcd + NATS on free 127.0.0.1 ports, shared by the session; etcd is emptied before each test."""
+    _wipe_etcd(_session_cluster)
+    return _session_cluster
+
+
+async def real_runtime(cluster: LocalCluster, **kwargs: Any) -> DistributedRuntime:
+    """A runtime wired to ``cluster``'s servers (what the "servers" backend kind creates)."""
+    return await DistributedRuntime.create(etcd_endpoints=cluster.etcd_endpoints,
+                                           nats_server=cluster.nats_server, **kwargs)
 # --- servers end ---
 
 

@@ -225,7 +225,9 @@ class Client:
             info = choose(live)
             try:
                 return await self._call(info, request)
-            except (NoRespondersError, ConnectionRefusedError) as exc:
+            except (NoRespondersError, ConnectionRefusedError, asyncio.TimeoutError) as exc:
+                # No ack: a request published as its worker died is lost with it (NATS still had the dead
+                # connection's subscription), so it is safe to try another instance.
                 tried.add(info.instance_id)
                 self._mark_down(info.instance_id)
                 last = exc

@@ -1,0 +1,245 @@
+"""Messaging over a real NATS server, through nats-py.
+
+nats-py already gives what the object model needs — queue groups, request/reply with no-responders status
+(servers ≥ 2.2), a per-subscription task that runs callbacks one at a time, in order, and subscriptions that are
+re-sent after a reconnect. This adapter turns its messages into :class:`~dynamo_nb.backends.base.Msg`, maps its
+errors onto dynamo_nb's tree, and sets the connection up to outlive a restarted server: it fails fast while
+connecting the first time (an unreachable URL is an error, not a hang) and reconnects without limit afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from typing import Any, Awaitable, Callable
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from ...errors import BackendUnavailableError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ..base import Msg
+from ._deadline import being_cancelled, bounded
+
+__all__ = ["NatsMessaging", "NatsSubscriptionHandle", "nats_auth_from_env"]
+
+log = logging.getLogger(__name__)
+
+_INITIAL_ATTEMPTS = 3  # tries per URL before the first connect gives up (a refused port fails each at once)
+_RECONNECT_WAIT = 0.25  # seconds between reconnect attempts once connected
+_PENDING_SIZE = 8 * 1024 * 1024  # bytes nats-py buffers while reconnecting
+
+
+def nats_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """nats-py connect options from Dynamo's ``NATS_AUTH_*`` variables (only the ones that are set)."""
+    env = os.environ if env is None else env
+    opts: dict[str, Any] = {}
+    if env.get("NATS_AUTH_USERNAME") or env.get("NATS_AUTH_PASSWORD"):
+        opts["user"] = env.get("NATS_AUTH_USERNAME", "")
+        opts["password"] = env.get("NATS_AUTH_PASSWORD", "")
+    if env.get("NATS_AUTH_TOKEN"):
+        opts["token"] = env["NATS_AUTH_TOKEN"]
+    if env.get("NATS_AUTH_CREDENTIALS_FILE"):
+        opts["user_credentials"] = env["NATS_AUTH_CREDENTIALS_FILE"]
+    return opts
+
+
+def _explain(errors: list[BaseException], final: BaseException) -> str:
+    """The most telling reason a first connect failed: a refused login beats the socket reset that follows it."""
+    for exc in errors:
+        if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+            return f"authorization failed ({exc}); check NATS_AUTH_* variables"
+    if errors:
+        return repr(errors[-1])
+    return type(final).__name__ + (f": {final}" if str(final) else "")
+
+
+class NatsSubscriptionHandle:
+    """A live subscription; ``unsubscribe()`` is safe after the connection closed."""
+
+    __slots__ = ("subject", "queue", "_sub")
+
+    def __init__(self, sub: NatsSubscription, subject: str, queue: str) -> None:
+        self.subject = subject
+        self.queue = queue
+        self._sub = sub
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError,
+                nats.errors.ConnectionDrainingError):
+            pass
+
+    def __repr__(self) -> str:
+        queue = f", queue={self.queue!r}" if self.queue else ""
+        return f"NatsSubscription({self.subject!r}{queue})"
+
+
+class NatsMessaging:
+    """One process's NATS connection, as the object model's :class:`~dynamo_nb.backends.base.Messaging`."""
+
+    def __init__(self, url: str, nc: NatsClient) -> None:
+        self.url = url
+        self._nc = nc
+        self._publish = nc.publish
+        self._closed = False
+        self.disconnects = 0
+        self.reconnects = 0
+
+    # -- connecting ---------------------------------------------------------------------------------
+    @classmethod
+    async def connect(cls, url: str, *, connect_timeout: float = 5.0, name: str | None = None,
+                      auth: dict[str, Any] | None = None) -> "NatsMessaging":
+        """Connect, or raise :class:`BackendUnavailableError` naming ``url`` within ``connect_timeout`` s."""
+        messaging: NatsMessaging | None = None
+        last_error: list[BaseException] = []
+
+        async def error_cb(exc: Exception) -> None:
+            if messaging is None:
+                last_error.append(exc)
+            else:
+                log.debug("NATS %s: %s", url, exc)
+
+        async def disconnected_cb() -> None:
+            if messaging is not None and not messaging._closed:
+                messaging.disconnects += 1
+                log.warning("NATS %s: disconnected; reconnecting", url)
+
+        async def reconnected_cb() -> None:
+            if messaging is not None:
+                messaging.reconnects += 1
+                log.warning("NATS %s: reconnected", url)
+
+        servers = [u.strip() for u in url.split(",") if u.strip()]  # NATS_SERVER may list several
+        if not servers:
+            raise ValueError(f"no NATS server in {url!r}")
+        nc = NatsClient()
+        options: dict[str, Any] = dict(
+            servers=servers,
+            name=name or "dynamo_nb",
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+            allow_reconnect=True,
+            connect_timeout=max(0.1, min(connect_timeout, 2.0)),
+            reconnect_time_wait=min(_RECONNECT_WAIT, connect_timeout / (_INITIAL_ATTEMPTS + 1)),
+            max_reconnect_attempts=_INITIAL_ATTEMPTS - 1,
+            pending_size=_PENDING_SIZE,
+            ping_interval=20,
+            max_outstanding_pings=3,
+        )
+        options.update(auth or {})
+        try:
+            await bounded(nc.connect(**options), connect_timeout)
+        except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
+            detail = _explain(last_error, exc)
+            try:
+                await nc.close()
+            except Exception:
+                pass
+            raise BackendUnavailableError("NATS", url, detail) from exc
+        # Connected: from now on reconnect for as long as it takes (a restarted server on the same port).
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = _RECONNECT_WAIT
+        messaging = cls(url, nc)
+        return messaging
+
+    # -- Messaging --------------------------------------------------------------------------------------
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` from its INFO (read again after every reconnect)."""
+        return self._nc.max_payload
+
+    @property
+    def client(self) -> NatsClient:
+        """The underlying nats-py client (for inspection; the object model never touches it)."""
+        return self._nc
+
+    @property
+    def connected(self) -> bool:
+        return self._nc.is_connected
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeClosedError("NATS connection is closed")
+
+    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
+        self._check_open()
+        try:
+            await self._publish(subject, data, reply)
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLargeError(len(data), self._nc.max_payload) from None
+        except nats.errors.OutboundBufferLimitError:
+            raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise RuntimeClosedError("NATS connection is closed") from exc
+
+    def _respond(self, reply: str) -> Callable[[bytes], Awaitable[None]]:
+        return functools.partial(self.publish, reply)
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> NatsSubscriptionHandle:
+        """Messages reach ``cb`` one at a time, in order; a callback that raises is logged, not fatal."""
+        self._check_open()
+        respond = self._respond
+
+        async def deliver(m: NatsMsg) -> None:
+            reply = m.reply
+            msg = Msg(m.subject, m.data, reply, respond(reply) if reply else None)
+            try:
+                await cb(msg)
+            except asyncio.CancelledError:
+                if being_cancelled(default=True):
+                    raise  # the subscription is being torn down
+                log.warning("callback on %r was cancelled; the subscription keeps going", subject)
+            except Exception:
+                log.exception("subscription callback on %r failed", subject)
+
+        try:
+            sub = await self._nc.subscribe(subject, queue=queue, cb=deliver)
+        except nats.errors.BadSubjectError:
+            raise ValueError(f"invalid subject {subject!r}") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise RuntimeClosedError("NATS connection is closed") from exc
+        return NatsSubscriptionHandle(sub, subject, queue)
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``."""
+        self._check_open()
+        try:
+            m = await self._nc.request(subject, data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoRespondersError(subject) from None
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
+        except nats.errors.TimeoutError:
+            raise asyncio.TimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+        except nats.errors.OutboundBufferLimitError:
+            raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise RuntimeClosedError("NATS connection is closed") from exc
+        return Msg(m.subject, m.data)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        self._check_open()
+        try:
+            await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
+        except nats.errors.TimeoutError:
+            raise asyncio.TimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._nc.close()
+        except Exception as exc:
+            log.debug("closing NATS %s: %s", self.url, exc)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("connected" if self._nc.is_connected else "reconnecting")
+        return f"NatsMessaging({self.url}, {state}, max_payload={self.max_payload})"

@@ -1,0 +1,621 @@
+"""The TCP response plane of Dynamo's ``nats_tcp`` transport (SPEC §8): workers call the caller back.
+
+The caller runs one listening socket per runtime. For each call it registers a receiver under a fresh uuid
+*subject* and sends ``connection_info`` (its ``ip:port`` and that subject) inside the NATS request. The worker
+connects to the address, sends a header-only handshake frame ``{"subject": ..., "stream_type": "response"}``,
+then the prologue, items, ``complete_final`` and the sentinel as TwoPart frames, and closes. The caller closes
+its end when it stops reading; the worker sees EOF and cancels the handler — that is how an early ``aclose()``
+on a response stream reaches the remote generator.
+
+Every call opens and closes one connection (that is the protocol), so the per-connection cost is most of the
+cost of a short call. Both ends therefore drive non-blocking sockets straight from the event loop's
+``add_reader``/``add_writer`` instead of building an asyncio transport and protocol per call: an accepted
+connection is read in the same callback that accepted it, a loopback ``connect`` that completed at once is used
+at once, and the frames a handler produces within one loop turn leave in one ``send``. Back-pressure is kept:
+the worker waits when the caller's socket stops taking data, and the caller stops reading a stream whose
+consumer falls behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from typing import Any, Callable
+
+from ...transport.frames import PREFIX, FrameDecoder, FrameError
+from ...transport.profile import SEED, ProtocolError, SeedProfile
+from ._deadline import bounded
+
+__all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 256 * 1024
+_FLUSH_BYTES = 64 * 1024  # worker: send at once when this much is buffered, instead of at the end of the turn
+_HIGH_WATER = 256 * 1024  # worker: ``send`` waits while more than this is unsent
+_LOW_WATER = 64 * 1024
+_PAUSE_FRAMES = 4096  # caller: stop reading a stream when this many frames wait for its consumer
+_RESUME_FRAMES = 1024
+_ACCEPT_BATCH = 64
+_EOF = object()
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:4567"`` or ``"[::1]:4567"`` → ``(host, port)``; ValueError otherwise.
+
+    >>> parse_address("127.0.0.1:4567"), parse_address("[::1]:80")
+    (('127.0.0.1', 4567), ('::1', 80))
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"bad response address {address!r}: expected host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+# --------------------------------------------------------------------------------------------- caller side
+
+
+class TcpReceiver:
+    """Caller side of one response stream: async-iterate for ``(header, body)`` frames after the handshake.
+
+    Iteration ends when the worker closes its connection. If no worker connects within ``connect_timeout``
+    seconds (it died between acknowledging the request and calling back), iteration ends too, so the caller
+    reports an incomplete stream instead of waiting forever.
+    """
+
+    def __init__(self, plane: "TcpResponsePlane", subject: str, request_id: str) -> None:
+        self.subject = subject
+        self.request_id = request_id
+        self.connection_info: dict[str, Any] = plane.profile.connection_info(plane.address, subject, request_id)
+        self.connect_timeout = plane.stream_connect_timeout
+        self.closed = False
+        self._plane = plane
+        self._frames: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._conn: _Inbound | None = None
+        self._connected = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- fed by the connection ---------------------------------------------------------------------
+    def _attach(self, conn: "_Inbound") -> bool:
+        if self.closed or self._connected:
+            return False
+        self._conn = conn
+        self._connected = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return True
+
+    def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
+        self._frames.extend(frames)
+        self._wake()
+        if len(self._frames) >= _PAUSE_FRAMES and self._conn is not None:
+            self._conn.pause()
+
+    def _end(self) -> None:
+        self._conn = None
+        self._frames.append(_EOF)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _connect_timed_out(self) -> None:
+        self._timer = None
+        if not self._connected and not self.closed:
+            log.warning("no worker called back on response stream %s within %.1f s",
+                        self.subject, self.connect_timeout)
+            self._plane._receivers.pop(self.subject, None)
+            self._end()
+
+    # -- consumed by the caller --------------------------------------------------------------------
+    def __aiter__(self) -> "TcpReceiver":
+        return self
+
+    async def __anext__(self) -> tuple[bytes, bytes]:
+        frames = self._frames
+        while not frames:
+            if self.closed:
+                raise StopAsyncIteration
+            loop = asyncio.get_running_loop()
+            if self._timer is None and not self._connected:
+                self._timer = loop.call_later(self.connect_timeout, self._connect_timed_out)
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frame = frames.popleft()
+        if frame is _EOF:
+            frames.appendleft(_EOF)
+            raise StopAsyncIteration
+        if len(frames) == _RESUME_FRAMES and self._conn is not None:
+            self._conn.resume()
+        return frame
+
+    async def close(self) -> None:
+        """Stop listening: unregister, and close the socket so the worker's handler learns the caller left."""
+        if self.closed:
+            return
+        self.closed = True
+        self._plane._receivers.pop(self.subject, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self._wake()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("connected" if self._connected else "waiting")
+        return f"TcpReceiver({self.subject}, {state}, buffered={len(self._frames)})"
+
+
+class _Inbound:
+    """One worker's connection to the caller's listener: handshake first, then frames for one receiver."""
+
+    __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused")
+
+    def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._plane = plane
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._decoder = FrameDecoder()
+        self._receiver: TcpReceiver | None = None
+        self._reading = False  # registered with the loop
+        self._paused = False  # held back because the consumer is behind
+        plane._inbound.add(self)
+
+    def start(self) -> None:
+        self._on_readable()  # the worker usually sent its first frames before we even accepted
+        self._watch()
+
+    def _watch(self) -> None:
+        if not self._reading and not self._paused and self._sock is not None:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    def _unwatch(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(_RECV_SIZE)
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            data = b""  # reset by the worker: the same as EOF for the stream
+        if not data:
+            self._finish()
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            log.warning("dropping a response connection that sent a bad frame: %s", exc)
+            self.close()
+            return
+        if not frames:
+            return
+        if self._receiver is None:
+            if not self._handshake(frames[0][0]):
+                self.close()
+                return
+            del frames[0]
+        if frames and self._receiver is not None:
+            self._receiver._push(frames)
+
+    def _handshake(self, header: bytes) -> bool:
+        try:
+            subject = json.loads(header)["subject"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping a response connection without a handshake (got %r)", header[:100])
+            return False
+        receiver = self._plane._receivers.get(subject) if isinstance(subject, str) else None
+        if receiver is None or not receiver._attach(self):
+            # The caller already gave up on this stream: closing tells the worker to stop generating.
+            log.debug("no caller waiting on response stream %r", subject)
+            return False
+        self._receiver = receiver
+        return True
+
+    def _finish(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        self.close()
+        if receiver is not None:
+            receiver._end()
+
+    def pause(self) -> None:
+        self._paused = True
+        self._unwatch()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._watch()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self._unwatch()  # before close: the descriptor number may be reused at once
+        self._plane._inbound.discard(self)
+        sock.close()
+
+
+# --------------------------------------------------------------------------------------------- worker side
+
+
+class TcpSender:
+    """Worker side of one response stream: a connection to the caller, frames written in order.
+
+    ``send`` buffers the frame and writes at the end of the current loop turn (or at once past 64 KiB), so a
+    handler that yields many items at once costs one syscall per batch; it waits only while the socket has more
+    than 256 KiB it could not take.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, connected: bool,
+                 on_done: Callable[["TcpSender"], None] | None = None) -> None:
+        self._loop = loop
+        self._on_done = on_done
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._connected = connected
+        self._buf: list[bytes] = []
+        self._buffered = 0
+        self._unsent = bytearray()  # what the socket did not take yet
+        self._flush_scheduled = False
+        self._writing = False
+        self._drain: asyncio.Future[None] | None = None
+        self._peer_closed = False
+        self._closed = False
+        self._callbacks: list[Callable[[], None]] = []
+        self.frames_sent = 0
+        # The caller never talks, so "readable" means it hung up. Most short streams are over within the loop
+        # turn that opened them; watching starts on the next turn, which spares those two epoll calls.
+        self._watching = False
+        loop.call_soon(self._watch_peer)
+
+    def _watch_peer(self) -> None:
+        if self._sock is not None and not self._watching:
+            self._watching = True
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    # -- socket events ------------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(4096)
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._peer_gone()
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        if not self._connected:
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                self._peer_gone()
+                return
+            self._connected = True
+        self._write_unsent()
+
+    def _write_unsent(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        if self._unsent:
+            try:
+                sent = sock.send(self._unsent)
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError:
+                self._peer_gone()
+                return
+            del self._unsent[:sent]
+        if not self._unsent:
+            if self._writing:
+                self._writing = False
+                self._loop.remove_writer(self._fd)
+            if self._closed:
+                self._shutdown()
+        if len(self._unsent) <= _LOW_WATER:
+            self._release_drain()
+
+    def _release_drain(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _peer_gone(self) -> None:
+        if self._peer_closed:
+            return
+        self._peer_closed = True
+        self._buf.clear()
+        self._buffered = 0
+        self._unsent.clear()
+        self._shutdown()
+        self._release_drain()
+        if self._closed:
+            return  # we had finished: the caller closing afterwards is the normal end
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("peer-closed callback failed")
+
+    def _shutdown(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._watching:  # unregister before close: the descriptor number may be reused at once
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+        sock.close()
+        if self._on_done is not None:
+            self._on_done(self)
+
+    # -- ResponseSender -------------------------------------------------------------------------------
+    async def send(self, header: bytes | None, body: bytes | None) -> None:
+        if self._peer_closed:
+            raise ConnectionResetError("the caller closed the response stream")
+        if self._closed:
+            raise ConnectionError("response stream already closed")
+        header = header or b""
+        body = body or b""
+        self._buf.append(PREFIX.pack(len(header), len(body), 0) + header + body)
+        self._buffered += PREFIX.size + len(header) + len(body)
+        self.frames_sent += 1
+        if self._buffered >= _FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        if len(self._unsent) > _HIGH_WATER:
+            if self._drain is None:
+                self._drain = self._loop.create_future()
+            await self._drain
+            if self._peer_closed:
+                raise ConnectionResetError("the caller closed the response stream")
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._buf or self._sock is None:
+            return
+        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        self._buf.clear()
+        self._buffered = 0
+        if self._unsent or not self._connected:
+            self._unsent += data
+        else:
+            try:
+                sent = self._sock.send(data)
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError:
+                self._peer_gone()
+                return
+            if sent == len(data):
+                return
+            self._unsent += memoryview(data)[sent:]
+        if not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def closed_by_peer(self) -> bool:
+        return self._peer_closed
+
+    def on_peer_closed(self, callback: Callable[[], None]) -> None:
+        if self._peer_closed and not self._closed:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    async def close(self) -> None:
+        """Send what is buffered and close; unsent bytes finish in the background."""
+        if self._closed:
+            return
+        self._flush()
+        self._closed = True
+        self._callbacks.clear()
+        if not self._unsent:
+            self._shutdown()
+
+    def abort(self) -> None:
+        """Drop the connection at once (the worker is going away)."""
+        self._closed = True
+        self._callbacks.clear()
+        self._unsent.clear()
+        self._shutdown()
+
+
+# --------------------------------------------------------------------------------------------- the plane
+
+
+class TcpResponsePlane:
+    """One listening socket per runtime for the streams it calls, and outgoing connections for those it serves.
+
+    ``host`` is where the listener binds (loopback by default); ``advertise_host`` is the address workers are
+    told to call back on (defaults to ``host``; set it when binding ``0.0.0.0``).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", *, advertise_host: str | None = None,
+                 profile: SeedProfile = SEED, stream_connect_timeout: float = 10.0,
+                 connect_timeout: float = 5.0) -> None:
+        self.host = host
+        self.advertise_host = advertise_host or host
+        self.profile = profile
+        self.stream_connect_timeout = stream_connect_timeout
+        self.connect_timeout = connect_timeout
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receivers: dict[str, TcpReceiver] = {}
+        self._inbound: set[_Inbound] = set()
+        self._senders: set[TcpSender] = set()
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """``ip:port`` workers connect to; empty until the listener has started."""
+        if not self.port:
+            return ""
+        host = f"[{self.advertise_host}]" if ":" in self.advertise_host else self.advertise_host
+        return f"{host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    def receivers(self) -> list[str]:
+        """Subjects of the streams this runtime is waiting on (for inspection)."""
+        return list(self._receivers)
+
+    async def start(self) -> None:
+        """Start the listener (done on first use; calling it early takes the cost out of the first call)."""
+        if self._listener is not None:
+            return
+        if self._closed:
+            raise ConnectionError("response plane is closed")
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                # Linux: wake the listener only once the worker's first bytes are there, so one wake-up both
+                # accepts and reads the handshake (workers always speak first).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+            sock.bind((self.host, 0))
+            sock.listen(1024)
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._on_accept)
+        except BaseException:
+            sock.close()
+            raise
+        self._loop = loop
+        self._listener = sock
+        self.port = int(sock.getsockname()[1])
+
+    def _on_accept(self) -> None:
+        listener, loop = self._listener, self._loop
+        if listener is None or loop is None:
+            return
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:  # out of file descriptors and the like: try again on the next event
+                if exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    log.warning("response listener cannot accept: %s", exc)
+                return
+            conn.setblocking(False)
+            _Inbound(self, loop, conn).start()
+
+    async def open_receiver(self, request_id: str) -> TcpReceiver:
+        if self._listener is None:
+            await self.start()
+        receiver = TcpReceiver(self, uuid.uuid4().hex, request_id)
+        self._receivers[receiver.subject] = receiver
+        return receiver
+
+    async def connect(self, connection_info: dict[str, Any]) -> TcpSender:
+        """Call the caller back and queue the handshake; ConnectionError if it cannot be reached."""
+        try:
+            info = self.profile.parse_connection_info(connection_info)
+            host, port = parse_address(str(info["address"]))
+        except (ProtocolError, ValueError) as exc:
+            raise ConnectionRefusedError(f"cannot call back: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            error = sock.connect_ex((host, port))
+            connected = error == 0
+            if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                connected = not error and _is_connected(sock)
+                if not error and not connected:  # not loopback-fast: wait for the handshake, bounded
+                    await bounded(_writable(loop, sock), self.connect_timeout)
+                    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    connected = not error
+            if error:
+                raise ConnectionRefusedError(error, f"cannot call back {host}:{port}: {os.strerror(error)}")
+        except asyncio.TimeoutError:
+            sock.close()
+            raise ConnectionRefusedError(f"no answer from response listener {host}:{port} "
+                                         f"within {self.connect_timeout} s") from None
+        except BaseException:
+            sock.close()
+            raise
+        sender = TcpSender(loop, sock, connected, self._senders.discard)
+        self._senders.add(sender)
+        await sender.send(self.profile.handshake(str(info["subject"])), None)
+        return sender
+
+    async def close(self) -> None:
+        """Stop listening, end every waiting receiver, drop outgoing streams."""
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None and self._loop is not None:
+            self._loop.remove_reader(listener.fileno())
+            listener.close()
+        for receiver in list(self._receivers.values()):
+            await receiver.close()
+        for conn in list(self._inbound):
+            conn._finish()
+        for sender in list(self._senders):
+            sender.abort()
+        self._senders.clear()
+
+    def __repr__(self) -> str:
+        where = self.address or "not listening"
+        return f"TcpResponsePlane({where}, waiting={len(self._receivers)})"
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, lambda: future.done() or future.set_result(None))
+    try:
+        await future
+    finally:
+        loop.remove_writer(fd)
