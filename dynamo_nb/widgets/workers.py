@@ -1,0 +1,314 @@
+"""Worker processes for the control panel: each is a separate runtime on the same etcd and NATS.
+
+Serving an endpoint from a panel starts it in a *worker* runtime with a short lease, as a separate Dynamo
+process would. Stopping an instance is the graceful path of seed §6.2; killing a worker is a crash: its keys
+stay in etcd until its lease expires, which the pool counts down. Nothing here imports ipywidgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .. import names
+from ..backends.base import Backend
+from ..core.runtime import DistributedRuntime
+from ..core.served import ServedEndpoint
+from ..errors import RuntimeClosedError
+from .handlers import HandlerSpec
+
+__all__ = ["Worker", "Instance", "WorkerPool", "DEFAULT_WORKER_LEASE_TTL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKER_LEASE_TTL = 4.0  # seconds: short enough to watch a crashed worker's lease expire
+
+WorkerFactory = Callable[[str, float], Awaitable[DistributedRuntime]]
+
+
+class _SameWorld:
+    """Connects new runtimes to the embedded servers an existing runtime uses (its world may be a private one)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def connect(self) -> Backend:
+        from ..backends.embedded import EmbeddedDiscovery, EmbeddedMessaging
+
+        b = self._backend
+        return Backend(kind=b.kind, discovery=EmbeddedDiscovery(b.discovery.store),  # type: ignore[attr-defined]
+                       messaging=EmbeddedMessaging(b.messaging.bus),  # type: ignore[attr-defined]
+                       responses=b.responses, description=b.description)
+
+
+@dataclass(eq=False)
+class Worker:
+    """One worker runtime (a "process") started by the pool."""
+
+    name: str
+    runtime: DistributedRuntime
+    lease_ttl: float
+    killed_at: float | None = None
+    expires_at: float | None = None  # time.monotonic() when the lease should run out, once killed
+    lease_at_kill: int = 0
+
+    @property
+    def killed(self) -> bool:
+        return self.runtime.killed
+
+    @property
+    def alive(self) -> bool:
+        return not self.runtime.closed
+
+    def __repr__(self) -> str:
+        state = "killed" if self.killed else ("shut down" if self.runtime.closed else "running")
+        return f"Worker({self.name!r}, lease={self.runtime.primary_lease_id:x}, ttl={self.lease_ttl:g}s, {state})"
+
+
+@dataclass(eq=False)
+class Instance:
+    """One endpoint instance served by a pool worker, and what became of it."""
+
+    worker: Worker
+    served: ServedEndpoint
+    handler: str
+    gone_at: float | None = None  # when its key left etcd (stop, or lease expiry after a kill)
+    _unlisten: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def reference(self) -> str:
+        return self.served.endpoint.reference()
+
+    @property
+    def instance_id(self) -> int:
+        return self.served.instance_id
+
+    @property
+    def gone(self) -> bool:
+        return self.gone_at is not None
+
+    def status(self, lease_remaining: float | None = None) -> str:
+        """A short human summary: lifecycle state, or the crash countdown."""
+        if self.worker.killed:
+            if self.gone:
+                return "worker killed; lease expired, key deleted"
+            if lease_remaining is not None:
+                return f"worker killed; lease expires in {lease_remaining:.1f} s"
+            return "worker killed; waiting for the lease to expire"
+        return self.served.state.value
+
+    def __repr__(self) -> str:
+        return (f"Instance({self.reference!r}, id={self.instance_id:x}, worker={self.worker.name!r}, "
+                f"handler={self.handler!r}, {self.status()})")
+
+
+class WorkerPool:
+    """Starts worker runtimes beside ``runtime`` (same embedded world, or same servers) and tracks them.
+
+    ``worker_factory(name, lease_ttl)`` may replace how a worker runtime is created.
+    """
+
+    def __init__(self, runtime: DistributedRuntime, *, lease_ttl: float = DEFAULT_WORKER_LEASE_TTL,
+                 worker_factory: WorkerFactory | None = None) -> None:
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, got {lease_ttl}")
+        self.runtime = runtime
+        self.lease_ttl = float(lease_ttl)
+        self.workers: list[Worker] = []
+        self.instances: list[Instance] = []
+        self._factory = worker_factory or self._default_factory
+        self._names = itertools.count(1)
+        self._listeners: list[Callable[[], None]] = []
+        self._closed = False
+
+    # -- change notification -------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after any change: a worker started or killed, a state change, a key gone."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener()
+            except Exception:  # a display that fails to redraw must not break the pool
+                log.exception("worker pool listener failed")
+
+    # -- workers ---------------------------------------------------------------------------------------
+    async def _default_factory(self, name: str, lease_ttl: float) -> DistributedRuntime:
+        backend = self.runtime.backend
+        common: dict[str, Any] = dict(lease_ttl=lease_ttl, name=name,
+                                      health_check_interval=self.runtime.health_check_interval)
+        if backend.kind == "embedded":
+            return await DistributedRuntime.create(world=_SameWorld(backend), **common)  # type: ignore[arg-type]
+        etcd = os.environ.get("ETCD_ENDPOINTS") or getattr(backend.discovery, "url", None)
+        nats = os.environ.get("NATS_SERVER") or getattr(backend.messaging, "url", None)
+        return await DistributedRuntime.create(etcd_endpoints=etcd, nats_server=nats, **common)
+
+    async def start_worker(self, lease_ttl: float | None = None) -> Worker:
+        """A new worker runtime with its own lease (``lease_ttl`` defaults to the pool's)."""
+        if self._closed:
+            raise RuntimeClosedError("this worker pool is closed")
+        ttl = self.lease_ttl if lease_ttl is None else float(lease_ttl)
+        if ttl <= 0:
+            raise ValueError(f"lease TTL must be positive, got {ttl:g}")
+        name = f"worker-{next(self._names)}"
+        runtime = await self._factory(name, ttl)
+        worker = Worker(name, runtime, ttl)
+        self.workers.append(worker)
+        self._changed()
+        return worker
+
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers if w.alive]
+
+    def worker(self, name: str) -> Worker:
+        for w in self.workers:
+            if w.name == name:
+                return w
+        raise KeyError(f"no worker named {name!r}")
+
+    # -- serving ---------------------------------------------------------------------------------------
+    @staticmethod
+    def validate(namespace: str, component: str, endpoint: str) -> None:
+        """Raise :class:`~dynamo_nb.errors.InvalidNameError` for the first bad name, before anything is created."""
+        names.validate_namespace(namespace)
+        names.validate_component(component)
+        names.validate_endpoint(endpoint)
+
+    async def serve(self, namespace: str, component: str, endpoint: str, handler: HandlerSpec, *,
+                    worker: Worker | None = None, lease_ttl: float | None = None) -> Instance:
+        """Serve ``handler`` at ``namespace.component.endpoint`` from ``worker`` (a new one by default).
+
+        Bad names raise before a worker is started; if the start fails, a worker started for it is shut down.
+        """
+        self.validate(namespace, component, endpoint)
+        new = worker is None
+        if worker is None:
+            worker = await self.start_worker(lease_ttl)
+        elif not worker.alive:
+            raise RuntimeClosedError(f"{worker.name} is {'killed' if worker.killed else 'shut down'}")
+        ep = worker.runtime.namespace(namespace).component(component).endpoint(endpoint)
+        try:
+            served = await ep.endpoint_builder().handler(handler.fn).start()
+        except BaseException:
+            if new:
+                await self._discard_worker(worker)
+            raise
+        instance = Instance(worker, served, handler.name)
+        instance._unlisten = served.on_transition(lambda state, ts: self._on_transition(instance))
+        self.instances.append(instance)
+        self._changed()
+        return instance
+
+    async def _discard_worker(self, worker: Worker) -> None:
+        try:
+            await worker.runtime.shutdown()
+        finally:
+            if worker in self.workers:
+                self.workers.remove(worker)
+            self._changed()
+
+    def _on_transition(self, instance: Instance) -> None:
+        if instance.served.state.value == "Deregistered" and instance.gone_at is None:
+            instance.gone_at = time.monotonic()
+        self._changed()
+
+    async def stop(self, instance: Instance, drain_timeout: float | None = None) -> None:
+        """Graceful stop (seed §6.2): intake stops, in-flight streams drain, the lease is revoked."""
+        await instance.served.stop(drain_timeout)
+        self._changed()
+
+    async def kill(self, worker: Worker) -> None:
+        """Crash ``worker``: no deregistration; its instances vanish when its lease expires."""
+        if worker.runtime.closed:
+            return
+        worker.lease_at_kill = worker.runtime.primary_lease_id if worker.runtime.lease_alive else 0
+        worker.expires_at = self._estimate_expiry(worker)
+        worker.killed_at = time.monotonic()
+        await worker.runtime.kill()
+        self._changed()
+
+    def _estimate_expiry(self, worker: Worker) -> float:
+        """Last lease refresh + TTL, as a ``time.monotonic()`` instant (etcd itself decides the exact moment)."""
+        runtime = worker.runtime
+        refreshes = [r for r in runtime.recorder.select("lease.grant", "lease.keepalive")
+                     if r.detail.get("lease_id") == runtime.primary_lease_id]
+        last = refreshes[-1].ts if refreshes else time.time()
+        return time.monotonic() + (last + worker.lease_ttl - time.time())
+
+    # -- lease countdown ---------------------------------------------------------------------------------
+    def lease_remaining(self, worker: Worker) -> float | None:
+        """Seconds until a killed worker's lease expires; None when it is gone (or the worker was not killed)."""
+        if not worker.killed or not worker.lease_at_kill:
+            return None
+        store = getattr(self.runtime.backend.discovery, "store", None)
+        if store is not None and hasattr(store, "lease_ttl_remaining"):
+            return store.lease_ttl_remaining(worker.lease_at_kill)
+        if worker.expires_at is None:
+            return None
+        return max(0.0, worker.expires_at - time.monotonic())
+
+    def pending_expiry(self) -> list[Instance]:
+        """Instances of killed workers whose keys are still in etcd."""
+        return [i for i in self.instances if i.worker.killed and not i.gone]
+
+    async def refresh(self) -> bool:
+        """Look up the keys of killed workers' instances; mark the ones etcd dropped. True if any changed."""
+        changed = False
+        discovery = self.runtime.backend.discovery
+        for instance in self.pending_expiry():
+            try:
+                _, kvs = await discovery.get_prefix(instance.served.key)
+            except Exception as exc:  # etcd briefly unreachable: look again next time
+                log.debug("looking up %s failed: %s", instance.served.key, exc)
+                continue
+            if not any(kv.key == instance.served.key for kv in kvs):
+                instance.gone_at = time.monotonic()
+                changed = True
+        if changed:
+            self._changed()
+        return changed
+
+    async def wait_expired(self, timeout: float | None = None, interval: float = 0.1) -> None:
+        """Wait until every killed worker's keys are gone."""
+        async def loop() -> None:
+            while self.pending_expiry():
+                await self.refresh()
+                if self.pending_expiry():
+                    await asyncio.sleep(interval)
+        await asyncio.wait_for(loop(), timeout)
+
+    def forget_finished(self) -> int:
+        """Drop instances that are gone from the lists (and workers with nothing left); returns how many."""
+        done = [i for i in self.instances if i.gone]
+        for instance in done:
+            if instance._unlisten is not None:
+                instance._unlisten()
+            self.instances.remove(instance)
+        busy = {id(i.worker) for i in self.instances}
+        self.workers = [w for w in self.workers if w.alive or id(w) in busy]
+        if done:
+            self._changed()
+        return len(done)
+
+    # -- teardown ------------------------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Shut every live worker down gracefully."""
+        self._closed = True
+        for worker in list(self.workers):
+            if worker.alive:
+                try:
+                    await worker.runtime.shutdown()
+                except Exception as exc:
+                    log.warning("shutting down %s failed: %s", worker.name, exc)
+        self._changed()
+
+    def __repr__(self) -> str:
+        return (f"WorkerPool(runtime={self.runtime.name!r}, workers={len(self.live_workers())} live/"
+                f"{len(self.workers)}, instances={len(self.instances)}, lease_ttl={self.lease_ttl:g}s)")

@@ -1,0 +1,133 @@
+"""Every walkthrough notebook runs top to bottom, headless, on the embedded backend and on real servers.
+
+The saved outputs must hold the seed's figures as ``text/vnd.mermaid`` (what JupyterLab draws natively), no
+error output, and the notebooks in the repository must be stored without outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from dynamo_nb.cluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0[1-7]-*.ipynb"))
+CELL_TIMEOUT = 60
+
+#: The seed's figures each notebook reproduces: Mermaid diagram type → how many, at least.
+FIGURES = {
+    "01": {"flowchart": 3},                                   # §1 hierarchy, §2.1 two namespaces, after a stop
+    "02": {"classDiagram": 1, "flowchart": 1},                # §3.1 structure, §4.2 reference
+    "03": {"sequenceDiagram": 1, "flowchart": 1},             # §4.4 startup sequence, instances per lease
+    "04": {"flowchart": 2},                                   # §5.1 registry, §5.3 shared watcher
+    "05": {"stateDiagram-v2": 2, "sequenceDiagram": 2},       # §6.1 state machine, §6.2 lifecycle, crash
+    "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
+    "07": {"flowchart": 1},                                   # the playground's runtime
+}
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _kernel_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ETCD_ENDPOINTS", "NATS_SERVER", "DYNAMO_NB_USE_CLUSTER")}
+    env.update(extra)
+    return env
+
+
+async def run_notebook(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    await client.async_execute(env=env)
+    return nb
+
+
+MERMAID_TYPES = {"flowchart", "sequenceDiagram", "classDiagram", "stateDiagram-v2"}
+
+
+def mermaid_type(text: str) -> str:
+    """The diagram type keyword of a Mermaid text, after its optional ``---`` front matter and ``%%`` lines."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    if lines and lines[0] == "---":
+        end = lines.index("---", 1)
+        lines = lines[end + 1:]
+    body = [line for line in lines if line and not line.startswith("%%")]
+    kind = body[0].split()[0] if body else ""
+    return "flowchart" if kind == "graph" else kind
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
+    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+
+
+def check_outputs(path: Path, nb: nbformat.NotebookNode) -> None:
+    outs = outputs(nb)
+    errors = [o for o in outs if o["output_type"] == "error"]
+    assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
+    tracebacks = [o["text"] for o in outs if o["output_type"] == "stream" and "Traceback" in o.get("text", "")]
+    assert not tracebacks, tracebacks
+    mermaid = [o["data"]["text/vnd.mermaid"] for o in outs
+               if o["output_type"] in ("display_data", "execute_result") and "text/vnd.mermaid" in o.get("data", {})]
+    found = Counter(mermaid_type(text) for text in mermaid)
+    assert set(found) <= MERMAID_TYPES, found
+    for kind, count in FIGURES[path.name[:2]].items():
+        assert found[kind] >= count, f"{path.name}: {dict(found)} Mermaid outputs, expected ≥ {count} {kind}"
+    executed = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in executed), "a code cell did not run"
+
+
+def test_there_is_one_notebook_per_seed_section() -> None:
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has saved outputs"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+async def test_notebook_runs_on_the_embedded_backend(path: Path) -> None:
+    nb = await run_notebook(path, _kernel_env())
+    check_outputs(path, nb)
+    text = "\n".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
+    if path.name.startswith("01"):
+        assert "embedded" in text
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[LocalCluster]:
+    async with LocalCluster() as c:
+        yield c
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+async def test_notebook_runs_on_a_local_cluster(path: Path, cluster: LocalCluster) -> None:
+    nb = await run_notebook(path, _kernel_env(**cluster.env()))
+    check_outputs(path, nb)
+    text = "\n".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
+    if path.name.startswith("01"):
+        assert cluster.etcd_endpoints in text and "embedded" not in text
+
+
+@pytest.mark.servers
+async def test_the_cluster_flag_starts_a_local_cluster_inside_the_kernel() -> None:
+    path = NOTEBOOKS[0]
+    nb = await run_notebook(path, _kernel_env(DYNAMO_NB_USE_CLUSTER="1"))
+    check_outputs(path, nb)
+    text = "\n".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
+    assert "a LocalCluster started by this kernel" in text and "http://127.0.0.1:" in text
