@@ -553,6 +553,21 @@ async def test_a_worker_that_never_calls_back_ends_the_stream() -> None:
         await plane.close()
 
 
+async def test_a_silent_connection_to_the_listener_is_dropped() -> None:
+    plane = TcpResponsePlane(stream_connect_timeout=0.3)
+    try:
+        await plane.start()
+        host, port = parse_address(plane.address)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"\0" * 10)  # less than a frame prefix, then nothing
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert not plane._inbound
+    finally:
+        await plane.close()
+
+
 async def test_big_and_many_items_cross_intact(runtimes) -> None:
     worker, caller = await runtimes(), await runtimes()
 

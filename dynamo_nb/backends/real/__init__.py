@@ -6,7 +6,8 @@ where they are not installed (the embedded backend needs neither).
 
 If only one of the two servers is named, the other gets Dynamo's default (``http://127.0.0.1:2379`` for etcd,
 ``nats://127.0.0.1:4222`` for NATS — Dynamo's ``localhost`` defaults, pinned to IPv4 loopback); if that server
-is not there either, the error names the default URL it tried.
+is not there either, the error names the default URL it tried. The response listener binds 127.0.0.1 unless
+``response_host=`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address (workers on other hosts must reach it).
 """
 
 from __future__ import annotations

@@ -183,6 +183,14 @@ class _Inbound:
     def start(self) -> None:
         self._on_readable()  # the worker usually sent its first frames before we even accepted
         self._watch()
+        if self._sock is not None and self._receiver is None:
+            # No handshake yet: do not let a silent connection hold a descriptor for ever.
+            self._loop.call_later(self._plane.stream_connect_timeout, self._handshake_overdue)
+
+    def _handshake_overdue(self) -> None:
+        if self._sock is not None and self._receiver is None:
+            log.warning("dropping a response connection that sent no handshake")
+            self.close()
 
     def _watch(self) -> None:
         if not self._reading and not self._paused and self._sock is not None:
@@ -195,33 +203,36 @@ class _Inbound:
             self._loop.remove_reader(self._fd)
 
     def _on_readable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        try:
-            data = sock.recv(_RECV_SIZE)
-        except _WOULD_BLOCK:
-            return
-        except OSError:
-            data = b""  # reset by the worker: the same as EOF for the stream
-        if not data:
-            self._finish()
-            return
-        try:
-            frames = self._decoder.feed(data)
-        except FrameError as exc:
-            log.warning("dropping a response connection that sent a bad frame: %s", exc)
-            self.close()
-            return
-        if not frames:
-            return
-        if self._receiver is None:
-            if not self._handshake(frames[0][0]):
+        # Read until the socket is drained (a few times at most, to stay fair to other connections): a short
+        # stream is then read *and* found finished in one go, without ever registering with the loop.
+        for _ in range(4):
+            sock = self._sock
+            if sock is None or self._paused:
+                return
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except _WOULD_BLOCK:
+                return
+            except OSError:
+                data = b""  # reset by the worker: the same as EOF for the stream
+            if not data:
+                self._finish()
+                return
+            try:
+                frames = self._decoder.feed(data)
+            except FrameError as exc:
+                log.warning("dropping a response connection that sent a bad frame: %s", exc)
                 self.close()
                 return
-            del frames[0]
-        if frames and self._receiver is not None:
-            self._receiver._push(frames)
+            if not frames:
+                continue
+            if self._receiver is None:
+                if not self._handshake(frames[0][0]):
+                    self.close()
+                    return
+                del frames[0]
+            if frames and self._receiver is not None:
+                self._receiver._push(frames)
 
     def _handshake(self, header: bytes) -> bool:
         try:
@@ -239,9 +250,9 @@ class _Inbound:
 
     def _finish(self) -> None:
         receiver, self._receiver = self._receiver, None
-        self.close()
         if receiver is not None:
             receiver._end()
+        self.close()
 
     def pause(self) -> None:
         self._paused = True
@@ -251,13 +262,19 @@ class _Inbound:
         self._paused = False
         self._watch()
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        self._unwatch()  # before close: the descriptor number may be reused at once
+        self._unwatch()
         self._plane._inbound.discard(self)
-        sock.close()
+        if now:
+            sock.close()
+        else:
+            # Closed on the next turn, after the consumer woken by this stream's end has run: the syscall is
+            # then off the path of the result. (Unregistered first, and still open until then, so its
+            # descriptor number cannot be reused under the loop's feet.)
+            self._loop.call_soon(sock.close)
 
 
 # --------------------------------------------------------------------------------------------- worker side
@@ -593,7 +610,10 @@ class TcpResponsePlane:
         for receiver in list(self._receivers.values()):
             await receiver.close()
         for conn in list(self._inbound):
-            conn._finish()
+            receiver, conn._receiver = conn._receiver, None
+            if receiver is not None:
+                receiver._end()
+            conn.close(now=True)
         for sender in list(self._senders):
             sender.abort()
         self._senders.clear()
