@@ -130,6 +130,7 @@ class Client:
         self.endpoint = endpoint
         self.runtime = endpoint.runtime
         self.id = client_id
+        self._label = f"client#{client_id}"
         self._watcher = watcher
         self._rr = itertools.count()
         self._down: dict[int, float] = {}
@@ -246,7 +247,7 @@ class Client:
             await receiver.close()
             raise PayloadTooLargeError(len(payload), backend.messaging.max_payload, what="request")
         self.calls += 1
-        runtime.recorder.record("call", f"client#{self.id}", self.endpoint.reference(), request_id=request_id,
+        runtime.recorder.record("call", self._label, self.endpoint.reference(), request_id=request_id,
                                 instance_id=info.instance_id, subject=info.subject)
         try:
             ack = await backend.messaging.request(info.subject, payload, timeout=self.ACK_TIMEOUT)

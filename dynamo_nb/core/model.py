@@ -126,6 +126,7 @@ class Endpoint(_Handle):
         self.component = component
         self.runtime = component.runtime
         self.name = names.validate_endpoint(name)
+        self._reference = f"{component.namespace.name}.{component.name}.{self.name}"
 
     def _key(self) -> tuple[Any, ...]:
         return (id(self.runtime), self.component.namespace.name, self.component.name, self.name)
@@ -136,7 +137,7 @@ class Endpoint(_Handle):
 
     def reference(self) -> str:
         """The seed's reference form, ``namespace.Component.endpoint``."""
-        return f"{self.namespace.name}.{self.component.name}.{self.name}"
+        return self._reference
 
     def path(self) -> str:
         return f"{self.component.path()}/{self.name}"

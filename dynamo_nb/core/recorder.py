@@ -38,8 +38,9 @@ class Recorder:
     def record(self, kind: str, actor: str, target: str, **detail: Any) -> Record:
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
-        for listener in tuple(self._listeners):
-            listener(rec)
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(rec)
         return rec
 
     def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:

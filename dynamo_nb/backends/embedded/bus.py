@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 from ...errors import NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ..base import Msg
+from .channel import Channel
 
 __all__ = ["EmbeddedNats", "EmbeddedMessaging", "subject_matches", "DEFAULT_MAX_PAYLOAD"]
 
@@ -59,13 +60,13 @@ class _Sub:
         self.conn = conn
         self._bus = bus
         self._cb = cb
-        self._inbox: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self._inbox: Channel[Msg | None] = Channel()
         self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"sub:{subject}")
         self.delivered = 0
 
     def deliver(self, msg: Msg) -> None:
         self.delivered += 1
-        self._inbox.put_nowait(msg)
+        self._inbox.put(msg)
 
     async def _pump(self) -> None:
         while True:
@@ -82,7 +83,7 @@ class _Sub:
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)
         if self._bus._remove(self):
-            self._inbox.put_nowait(None)
+            self._inbox.put(None)
 
 
 class EmbeddedNats:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from typing import Any
 
 from ...transport.profile import SEED
+from .channel import Channel
 
 __all__ = ["EmbeddedResponsePlane"]
 
@@ -19,7 +19,7 @@ class _Receiver:
         self.subject = subject
         self.connection_info = SEED.connection_info(plane.address, subject, request_id)
         self._plane = plane
-        self._queue: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue()
+        self._queue: Channel[tuple[bytes, bytes]] = Channel()
         self.closed = False
         self._on_close: list = []
 
@@ -29,7 +29,7 @@ class _Receiver:
     async def __anext__(self) -> tuple[bytes, bytes]:
         frame = await self._queue.get()
         if frame is _EOF:
-            self._queue.put_nowait(_EOF)  # stay ended for any later read
+            self._queue.put(_EOF)  # stay ended for any later read
             raise StopAsyncIteration
         return frame
 
@@ -37,6 +37,7 @@ class _Receiver:
         if not self.closed:
             self.closed = True
             self._plane._receivers.pop(self.subject, None)
+            self._plane._by_info.pop(self.connection_info["info"], None)
             callbacks, self._on_close = self._on_close, []
             for callback in callbacks:
                 callback()
@@ -52,7 +53,7 @@ class _Sender:
             raise ConnectionResetError("caller closed the response stream")
         if self._closed:
             raise ConnectionError("response stream already closed")
-        self._receiver._queue.put_nowait((header or b"", body or b""))
+        self._receiver._queue.put((header or b"", body or b""))
 
     def closed_by_peer(self) -> bool:
         return self._receiver.closed
@@ -66,7 +67,7 @@ class _Sender:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._receiver._queue.put_nowait(_EOF)
+            self._receiver._queue.put(_EOF)
 
 
 class EmbeddedResponsePlane:
@@ -75,15 +76,20 @@ class EmbeddedResponsePlane:
     def __init__(self) -> None:
         self.address = f"embedded:{uuid.uuid4().hex[:8]}"
         self._receivers: dict[str, _Receiver] = {}
+        self._by_info: dict[str, _Receiver] = {}  # the exact ``info`` string handed out: no JSON parse per call
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
 
     async def open_receiver(self, request_id: str) -> _Receiver:
         receiver = _Receiver(self, f"{self._prefix}-{next(self._ids)}", request_id)
         self._receivers[receiver.subject] = receiver
+        self._by_info[receiver.connection_info["info"]] = receiver
         return receiver
 
     async def connect(self, connection_info: dict[str, Any]) -> _Sender:
+        known = self._by_info.get(connection_info.get("info"))  # type: ignore[arg-type]
+        if known is not None:
+            return _Sender(known)
         info = SEED.parse_connection_info(connection_info)
         if info["address"] != self.address:
             raise ConnectionRefusedError(f"no response listener at {info['address']!r}")
