@@ -165,3 +165,21 @@ async def test_publish_with_reply_subject_scatter_gather(connect):
     await a.publish("scatter.ping", b"", reply="gather.inbox")
     await gathered.wait(2)
     assert [x.data for x in gathered.msgs] == [b"here", b"here"]
+
+
+async def test_subscription_is_in_place_once_flushed(connect):
+    """After subscribe + flush, a publish from another connection must arrive (no race with the SUB)."""
+    subscriber = (await connect()).messaging
+    publisher = (await connect()).messaging
+    lost = []
+    for i in range(150):
+        inbox = Inbox()
+        sub = await subscriber.subscribe(f"race.t{i}", inbox)
+        await subscriber.flush()
+        await publisher.publish(f"race.t{i}", b"x")
+        try:
+            await inbox.wait(1, timeout=2)
+        except asyncio.TimeoutError:
+            lost.append(i)
+        await sub.unsubscribe()
+    assert lost == []

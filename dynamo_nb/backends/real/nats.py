@@ -225,8 +225,15 @@ class NatsMessaging:
         return Msg(m.subject, m.data)
 
     async def flush(self, timeout: float = 5.0) -> None:
+        """Round trip to the server: everything sent before (subscriptions included) has been processed."""
         self._check_open()
         try:
+            # nats-py writes the PING straight to the socket while SUB/PUB commands wait in its pending buffer,
+            # so its flush() can return before the server has seen a subscription made just before it, and a
+            # publish from another connection is then lost. Push the pending commands out first.
+            flush_pending = getattr(self._nc, "_flush_pending", None)
+            if flush_pending is not None and self._nc.is_connected:
+                await flush_pending(force_flush=True)
             await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
         except nats.errors.TimeoutError:
             raise asyncio.TimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
