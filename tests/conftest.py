@@ -127,8 +127,7 @@ async def make_runtime(backend_kind: str, request: pytest.FixtureRequest) -> Asy
         if world is not None:
             runtime = await DistributedRuntime.create(world=world, **kwargs)
         else:
-            runtime = await DistributedRuntime.create(etcd_endpoints=cluster.etcd_endpoints,
-                                                      nats_server=cluster.nats_server, **kwargs)
+            runtime = await real_runtime(cluster, **kwargs)
         created.append(runtime)
         return runtime
 
