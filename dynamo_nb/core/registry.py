@@ -231,13 +231,13 @@ class SharedWatcher:
                 await self._watch.cancel()
             except Exception:
                 pass
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # bounded: a backend call that swallows the cancellation must not hang the runtime's shutdown
+            await asyncio.wait({task}, timeout=5.0)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 @dataclass

@@ -556,6 +556,7 @@ class TcpResponsePlane:
                     log.warning("response listener cannot accept: %s", exc)
                 return
             conn.setblocking(False)
+            _keep_alive(conn)
             _Inbound(self, loop, conn).start()
 
     async def open_receiver(self, request_id: str) -> TcpReceiver:
@@ -577,6 +578,7 @@ class TcpResponsePlane:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _keep_alive(sock)
             error = sock.connect_ex((host, port))
             connected = error == 0
             if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
@@ -621,6 +623,15 @@ class TcpResponsePlane:
     def __repr__(self) -> str:
         where = self.address or "not listening"
         return f"TcpResponsePlane({where}, waiting={len(self._receivers)})"
+
+
+def _keep_alive(sock: socket.socket, idle: int = 10, interval: int = 5, count: int = 3) -> None:
+    """TCP keep-alive, so a peer host that vanishes without closing its socket ends the stream (~25 s)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _is_connected(sock: socket.socket) -> bool:
