@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .model import START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel
+from .model import dispatch, START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel
 
 __all__ = ["quote", "html", "render", "flowchart", "sequence", "class_diagram", "state_diagram"]
 
@@ -241,12 +241,4 @@ def state_diagram(model: StateModel) -> str:
 
 def render(model: Model) -> str:
     """DOT source for any diagram model."""
-    if isinstance(model, Flow):
-        return flowchart(model)
-    if isinstance(model, SequenceModel):
-        return sequence(model)
-    if isinstance(model, ClassModel):
-        return class_diagram(model)
-    if isinstance(model, StateModel):
-        return state_diagram(model)
-    raise TypeError(f"no DOT renderer for {type(model).__name__}")
+    return dispatch(model, "DOT", flowchart, sequence, class_diagram, state_diagram)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .model import START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel, Step
+from .model import dispatch, START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel, Step
 
 __all__ = ["escape", "render", "flowchart", "sequence", "class_diagram", "state_diagram"]
 
@@ -184,12 +184,4 @@ def state_diagram(model: StateModel) -> str:
 
 def render(model: Model) -> str:
     """Mermaid source for any diagram model."""
-    if isinstance(model, Flow):
-        return flowchart(model)
-    if isinstance(model, SequenceModel):
-        return sequence(model)
-    if isinstance(model, ClassModel):
-        return class_diagram(model)
-    if isinstance(model, StateModel):
-        return state_diagram(model)
-    raise TypeError(f"no Mermaid renderer for {type(model).__name__}")
+    return dispatch(model, "Mermaid", flowchart, sequence, class_diagram, state_diagram)

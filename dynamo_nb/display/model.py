@@ -11,7 +11,7 @@ analysed (degrees, paths, components) with networkx.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -216,3 +216,12 @@ class StateModel:
 
 
 Model = Union[Flow, SequenceModel, ClassModel, StateModel]
+
+
+def dispatch(model: Model, language: str, flow: Callable[[Flow], str], sequence: Callable[[SequenceModel], str],
+             classes: Callable[[ClassModel], str], states: Callable[[StateModel], str]) -> str:
+    """Hand a model to the renderer of its kind: the one switch every output language shares."""
+    for kind, render in ((Flow, flow), (SequenceModel, sequence), (ClassModel, classes), (StateModel, states)):
+        if isinstance(model, kind):
+            return render(model)  # type: ignore[arg-type]
+    raise TypeError(f"no {language} renderer for {type(model).__name__}")

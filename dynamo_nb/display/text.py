@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .model import START, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel
+from .model import dispatch, START, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel
 
 __all__ = ["render"]
 
@@ -99,12 +99,4 @@ def _states(model: StateModel) -> str:
 
 def render(model: Model) -> str:
     """A readable plain-text form of any diagram model."""
-    if isinstance(model, Flow):
-        return _flow(model)
-    if isinstance(model, SequenceModel):
-        return _sequence(model)
-    if isinstance(model, ClassModel):
-        return _classes(model)
-    if isinstance(model, StateModel):
-        return _states(model)
-    raise TypeError(f"no text renderer for {type(model).__name__}")
+    return dispatch(model, "text", _flow, _sequence, _classes, _states)
