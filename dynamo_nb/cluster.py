@@ -21,6 +21,8 @@ from collections.abc import Callable, Awaitable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .core.drawable import Drawable
+from .core.snapshot import ClusterSnap, Focus, Part
 from .errors import BinaryNotFoundError, ClusterStartError
 
 __all__ = [
@@ -362,7 +364,7 @@ async def _etcd_health(port: int) -> dict[str, object] | None:
 # --------------------------------------------------------------------------- the cluster
 
 
-class LocalCluster:
+class LocalCluster(Drawable):
     """A real ``nats-server`` and ``etcd`` on free 127.0.0.1 ports, in a temp dir, for one session.
 
     ::
@@ -688,10 +690,13 @@ class LocalCluster:
 
     # ---- display
 
-    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
-        from .display.hooks import mimebundle
+    def snapshot(self) -> ClusterSnap:
+        """State, URLs and PIDs of the two servers, as plain data."""
+        return ClusterSnap(self.state, self.nats_server if self.nats_port else "",
+                           self.etcd_endpoints if self.etcd_port else "", self.nats_pid, self.etcd_pid)
 
-        return mimebundle(self, include, exclude)  # type: ignore[arg-type]
+    def _part(self) -> Part:
+        return Part(Focus("cluster"), cluster=self.snapshot(), poll=True)
 
     def __repr__(self) -> str:
         if self.state in ("running", "starting") and self.nats_port and self.etcd_port:

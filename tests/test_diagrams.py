@@ -209,8 +209,8 @@ async def test_golden_text_of_every_kind(system: System, kind: str) -> None:
 async def test_goldens_show_what_the_seed_figures_show(system: System) -> None:
     """Spot checks that read like the seed's figures, independent of the golden files."""
     d = {kind: normalize(dynamo_nb.diagram(target(system, kind), kind).mermaid, system) for kind in KINDS}
-    assert "Namespace development" in d["hierarchy"] and "Namespace dynamo" in d["hierarchy"]
-    assert '"calls · client#35;fe-to-proc"' in d["hierarchy"]
+    assert "Namespace: development" in d["hierarchy"] and "Namespace: dynamo" in d["hierarchy"]
+    assert '"calls ×1 · client#35;fe-to-proc"' in d["hierarchy"]
     assert "+etcd_path() dynamo/components/Worker" in d["structure"]
     assert "+service_name() dynamo#124;Worker" in d["structure"] and "+path() dynamo/Worker" in d["structure"]
     assert 'n0["Namespace dynamo"]' in d["reference"] and "Endpoint generate" in d["reference"]
@@ -251,15 +251,17 @@ async def test_client_hierarchy_shows_its_instances_and_the_client(system: Syste
     text = dynamo_nb.diagram(system.clients["router"]).mermaid
     assert f"instance {system.served['worker-1'].lease_id:x}" in text
     assert f"{system.served['worker-2'].lease_id:x}" not in text  # stopped: gone from the watcher
-    assert f"client#35;{system.clients['router'].id} · processor" in text
+    assert "processor (application code)" in text  # who made the calls
+    assert f"calls ×2 · client#35;{system.clients['router'].id}\"" in text  # to worker-1, live
+    assert f"calls ×1 · client#35;{system.clients['router'].id} · to 1 instance no longer live" in text
     assert "Component Frontend" not in text
 
 
 async def test_namespace_hierarchy_is_isolated(system: System) -> None:
     dev = dynamo_nb.diagram(system.runtimes["dev"].namespace("development")).mermaid
-    assert "Namespace development" in dev and "dynamo" not in dev
+    assert "Namespace: development" in dev and "dynamo" not in dev
     empty = dynamo_nb.diagram(system.runtimes["frontend"].namespace("staging")).mermaid
-    assert "Namespace staging" in empty and "no components known yet" in empty
+    assert "Namespace: staging" in empty and "no components known yet" in empty
 
 
 async def test_sequence_merges_the_records_of_several_runtimes(system: System) -> None:
@@ -277,8 +279,8 @@ async def test_diagram_is_a_snapshot_not_a_live_view(system: System) -> None:
     await system.runtimes["worker-1"].namespace("dynamo").component("Worker").publish("kv_events", {"n": 2})
     await system.extra["kv_events"].get(timeout=5)
     after = dynamo_nb.diagram(system.runtimes["processor"], "pubsub")
-    assert before.mermaid.count("kv_events on") == 1
-    assert after.mermaid.count("kv_events on") == 2
+    assert before.mermaid.count("deliver kv_events") == 1
+    assert after.mermaid.count("deliver kv_events") == 2
 
 
 async def test_unknown_kind_and_unknown_object_are_clear_errors(system: System) -> None:
@@ -303,14 +305,15 @@ async def test_a_killed_worker_is_drawn_until_its_lease_expires() -> None:
         await client.wait_for_instances(timeout=5)
         await worker.kill()
         hierarchy = dynamo_nb.diagram(worker).mermaid
-        assert "killed · worker (key stays until the lease expires)" in hierarchy
+        assert "Killed · worker · key stays until its lease expires at " in hierarchy
+        assert served.state == dynamo_nb.State.KILLED and served.history[-1][0] == dynamo_nb.State.KILLED
         assert client.instance_ids() == [served.lease_id]  # still in etcd
         clock.advance(10.5)
         while client.instance_ids():
             await asyncio.sleep(0.005)
         text = dynamo_nb.diagram([served, caller], "sequence").mermaid
         lint_mermaid(text)
-        killed = text.index("process killed: key stays until lease")
+        killed = text.index("process killed (Killed): key stays until lease")
         expired = text.index(f"lease {served.lease_id:x} expired: etcd deletes its keys")
         assert killed < expired < text.index("watch delete dynamo/components/Worker/generate:")
         assert "revoke lease" not in text
@@ -393,7 +396,7 @@ def test_sequence_folds_keepalives_requests_and_health_flaps_into_one_loop() -> 
     lint_mermaid(text)
     assert "loop running" in text and "Keep-Alive ×5" in text and "requests ×1" in text
     assert "3 items streamed back" in text and "health Running ⇄ Healthy ×2" in text
-    assert "process killed: key stays until lease ab expires" in text
+    assert "process killed (Killed): key stays until lease ab expires" in text
     assert text.count("loop running") == 1
     life = Diagram(snap, "lifecycle").mermaid
     assert "class s3 current" in life and "killed" in life

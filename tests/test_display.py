@@ -75,8 +75,10 @@ async def test_text_plain_is_a_readable_tree(small: dict[str, Any]) -> None:
     text = small["worker"]._repr_mimebundle_(include=["text/plain"])["text/plain"]
     lines = text.splitlines()
     assert lines[0].startswith("DistributedRuntime('worker'")
-    assert any(line.strip().startswith("└─ Namespace dynamo") for line in lines)
-    assert any("Endpoint generate" in line and "│" in line or "└─" in line for line in lines)
+    assert "[Namespace: dynamo]" in lines[2]  # the namespace box, then what it holds, indented
+    assert lines[3].startswith("  [Component Worker")
+    assert any(line.startswith("    Endpoint generate") for line in lines)
+    assert any(line.strip().startswith("└─ instance") for line in lines)
     assert f"instance {small['served'].lease_id:x} · Healthy · worker" in text
 
 

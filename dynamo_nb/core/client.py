@@ -20,6 +20,10 @@ from ..errors import (
 )
 from ..transport.frames import encode_frame
 from ..transport.profile import InstanceInfo, ProtocolError
+from .drawable import Drawable
+from .recorder import Kind
+from .served import serving_instance
+from .snapshot import CallSnap, ClientSnap, Focus, Part
 
 if TYPE_CHECKING:
     from ..backends.base import ResponseReceiver
@@ -120,7 +124,7 @@ class ResponseStream:
         return f"ResponseStream(request={self.request_id}, instance={self.instance_id:x}, items={self.items}, {state})"
 
 
-class Client:
+class Client(Drawable):
     """A caller of one endpoint. ``instance_ids()`` is kept current by the component's shared watcher."""
 
     ACK_TIMEOUT = 5.0
@@ -136,6 +140,7 @@ class Client:
         self._down: dict[int, float] = {}
         self._closed = False
         self.calls = 0
+        self._calls_to: dict[tuple[str, int, int], list[float]] = {}  # (caller, caller id, callee id) → [n, last]
         self._unlisten = watcher.subscribe(self._on_change)
 
     @classmethod
@@ -247,8 +252,13 @@ class Client:
             await receiver.close()
             raise PayloadTooLargeError(len(payload), backend.messaging.max_payload, what="request")
         self.calls += 1
-        runtime.recorder.record("call", self._label, self.endpoint.reference(), request_id=request_id,
-                                instance_id=info.instance_id, subject=info.subject)
+        caller = serving_instance.get()
+        caller_ref, caller_id = (caller.actor, caller.lease_id) if caller is not None else ("", 0)
+        tally = self._calls_to.setdefault((caller_ref, caller_id, info.instance_id), [0, 0.0])
+        tally[0] += 1
+        tally[1] = runtime.recorder.record(Kind.CALL, self._label, self.endpoint.reference(), request_id=request_id,
+                                           instance_id=info.instance_id, subject=info.subject, client_id=self.id,
+                                           caller=caller_ref, caller_instance=caller_id).ts
         try:
             ack = await backend.messaging.request(info.subject, payload, timeout=self.ACK_TIMEOUT)
         except BaseException:
@@ -264,18 +274,28 @@ class Client:
             self._closed = True
             self._unlisten()
             self.runtime._clients.discard(self)
+            self.runtime._retire_calls(self.call_snapshots())
             await self.runtime.registry.release_watcher(self._watcher, self.id)
 
-    # -- display -------------------------------------------------------------------------------------
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display.hooks import mimebundle
+    # -- snapshots ------------------------------------------------------------------------------------
+    def snapshot(self) -> ClientSnap:
+        ep = self.endpoint
+        return ClientSnap(self.id, self.runtime.name, ep.namespace.name, ep.component.name, ep.name,
+                          tuple(self.instance_ids()), self.calls)
 
-        return mimebundle(self, include, exclude)
+    def call_snapshots(self) -> list[CallSnap]:
+        """The calls this client made, one entry per caller and instance called."""
+        callee = self.endpoint.reference()
+        return [CallSnap(self.runtime.name, self.id, callee, instance, int(n), caller, caller_id, last)
+                for (caller, caller_id, instance), (n, last) in self._calls_to.items()]
 
-    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
-        from ..display.live import live
+    def _part(self) -> Part:
+        ep = self.endpoint
+        return Part(Focus("client", self.runtime.name, ep.namespace.name, ep.component.name, ep.name,
+                          client_id=self.id, scope=ep.component.path()), (self.runtime.snapshot(),))
 
-        return live(self, kind, **kwargs)
+    def _subscribe(self, listener: Any) -> Any:
+        return self.runtime.recorder.subscribe(listener)
 
     def __repr__(self) -> str:
         ids = ", ".join(f"{i:x}" for i in self.instance_ids()) or "none"

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Generator
 
 from ..backends.base import Msg, Subscription
+from .recorder import Kind
 
 if TYPE_CHECKING:
     from .runtime import DistributedRuntime
@@ -37,7 +38,7 @@ class EventSubscription:
             self._sub = await self.runtime.backend.messaging.subscribe(self.subject, self._on_msg)
             await self.runtime.backend.messaging.flush()
             self.runtime._event_subscriptions.add(self)
-            self.runtime.recorder.record("event.subscribe", self.runtime.name, "NATS", subject=self.subject,
+            self.runtime.recorder.record(Kind.EVENT_SUBSCRIBE, self.runtime.name, "NATS", subject=self.subject,
                                          scope=self.scope, event=self.event)
         return self
 
@@ -51,9 +52,16 @@ class EventSubscription:
             log.warning("dropped a non-JSON event on %s", msg.subject)
             return
         self.received += 1
-        self.runtime.recorder.record("event.deliver", "NATS", self.runtime.name, subject=msg.subject,
+        self.runtime.recorder.record(Kind.EVENT_DELIVER, "NATS", self.runtime.name, subject=msg.subject,
                                      scope=self.scope, event=self.event)
-        self._queue.put_nowait(data)
+        self._queue.put_nowait((msg.subject, data))
+
+    def _handled(self, item: Any) -> Any:
+        """The subscriber's own code takes the event now (the seed's last step: B handles it)."""
+        subject, data = item
+        self.runtime.recorder.record(Kind.EVENT_HANDLE, self.runtime.name, self.runtime.name, subject=subject,
+                                     scope=self.scope, event=self.event)
+        return data
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
@@ -64,7 +72,7 @@ class EventSubscription:
             item = await self._queue.get()
             if item is _CLOSED:
                 return
-            yield item
+            yield self._handled(item)
 
     async def get(self, timeout: float | None = None) -> Any:
         """The next event's data (subscribing first if needed)."""
@@ -72,7 +80,7 @@ class EventSubscription:
         item = await asyncio.wait_for(self._queue.get(), timeout)
         if item is _CLOSED:
             raise StopAsyncIteration
-        return item
+        return self._handled(item)
 
     async def close(self) -> None:
         if self._closed:

@@ -1,4 +1,10 @@
-"""The lifecycle state machine of a served endpoint instance (seed §6.1), with every transition recorded."""
+"""The lifecycle state machine of a served endpoint instance (seed §6.1), with every transition recorded.
+
+The seed's machine, plus what a real process also goes through: a start that fails leaves through Stopping,
+and a process that dies (``runtime.kill()``) is Killed, from any state: nothing is deregistered, and its keys
+stay in etcd until its lease expires. :data:`TRANSITIONS` is the machine; :data:`SEED_EDGES` the edges the seed
+draws; :data:`LABELS` the seed's words for each edge (the lifecycle figure is derived from these three).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Callable
 
 from ..errors import WaitTimeoutError
 
-__all__ = ["State", "TRANSITIONS", "Lifecycle", "IllegalTransitionError"]
+__all__ = ["State", "TRANSITIONS", "SEED_EDGES", "LABELS", "Edge", "Lifecycle", "IllegalTransitionError"]
 
 
 class State(str, Enum):
@@ -19,19 +25,54 @@ class State(str, Enum):
     HEALTHY = "Healthy"
     STOPPING = "Stopping"
     DEREGISTERED = "Deregistered"
+    KILLED = "Killed"
 
     def __str__(self) -> str:
         return self.value
 
 
-#: The seed's diagram, plus the exits a failed start or a stop during start needs.
+#: The seed's diagram, plus the exits a failed start or a stop during start needs, and a crash from anywhere.
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.CREATED: frozenset({State.REGISTERED, State.STOPPING}),
-    State.REGISTERED: frozenset({State.RUNNING, State.STOPPING}),
-    State.RUNNING: frozenset({State.HEALTHY, State.STOPPING}),
-    State.HEALTHY: frozenset({State.RUNNING, State.STOPPING}),
-    State.STOPPING: frozenset({State.DEREGISTERED}),
+    State.CREATED: frozenset({State.REGISTERED, State.STOPPING, State.KILLED}),
+    State.REGISTERED: frozenset({State.RUNNING, State.STOPPING, State.KILLED}),
+    State.RUNNING: frozenset({State.HEALTHY, State.STOPPING, State.KILLED}),
+    State.HEALTHY: frozenset({State.RUNNING, State.STOPPING, State.KILLED}),
+    State.STOPPING: frozenset({State.DEREGISTERED, State.KILLED}),
     State.DEREGISTERED: frozenset(),
+    State.KILLED: frozenset(),
+}
+
+#: An edge of the figure: ``None`` stands for the start/end point ``[*]``.
+Edge = tuple["State | None", "State | None"]
+
+#: The edges the seed's figure (§6.1) draws; the others are drawn once an instance takes them.
+SEED_EDGES: tuple[Edge, ...] = (
+    (None, State.CREATED),
+    (State.CREATED, State.REGISTERED),
+    (State.REGISTERED, State.RUNNING),
+    (State.RUNNING, State.HEALTHY),
+    (State.HEALTHY, State.RUNNING),
+    (State.RUNNING, State.STOPPING),
+    (State.HEALTHY, State.STOPPING),
+    (State.STOPPING, State.DEREGISTERED),
+    (State.DEREGISTERED, None),
+)
+
+#: The seed's words for each edge (English, then the seed's own Chinese).
+LABELS: dict[Edge, tuple[str, str]] = {
+    (None, State.CREATED): ("create", "创建"),
+    (State.CREATED, State.REGISTERED): ("register in etcd", "注册到 etcd"),
+    (State.REGISTERED, State.RUNNING): ("start serving", "启动服务"),
+    (State.RUNNING, State.HEALTHY): ("health check passed", "健康检查通过"),
+    (State.HEALTHY, State.RUNNING): ("keeps running", "持续运行"),
+    (State.RUNNING, State.STOPPING): ("stop signal received", "收到停止信号"),
+    (State.HEALTHY, State.STOPPING): ("stop signal received", "收到停止信号"),
+    (State.STOPPING, State.DEREGISTERED): ("deregister from etcd", "从 etcd 注销"),
+    (State.CREATED, State.STOPPING): ("start failed", "启动失败"),
+    (State.REGISTERED, State.STOPPING): ("start failed", "启动失败"),
+    **{(s, State.KILLED): ("process killed", "进程被杀") for s in State if State.KILLED in TRANSITIONS.get(s, ())},
+    (State.KILLED, None): ("lease expires: etcd deletes its keys", "租约到期: etcd 删除其键"),
+    (State.DEREGISTERED, None): ("", ""),
 }
 
 

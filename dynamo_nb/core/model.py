@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import names
+from .drawable import Drawable
 from .events import EventSubscription
+from .snapshot import ComponentSnap, EndpointSnap, Focus, InstanceSnap, NamespaceSnap, Part, RuntimeState
 
 if TYPE_CHECKING:
     from .client import Client
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["Namespace", "Component", "Endpoint"]
 
 
-class _Handle:
+class _Handle(Drawable):
     """Equality and hashing by (runtime, path): asking twice for a name gives an equal object."""
 
     runtime: "DistributedRuntime"
@@ -29,16 +31,11 @@ class _Handle:
     def __hash__(self) -> int:
         return hash((type(self).__name__,) + self._key())
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display.hooks import mimebundle
+    def _subscribe(self, listener: Callable[..., None]) -> Callable[[], None]:
+        return self.runtime.recorder.subscribe(listener)
 
-        return mimebundle(self, include, exclude)
-
-    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
-        """Display a diagram of this object that redraws itself as the system changes."""
-        from ..display.live import live
-
-        return live(self, kind, **kwargs)
+    def _part_with(self, focus: Focus) -> Part:
+        return Part(focus, (self.runtime.snapshot(),))
 
 
 class Namespace(_Handle):
@@ -59,7 +56,14 @@ class Namespace(_Handle):
         return [c for c in self.runtime.known_components() if c.namespace == self]
 
     def event_subject(self, event: str) -> str:
-        return names.namespace_event_subject(self.name, names.validate_event(event))
+        return self.runtime.profile.namespace_event_subject(self.name, names.validate_event(event))
+
+    def snapshot(self) -> NamespaceSnap:
+        """This namespace as its runtime knows it now: its components, endpoints and live instances."""
+        return NamespaceSnap(self.name, tuple(c.snapshot() for c in self.components()))
+
+    def _part(self) -> Part:
+        return self._part_with(Focus("namespace", self.runtime.name, self.name, scope=self.name))
 
     async def publish(self, event: str, data: Any) -> None:
         """Send ``data`` (JSON) to every subscriber of ``event`` in this namespace."""
@@ -92,16 +96,27 @@ class Component(_Handle):
         return [e for e in self.runtime.known_endpoints() if e.component == self]
 
     def etcd_path(self) -> str:
-        return names.component_etcd_path(self.namespace.name, self.name)
+        return self.runtime.profile.instance_prefix(self.namespace.name, self.name)
 
     def service_name(self) -> str:
-        return names.component_service_name(self.namespace.name, self.name)
+        return self.runtime.profile.service_name(self.namespace.name, self.name)
 
     def path(self) -> str:
-        return names.component_path(self.namespace.name, self.name)
+        return self.runtime.profile.component_path(self.namespace.name, self.name)
 
     def event_subject(self, event: str) -> str:
-        return names.component_event_subject(self.namespace.name, self.name, names.validate_event(event))
+        return self.runtime.profile.component_event_subject(self.namespace.name, self.name,
+                                                            names.validate_event(event))
+
+    def snapshot(self) -> ComponentSnap:
+        """This component with its derived names and the endpoints (and live instances) its runtime knows."""
+        state = self.runtime.snapshot()
+        return ComponentSnap(self.namespace.name, self.name, tuple(e.snapshot(state) for e in self.endpoints()),
+                             self.etcd_path(), self.service_name(), self.path())
+
+    def _part(self) -> Part:
+        return self._part_with(Focus("component", self.runtime.name, self.namespace.name, self.name,
+                                     scope=self.path()))
 
     async def publish(self, event: str, data: Any) -> None:
         """Send ``data`` (JSON) on ``namespace.{ns}.component.{name}.{event}`` (seed §3.4)."""
@@ -166,6 +181,21 @@ class Endpoint(_Handle):
     def served(self) -> list["ServedEndpoint"]:
         """Instances of this endpoint served by this runtime."""
         return [s for s in self.runtime.served_endpoints() if s.endpoint == self]
+
+    def snapshot(self, state: "RuntimeState | None" = None) -> EndpointSnap:
+        """This endpoint and the live instances its runtime serves or sees (from ``state`` when given)."""
+        state = state or self.runtime.snapshot()
+        found: dict[int, InstanceSnap] = {}
+        for inst in state.served + state.watched:
+            if inst.reference == self._reference:
+                found.setdefault(inst.instance_id, inst)
+        return EndpointSnap(self.namespace.name, self.component.name, self.name,
+                            tuple(found[i] for i in sorted(found)))
+
+    def _part(self) -> Part:
+        c = self.component
+        return self._part_with(Focus("endpoint", self.runtime.name, c.namespace.name, c.name, self.name,
+                                     scope=c.path()))
 
     def __repr__(self) -> str:
         return f"Endpoint({self.reference()!r})"

@@ -1,27 +1,100 @@
-"""A bounded ring buffer of what a runtime did, so diagrams can draw sequences from real traffic."""
+"""A bounded ring buffer of what a runtime did, so diagrams can draw sequences from real traffic.
+
+Every kind of record is a :class:`Kind`, and the detail fields each kind carries are declared once in
+:data:`FIELDS`: the code that writes a record and the diagrams that read it share these names, and
+:meth:`Recorder.record` refuses a field its kind does not declare, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
 from collections import deque
+from enum import Enum
 from typing import Any, Callable, Iterator, NamedTuple
 
-__all__ = ["Record", "Recorder"]
+from ..errors import DynamoError
+
+__all__ = ["Kind", "FIELDS", "Record", "Recorder", "UndeclaredFieldError"]
+
+
+class Kind(str, Enum):
+    """What happened. The value is the name records carry (``"lease.grant"`` …)."""
+
+    LEASE_GRANT = "lease.grant"
+    LEASE_KEEPALIVE = "lease.keepalive"
+    LEASE_REVOKE = "lease.revoke"
+    LEASE_LOST = "lease.lost"
+    KV_CREATE = "kv.create"
+    KV_DELETE = "kv.delete"
+    WATCH_PUT = "watch.put"
+    WATCH_DELETE = "watch.delete"
+    START = "start"
+    REGISTRY_SERVICE = "registry.service"
+    SERVICE_ENDPOINT = "service.endpoint"
+    PUSH_ENDPOINT = "push.endpoint"
+    LISTEN = "listen"
+    READY = "ready"
+    UNLISTEN = "unlisten"
+    LIFECYCLE = "lifecycle"
+    CALL = "call"
+    REQUEST = "request"
+    RESPONSE = "response"
+    DRAIN = "drain"
+    STOP = "stop"
+    KILL = "kill"
+    EVENT_SUBSCRIBE = "event.subscribe"
+    EVENT_PUBLISH = "event.publish"
+    EVENT_DELIVER = "event.deliver"
+    EVENT_HANDLE = "event.handle"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_INSTANCE = ("namespace", "component", "endpoint")
+
+#: The detail fields each kind may carry (a record need not carry all of them).
+FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields in {
+    Kind.LEASE_GRANT: ("lease_id", "ttl"),
+    Kind.LEASE_KEEPALIVE: ("lease_id",),
+    Kind.LEASE_REVOKE: ("lease_id", "keys"),
+    Kind.LEASE_LOST: ("lease_id",),
+    Kind.KV_CREATE: ("key", "lease_id", "ok", "replaces", "subject", *_INSTANCE),
+    Kind.KV_DELETE: ("key", "lease_id"),
+    Kind.WATCH_PUT: ("key", "instance_id", "endpoint", "revision"),
+    Kind.WATCH_DELETE: ("key", "instance_id", "endpoint", "revision"),
+    Kind.START: ("endpoint",),
+    Kind.REGISTRY_SERVICE: ("service", "created", "endpoint"),
+    Kind.SERVICE_ENDPOINT: ("service", "endpoint", "subject"),
+    Kind.PUSH_ENDPOINT: ("subject",),
+    Kind.LISTEN: ("subject", "queue"),
+    Kind.READY: ("subject", "instance_id"),
+    Kind.UNLISTEN: ("subject",),
+    Kind.LIFECYCLE: ("state", "instance_id"),
+    Kind.CALL: ("request_id", "instance_id", "subject", "client_id", "caller", "caller_instance"),
+    Kind.REQUEST: ("request_id", "instance_id"),
+    Kind.RESPONSE: ("request_id", "items", "outcome", "instance_id", "after_stop"),
+    Kind.DRAIN: ("drained", "cancelled", "instance_id"),
+    Kind.STOP: ("instance_id",),
+    Kind.KILL: ("instance_id", "lease_id", "lease_expires_at"),
+    Kind.EVENT_SUBSCRIBE: ("subject", "scope", "event"),
+    Kind.EVENT_PUBLISH: ("subject", "scope", "event", "size", "payload"),
+    Kind.EVENT_DELIVER: ("subject", "scope", "event"),
+    Kind.EVENT_HANDLE: ("subject", "scope", "event"),
+}.items()}
+
+
+class UndeclaredFieldError(DynamoError, KeyError):
+    """A record of an unknown kind, or with a detail field its kind does not declare (a bug in the writer)."""
 
 
 class Record(NamedTuple):
-    """One thing that happened: ``actor`` did ``kind`` to ``target``.
-
-    Kinds: ``lease.grant``, ``lease.keepalive``, ``lease.revoke``, ``lease.lost``, ``kv.create``, ``kv.put``,
-    ``kv.delete``, ``watch.put``, ``watch.delete``, ``registry.service``, ``service.endpoint``,
-    ``push.endpoint``, ``listen``, ``ready``, ``request``, ``response``, ``event.publish``, ``event.deliver``,
-    ``lifecycle``, ``stop``, ``kill``.
-    """
+    """One thing that happened: ``actor`` did ``kind`` to ``target``, with ``detail`` fields of :data:`FIELDS`."""
 
     seq: int
     ts: float
-    kind: str
+    kind: Kind
     actor: str
     target: str
     detail: dict[str, Any]
@@ -35,7 +108,16 @@ class Recorder:
         self._seq = itertools.count(1)
         self._listeners: list[Callable[[Record], None]] = []
 
-    def record(self, kind: str, actor: str, target: str, **detail: Any) -> Record:
+    @property
+    def dropped(self) -> int:
+        """How many records the ring buffer has let go of (the oldest first)."""
+        return self.records[0].seq - 1 if self.records else 0
+
+    def record(self, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
+        declared = FIELDS.get(kind)  # type: ignore[call-overload]
+        if declared is None or not declared.issuperset(detail):
+            raise UndeclaredFieldError(f"{kind!s} is not a record kind" if declared is None else
+                                       f"{kind} records declare {sorted(declared)}, not {sorted(set(detail) - declared)}")
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
         if self._listeners:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import names
 from ..backends.base import Msg, Subscription, WatchEvent
 from ..transport.profile import InstanceInfo
+from .drawable import Drawable
+from .recorder import Kind
+from .snapshot import Focus, Part, RegistrySnap, ServiceSnap, WatcherSnap
 
 if TYPE_CHECKING:
     from .runtime import DistributedRuntime
@@ -55,8 +57,8 @@ class ServiceGroup:
         self.runtime = runtime
         self.namespace = namespace
         self.component = component
-        self.service_name = names.component_service_name(namespace, component)
-        self.slug = names.service_slug(namespace, component)
+        self.service_name = runtime.profile.service_name(namespace, component)
+        self.slug = runtime.profile.service_slug(namespace, component)
         self.id = uuid.uuid4().hex[:22]
         self.started = datetime.now(timezone.utc)
         self.endpoints: dict[str, EndpointStats] = {}
@@ -127,6 +129,8 @@ class SharedWatcher:
 
     def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
         self.runtime = runtime
+        self.namespace = namespace
+        self.component = component
         self.prefix = runtime.profile.instance_prefix(namespace, component)
         self.instances: dict[str, InstanceInfo] = {}
         self._by_endpoint: dict[str, dict[int, InstanceInfo]] = {}
@@ -191,7 +195,8 @@ class SharedWatcher:
             if info is None:
                 return
         self._by_endpoint.clear()
-        self.runtime.recorder.record(f"watch.{event.kind}", self.runtime.name, "etcd", key=event.key,
+        kind = Kind.WATCH_PUT if event.kind == "put" else Kind.WATCH_DELETE
+        self.runtime.recorder.record(kind, self.runtime.name, "etcd", key=event.key,
                                      instance_id=info.instance_id, endpoint=info.endpoint,
                                      revision=event.revision)
         for listener in tuple(self._listeners):
@@ -240,8 +245,8 @@ class SharedWatcher:
                 task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
-@dataclass
-class Registry:
+@dataclass(eq=False)
+class Registry(Drawable):
     """Everything a runtime shares between its endpoints and clients, open to inspection."""
 
     runtime: "DistributedRuntime"
@@ -258,7 +263,7 @@ class Registry:
 
     async def service(self, namespace: str, component: str) -> tuple[ServiceGroup, bool]:
         """The component's service, created on first use; returns ``(service, created)``."""
-        name = names.component_service_name(namespace, component)
+        name = self.runtime.profile.service_name(namespace, component)
         async with self._lock("svc:" + name):
             service = self.services.get(name)
             if service is not None:
@@ -305,10 +310,22 @@ class Registry:
             "stats_handlers": {name: sorted(h) for name, h in self.stats_handlers.items()},
         }
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display.hooks import mimebundle
+    def snapshot(self) -> RegistrySnap:
+        """Services, shared watchers and stats handlers, and who shares what, as plain data."""
+        return RegistrySnap(
+            self.runtime.name,
+            tuple(ServiceSnap(name, svc.slug, tuple(svc.endpoints),
+                              tuple(sorted(self.stats_handlers.get(name, {}))), svc.component)
+                  for name, svc in sorted(self.services.items())),
+            tuple(WatcherSnap(prefix, tuple(sorted(w.sharers.items())), len(w.instances), w.component)
+                  for prefix, w in sorted(self.watchers.items())),
+        )
 
-        return mimebundle(self, include, exclude)
+    def _part(self) -> Part:
+        return Part(Focus("registry", self.runtime.name), (self.runtime.snapshot(),))
+
+    def _subscribe(self, listener: Callable[..., None]) -> Callable[[], None]:
+        return self.runtime.recorder.subscribe(listener)
 
     async def close(self) -> None:
         for watcher in list(self.watchers.values()):

@@ -7,6 +7,8 @@ import itertools
 import json
 import logging
 import os
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import names
@@ -14,9 +16,11 @@ from ..backends.base import Backend
 from ..errors import RuntimeClosedError
 from ..transport.profile import SEED, SeedProfile
 from .events import EventSubscription
+from .drawable import Drawable
 from .model import Component, Endpoint, Namespace
-from .recorder import Recorder
+from .recorder import Kind, Recorder
 from .registry import Registry
+from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, Part, RuntimeSnap, RuntimeState
 
 if TYPE_CHECKING:
     from ..backends.embedded import EmbeddedWorld
@@ -59,7 +63,7 @@ class EtcdClient:
         return await self._runtime.backend.discovery.delete(key)
 
 
-class DistributedRuntime:
+class DistributedRuntime(Drawable):
     """Root of the object model (seed §1): ``runtime.namespace(n).component(c).endpoint(e)``.
 
     ``await DistributedRuntime.create()`` uses the embedded backend unless servers are given (or configured in
@@ -88,9 +92,12 @@ class DistributedRuntime:
         self._served: list[ServedEndpoint] = []
         self._clients: set[Client] = set()
         self._event_subscriptions: set[EventSubscription] = set()
+        # calls made by clients since closed (they still happened), merged per caller and callee instance
+        self._past_calls: dict[tuple[str, int, str, int], CallSnap] = {}
         self._keepalive_task: asyncio.Task[None] | None = None
         self._lease_lock = asyncio.Lock()
         self.keepalives = 0
+        self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -173,6 +180,55 @@ class DistributedRuntime:
             seen.setdefault(comp.namespace._key(), comp.namespace)
         return list(seen.values())
 
+    @property
+    def lease_expires_at(self) -> float:
+        """Wall-clock time the primary lease runs out unless renewed (0 when there is none)."""
+        return self.lease_renewed_at + self.lease_ttl if self.lease_renewed_at else 0.0
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+    def snapshot(self) -> RuntimeState:
+        """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records."""
+        served = tuple(s.snapshot() for s in self._served)
+        watched = tuple(
+            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id,
+                         self.profile.instance_key(info.namespace, info.component, info.endpoint, info.instance_id),
+                         info.subject, seen_by=(self.name,))
+            for watcher in self.registry.watchers.values() for info in watcher.instances.values())
+        endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
+        components = tuple(
+            ComponentSnap(ns, comp, (), self.profile.instance_prefix(ns, comp), self.profile.service_name(ns, comp),
+                          self.profile.component_path(ns, comp))
+            for ns, comp in dict.fromkeys((ns, comp) for ns, comp, _ in endpoints))
+        clients = self.clients()
+        state = "killed" if self.killed else ("shut down" if self.closed else "running")
+        return RuntimeState(
+            runtime=RuntimeSnap(self.name, self.backend.kind, self.primary_lease_id, self.lease_ttl,
+                                self.lease_alive, state, self.keepalives),
+            served=served,
+            watched=watched,
+            components=components,
+            endpoints=endpoints,
+            clients=tuple(c.snapshot() for c in clients),
+            calls=tuple(call for c in clients for call in c.call_snapshots()) + tuple(self._past_calls.values()),
+            registry=self.registry.snapshot(),
+            records=tuple(self.recorder.records),
+            dropped=self.recorder.dropped,
+        )
+
+    def _part(self) -> Part:
+        return Part(Focus("runtime", self.name), (self.snapshot(),))
+
+    def _subscribe(self, listener: Any) -> Any:
+        return self.recorder.subscribe(listener)
+
+    def _retire_calls(self, calls: "Sequence[CallSnap]") -> None:
+        """Keep the calls of a client that goes away, merged by who called which instance."""
+        for call in calls:
+            key = (call.caller, call.caller_instance, call.callee, call.callee_instance)
+            old = self._past_calls.get(key)
+            self._past_calls[key] = call if old is None else replace(
+                call, count=old.count + call.count, last=max(old.last, call.last))
+
     def _check_open(self) -> None:
         if self.closed:
             state = "killed" if self.killed else "shut down"
@@ -183,7 +239,8 @@ class DistributedRuntime:
         lease_id = await self.backend.discovery.grant_lease(self.lease_ttl)
         self.primary_lease_id = lease_id
         self.lease_alive = True
-        self.recorder.record("lease.grant", self.name, "etcd", lease_id=lease_id, ttl=self.lease_ttl)
+        self.lease_renewed_at = time.time()
+        self.recorder.record(Kind.LEASE_GRANT, self.name, "etcd", lease_id=lease_id, ttl=self.lease_ttl)
         if self._keepalive_task is None or self._keepalive_task.done():
             self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(),
                                                                           name=f"keepalive:{self.name}")
@@ -218,9 +275,10 @@ class DistributedRuntime:
                 continue
             if ok:
                 self.keepalives += 1
-                self.recorder.record("lease.keepalive", self.name, "etcd", lease_id=self.primary_lease_id)
+                self.lease_renewed_at = time.time()
+                self.recorder.record(Kind.LEASE_KEEPALIVE, self.name, "etcd", lease_id=self.primary_lease_id)
                 continue
-            self.recorder.record("lease.lost", self.name, "etcd", lease_id=self.primary_lease_id)
+            self.recorder.record(Kind.LEASE_LOST, self.name, "etcd", lease_id=self.primary_lease_id)
             log.warning("%s: lease %x is gone; re-granting and re-registering", self.name, self.primary_lease_id)
             try:
                 async with self._lease_lock:
@@ -240,11 +298,11 @@ class DistributedRuntime:
             others = [s for s in self._served if s.lease_id == served.lease_id]
             if others or not self.lease_alive:
                 await self.backend.discovery.delete(served.key)
-                self.recorder.record("kv.delete", served.actor, "etcd", key=served.key)
+                self.recorder.record(Kind.KV_DELETE, served.actor, "etcd", key=served.key, lease_id=served.lease_id)
                 return
             await self.backend.discovery.revoke_lease(served.lease_id)
             self.lease_alive = False
-            self.recorder.record("lease.revoke", served.actor, "etcd", lease_id=served.lease_id, keys=[served.key])
+            self.recorder.record(Kind.LEASE_REVOKE, served.actor, "etcd", lease_id=served.lease_id, keys=[served.key])
 
     # -- events ------------------------------------------------------------------------------------------
     async def _publish_event(self, subject: str, data: Any, scope: str, event: str) -> None:
@@ -254,12 +312,12 @@ class DistributedRuntime:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
         await self.backend.messaging.publish(subject, payload)
-        self.recorder.record("event.publish", scope, "NATS", subject=subject, scope=scope, event=event,
+        self.recorder.record(Kind.EVENT_PUBLISH, scope, "NATS", subject=subject, scope=scope, event=event,
                              size=len(payload), payload=payload[:256])  # a bounded preview for diagrams
 
     async def _scrape_stats(self, component: Component, timeout: float) -> list[dict[str, Any]]:
         """Collect ``$SRV.STATS`` replies from every instance of the component's service."""
-        slug = names.service_slug(component.namespace.name, component.name)
+        slug = self.profile.service_slug(component.namespace.name, component.name)
         messaging = self.backend.messaging
         replies: list[dict[str, Any]] = []
         inbox = f"_STATS.{self.name}.{id(replies):x}"
@@ -301,7 +359,7 @@ class DistributedRuntime:
         if self.lease_alive:
             try:
                 await self.backend.discovery.revoke_lease(self.primary_lease_id)
-                self.recorder.record("lease.revoke", self.name, "etcd", lease_id=self.primary_lease_id, keys=[])
+                self.recorder.record(Kind.LEASE_REVOKE, self.name, "etcd", lease_id=self.primary_lease_id, keys=[])
             except Exception as exc:
                 log.warning("%s: revoking lease failed: %s", self.name, exc)
             self.lease_alive = False
@@ -321,10 +379,12 @@ class DistributedRuntime:
         await self._stop_keepalive()
         for served in list(self._served):
             served._kill()
-        self.recorder.record("kill", "App", self.name, lease_id=self.primary_lease_id)
+        self.recorder.record(Kind.KILL, "App", self.name, lease_id=self.primary_lease_id,
+                             lease_expires_at=self.lease_expires_at)
         await self.backend.messaging.close()  # subscriptions vanish: callers get no-responders at once
         for client in list(self._clients):
             client._closed = True
+            self._retire_calls(client.call_snapshots())
         self._clients.clear()
         await self.registry.close()
         await self._close_backend()
@@ -350,17 +410,6 @@ class DistributedRuntime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
-
-    # -- display -------------------------------------------------------------------------------------------
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display.hooks import mimebundle
-
-        return mimebundle(self, include, exclude)
-
-    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
-        from ..display.live import live
-
-        return live(self, kind, **kwargs)
 
     def __repr__(self) -> str:
         state = "killed" if self.killed else ("shut down" if self.closed else "running")

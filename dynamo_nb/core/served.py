@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -12,15 +13,23 @@ from ..backends.base import Msg, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
 from ..transport.frames import FrameError, decode_frame
 from ..transport.profile import ProtocolError
+from .drawable import Drawable
 from .lifecycle import TRANSITIONS, Lifecycle, State
+from .recorder import Kind
+from .snapshot import Focus, InstanceSnap, Part
 
 if TYPE_CHECKING:
     from .model import Endpoint
     from .registry import EndpointStats, ServiceGroup, StatsHandler
 
-__all__ = ["RequestContext", "EndpointBuilder", "ServedEndpoint", "Handler"]
+__all__ = ["RequestContext", "EndpointBuilder", "ServedEndpoint", "Handler", "serving_instance"]
 
 log = logging.getLogger(__name__)
+
+#: The served instance whose handler is running in this task (None outside handlers): a client that calls from
+#: inside a handler records its caller from this, so figures draw who really called whom.
+serving_instance: contextvars.ContextVar["ServedEndpoint | None"] = contextvars.ContextVar(
+    "serving_instance", default=None)
 
 Handler = Union[Callable[[Any], AsyncIterator[Any]], Callable[[Any, "RequestContext"], AsyncIterator[Any]]]
 
@@ -114,7 +123,7 @@ class EndpointBuilder:
         return served
 
 
-class ServedEndpoint:
+class ServedEndpoint(Drawable):
     """One served instance: its lease, key, subject, lifecycle, in-flight requests and counters."""
 
     def __init__(self, endpoint: "Endpoint", handler: Handler, stats_handler: "StatsHandler | None",
@@ -138,7 +147,9 @@ class ServedEndpoint:
         self._stopped = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self._stop_lock = asyncio.Lock()
-        self.runtime.recorder.record("lifecycle", self.actor, self.actor, state=State.CREATED.value)
+        self.killed_at = 0.0
+        self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
+        self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=State.CREATED.value)
 
     # -- public view ---------------------------------------------------------------------------------
     @property
@@ -172,7 +183,7 @@ class ServedEndpoint:
         await self._stopped.wait()
 
     def _record_transition(self, state: State, ts: float) -> None:
-        self.runtime.recorder.record("lifecycle", self.actor, self.actor, state=state.value,
+        self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=state.value,
                                      instance_id=self.lease_id)
 
     # -- start (seed §4.4) ---------------------------------------------------------------------------
@@ -181,7 +192,7 @@ class ServedEndpoint:
         if runtime.closed:
             raise RuntimeClosedError(f"runtime {runtime.name} is shut down; cannot serve {ep.reference()}")
         rec = runtime.recorder.record
-        rec("start", "App", "EndpointBuilder", endpoint=ep.reference())
+        rec(Kind.START, "App", "EndpointBuilder", endpoint=ep.reference())
         lease_id = await runtime._acquire_lease(self)
         self._bind(lease_id)
         for other in runtime.served_endpoints():
@@ -194,32 +205,33 @@ class ServedEndpoint:
         ns, comp = ep.namespace.name, ep.component.name
         try:
             self.service, created = await runtime.registry.service(ns, comp)
-            rec("registry.service", "EndpointBuilder", "Registry", service=self.service.service_name, created=created,
+            rec(Kind.REGISTRY_SERVICE, "EndpointBuilder", "Registry", service=self.service.service_name, created=created,
                 endpoint=ep.reference())
             from .registry import EndpointStats
 
             self.stats = EndpointStats(ep.name, self.subject)
             self.service.endpoints[ep.name] = self.stats
-            rec("service.endpoint", "EndpointBuilder", "NATS", service=self.service.service_name,
+            rec(Kind.SERVICE_ENDPOINT, "EndpointBuilder", "NATS", service=self.service.service_name,
                 endpoint=ep.name, subject=self.subject)
             if self._stats_handler is not None:
                 runtime.registry.add_stats_handler(self.service.service_name, ep.name, self._stats_handler)
-            rec("push.endpoint", "EndpointBuilder", "Handler", subject=self.subject)
+            rec(Kind.PUSH_ENDPOINT, "EndpointBuilder", "Handler", subject=self.subject)
 
             value = runtime.profile.instance_value(ns, comp, ep.name, lease_id)
             created_key, self._sub = await asyncio.gather(
                 runtime.backend.discovery.create(self.key, value, lease_id),
                 runtime.backend.messaging.subscribe(self.subject, self._on_request, queue="q"),
             )
-            rec("kv.create", "EndpointBuilder", "etcd", key=self.key, lease_id=lease_id, ok=created_key)
-            rec("listen", "Handler", "NATS", subject=self.subject, queue="q")
+            rec(Kind.KV_CREATE, "EndpointBuilder", "etcd", key=self.key, lease_id=lease_id, ok=created_key,
+                namespace=ns, component=comp, endpoint=ep.name, subject=self.subject)
+            rec(Kind.LISTEN, "Handler", "NATS", subject=self.subject, queue="q")
             if not created_key:
                 raise RegistrationError(f"instance key {self.key!r} already exists in etcd; "
                                         f"{ep.reference()} is already registered under lease {lease_id:x}")
             self.lifecycle.to(State.REGISTERED)
             await runtime.backend.messaging.flush()
             self.lifecycle.to(State.RUNNING)
-            rec("ready", "Handler", "NATS", subject=self.subject, instance_id=lease_id)
+            rec(Kind.READY, "Handler", "NATS", subject=self.subject, instance_id=lease_id)
         except BaseException:
             await self._abort_start()
             raise
@@ -262,8 +274,9 @@ class ServedEndpoint:
         if self.stats is not None and self.service is not None:
             self.stats.subject = self.subject
             self.service.endpoints[ep.name] = self.stats
-        self.runtime.recorder.record("kv.create", self.actor, "etcd", key=self.key, lease_id=lease_id,
-                                     ok=True, replaces=old_key)
+        self.runtime.recorder.record(Kind.KV_CREATE, self.actor, "etcd", key=self.key, lease_id=lease_id,
+                                     ok=True, replaces=old_key, namespace=ep.namespace.name,
+                                     component=ep.component.name, endpoint=ep.name, subject=self.subject)
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self) -> bool:
@@ -317,7 +330,8 @@ class ServedEndpoint:
         started = time.perf_counter_ns()
         if self.stats is not None:
             self.stats.num_requests += 1
-        runtime.recorder.record("request", "Client", self.actor, request_id=request_id, instance_id=self.lease_id)
+        serving_instance.set(self)
+        runtime.recorder.record(Kind.REQUEST, "Client", self.actor, request_id=request_id, instance_id=self.lease_id)
         try:
             sender = await runtime.backend.responses.connect(connection_info)
         except Exception as exc:
@@ -373,8 +387,10 @@ class ServedEndpoint:
                 pass
             if self.stats is not None:
                 self.stats.processing_time_ns += time.perf_counter_ns() - started
-            runtime.recorder.record("response", self.actor, "Client", request_id=request_id, items=items,
-                                    outcome=outcome, instance_id=self.lease_id)
+            runtime.recorder.record(Kind.RESPONSE, self.actor, "Client", request_id=request_id, items=items,
+                                    outcome=outcome, instance_id=self.lease_id,
+                                    after_stop=self.lifecycle.state is not State.RUNNING
+                                    and self.lifecycle.state is not State.HEALTHY)
 
     def _caller_left(self, context: RequestContext) -> None:
         """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
@@ -392,20 +408,22 @@ class ServedEndpoint:
             runtime, rec = self.runtime, self.runtime.recorder.record
             timeout = self.drain_timeout if drain_timeout is None else drain_timeout
             self.lifecycle.to(State.STOPPING)
-            rec("stop", "App", self.actor, instance_id=self.lease_id)
+            rec(Kind.STOP, "App", self.actor, instance_id=self.lease_id)
             if self._health_task is not None:
                 self._health_task.cancel()
             if self._sub is not None:
                 await self._sub.unsubscribe()
                 self._sub = None
-            rec("unlisten", self.actor, "NATS", subject=self.subject)
-            if self._inflight:
-                done, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
+            rec(Kind.UNLISTEN, self.actor, "NATS", subject=self.subject)
+            inflight = {task for task in self._inflight if not task.done()}  # finished ones may linger a turn
+            if inflight:
+                done, pending = await asyncio.wait(inflight, timeout=timeout)
                 for task in pending:
                     task.cancel()
                 if pending:
                     await asyncio.wait(pending, timeout=1.0)
-                rec("drain", self.actor, self.actor, drained=len(done), cancelled=len(pending))
+                rec(Kind.DRAIN, self.actor, self.actor, drained=len(done), cancelled=len(pending),
+                    instance_id=self.lease_id)
             if self.service is not None and self.service.endpoints.get(self.endpoint.name) is self.stats:
                 del self.service.endpoints[self.endpoint.name]
                 runtime.registry.remove_stats_handler(self.service.service_name, self.endpoint.name)
@@ -418,23 +436,39 @@ class ServedEndpoint:
     def _kill(self) -> None:
         """The process died: no deregistration, in-flight streams end abruptly (called by runtime.kill)."""
         self.killed = True
+        self.killed_at = time.time()
+        self.lease_expires_at = self.runtime.lease_expires_at
         if self._health_task is not None:
             self._health_task.cancel()
         for task in tuple(self._inflight):
             task.cancel()
-        self.runtime.recorder.record("kill", "App", self.actor, instance_id=self.lease_id)
+        self.runtime.recorder.record(Kind.KILL, "App", self.actor, instance_id=self.lease_id,
+                                     lease_expires_at=self.lease_expires_at)
+        if State.KILLED in TRANSITIONS[self.lifecycle.state]:
+            self.lifecycle.to(State.KILLED)
         self._stopped.set()
 
-    # -- display ---------------------------------------------------------------------------------------
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display.hooks import mimebundle
+    # -- snapshots --------------------------------------------------------------------------------------
+    def snapshot(self) -> InstanceSnap:
+        """This instance now: names, state and its history, load and counters (plain data)."""
+        ep, stats = self.endpoint, self.stats
+        return InstanceSnap(
+            ep.namespace.name, ep.component.name, ep.name, self.lease_id, self.key, self.subject,
+            runtime=self.runtime.name, state=self.lifecycle.state.value,
+            history=tuple((s.value, ts) for s, ts in self.lifecycle.history),
+            inflight=len(self._inflight), requests=stats.num_requests if stats else 0,
+            errors=stats.num_errors if stats else 0, killed=self.killed, lease_expires_at=self.lease_expires_at,
+        )
 
-        return mimebundle(self, include, exclude)
+    def _part(self) -> Part:
+        ep = self.endpoint
+        return Part(Focus("instance", self.runtime.name, ep.namespace.name, ep.component.name, ep.name,
+                          self.lease_id, scope=ep.component.path()),
+                    (self.runtime.snapshot(),), instance=self.snapshot())
 
-    def live(self, kind: str | None = None, **kwargs: Any) -> Any:
-        from ..display.live import live
-
-        return live(self, kind, **kwargs)
+    def _subscribe(self, listener: Callable[..., None]) -> Callable[[], None]:
+        unsubscribe = (self.runtime.recorder.subscribe(listener), self.lifecycle.subscribe(listener))
+        return lambda: [u() for u in unsubscribe] and None
 
     def __repr__(self) -> str:
         killed = ", killed" if self.killed else ""

@@ -2,28 +2,33 @@
 
 Every kind redraws one figure of the source document from the running system or from its recorded traffic:
 
-- ``hierarchy``: runtime → namespaces → components → endpoints → live instances, and who calls whom (§1, §2.1)
+- ``hierarchy``: namespaces as boxes holding their components, endpoints and live instances, and the calls that
+  were really made between instances (§1, §2.1)
 - ``structure``: a class diagram with the real names and derived paths (§3.1, §3.3)
 - ``reference``: an endpoint reference split into namespace / component / endpoint, with instance keys (§4.2)
 - ``startup``: the recorded start of one instance: Registry, NATS, then ``par`` kv_create / listen (§4.4)
 - ``registry``: services, shared watchers, stats handlers, and the same counts without a registry (§5.1, §5.3)
 - ``lifecycle``: the state machine with the current state marked and visited states shaded (§6.1)
 - ``sequence``: the recorded life of one instance: lease, register, keep-alive loop, stop, revoke (§6.2)
-- ``pubsub``: recorded subscriptions, publishes (with data) and deliveries, with their subjects (§3.4)
+- ``pubsub``: recorded subscriptions, publishes (with data), deliveries and handling, with subjects (§3.4)
 - ``topology``: runtimes and the etcd / NATS servers they use (a LocalCluster, or the embedded world)
 
-Large systems stay readable: every list is cut at a limit (:class:`Limits`) and the rest is drawn as one
-"+N more" node, so building a diagram costs the same for ten endpoints or ten thousand.
+A figure draws only what the snapshot says happened: call arrows come from recorded calls, lifecycle edges from
+the state machine itself, names from what the runtime's profile derived. Large systems stay readable: every list
+is cut at a limit (:class:`Limits`, settable per figure or process-wide with :func:`set_limits`) and the rest is
+drawn as one "+N more" node (never for a single item), so a figure costs the same for ten endpoints or ten
+thousand.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Sequence
 
-from .. import names
-from ..core.lifecycle import State
+from ..core.lifecycle import LABELS, SEED_EDGES, TRANSITIONS, State
+from ..core.recorder import Kind
 from .model import (
     START,
     Block,
@@ -39,19 +44,28 @@ from .model import (
     Step,
     Transition,
 )
-from .snapshot import EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
+from .snapshot import CallSnap, ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
 
-__all__ = ["Limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id"]
+__all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
+           "shown"]
 
 
 @dataclass(frozen=True)
 class Limits:
-    """How much of a large system one diagram shows before collapsing the rest into "+N more"."""
+    """How much of a large system one figure shows before collapsing the rest into "+N more".
+
+    Each field caps one list: ``namespaces`` per figure, ``components`` per namespace, ``endpoints`` per
+    component, ``instances`` per endpoint, ``clients`` (callers drawn), ``nodes`` (a flowchart's whole budget:
+    past it, instances are summarised per endpoint), ``classes`` (class-diagram boxes), ``references``
+    (endpoints in a reference figure), ``steps`` (sequence steps), ``messages`` (pub/sub messages),
+    ``comparisons`` (rows of the without/with-registry comparison), ``registries``, ``services`` and
+    ``runtimes``. A list one item over its cap is drawn whole: "+1 more" would hide what it saves room for.
+    """
 
     namespaces: int = 6
-    components: int = 6
+    components: int = 8
     endpoints: int = 4
-    instances: int = 3
+    instances: int = 4
     clients: int = 6
     nodes: int = 60
     classes: int = 20
@@ -63,29 +77,77 @@ class Limits:
     services: int = 5
     runtimes: int = 8
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{f.name} must be a positive int, got {value!r}")
+
+
+_default_limits = Limits()
+
+
+def default_limits() -> Limits:
+    """The limits figures use when none are given (see :func:`set_limits`)."""
+    return _default_limits
+
+
+def set_limits(limits: Limits | None = None, **changes: int) -> Limits:
+    """Set the process-wide default limits: ``set_limits(instances=10)``, or ``set_limits(Limits(...))``;
+    ``set_limits()`` restores the defaults. Returns the limits now in force."""
+    global _default_limits
+    base = limits if limits is not None else (Limits() if not changes else _default_limits)
+    _default_limits = replace(base, **changes) if changes else base
+    return _default_limits
+
+
+def shown(count: int, limit: int) -> int:
+    """How many of ``count`` items to draw under ``limit``: all of them when only one would be left over.
+
+    >>> shown(4, 3), shown(5, 3), shown(2, 3)
+    (4, 3, 2)
+    """
+    return count if count <= limit + 1 else limit
+
 
 def hex_id(value: int) -> str:
     """Instance and lease ids are shown in hex, as in keys and subjects."""
     return f"{value:x}"
 
 
-_STATE_STYLE = {
-    "Healthy": "healthy", "Running": "starting", "Registered": "starting", "Created": "starting",
-    "Stopping": "stopping", "Deregistered": "stopping",
+#: lifecycle state → node style; the colour key of every figure that colours instances by state
+STATE_STYLE = {
+    State.CREATED.value: "starting", State.REGISTERED.value: "starting", State.RUNNING.value: "starting",
+    State.HEALTHY.value: "healthy", State.STOPPING.value: "stopping", State.DEREGISTERED.value: "stopping",
+    State.KILLED.value: "killed",
+}
+
+#: what each instance colour means, for the key drawn beside figures that use them
+STYLE_MEANING = {
+    "starting": "starting or not yet healthy",
+    "healthy": "Healthy",
+    "stopping": "stopping or stopped",
+    "killed": "killed: key stays until its lease expires",
+    "remote": "seen in etcd (served elsewhere)",
 }
 
 
 def _instance_style(inst: InstanceSnap) -> str:
     if inst.killed:
-        return "stopping"
+        return "killed"
     if not inst.runtime:
         return "remote"
-    return _STATE_STYLE.get(inst.state, "starting")
+    return STATE_STYLE.get(inst.state, "starting")
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def _instance_status(inst: InstanceSnap) -> str:
     if inst.killed:
-        return f"killed · {inst.runtime} (key stays until the lease expires)"
+        until = f" at {_clock(inst.lease_expires_at)}" if inst.lease_expires_at else ""
+        return f"Killed · {inst.runtime} · key stays until its lease expires{until}"
     if inst.runtime:
         return f"{inst.state} · {inst.runtime}"
     seen = ", ".join(inst.seen_by[:2]) + (" …" if len(inst.seen_by) > 2 else "")
@@ -104,14 +166,33 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _component_names(snap: Snapshot, comp: ComponentSnap) -> ComponentSnap:
+    """The component with its derived names (a snapshot built by hand may leave them out)."""
+    if comp.service_name:
+        return comp
+    found = snap.component(comp.namespace, comp.name)
+    return found if found is not None and found.service_name else comp
+
+
+def _legend(flow: Flow, styles: set[str], cluster: str | None = None) -> None:
+    """A colour key for the instance states a figure uses (only when colour carries state)."""
+    used = [s for s in STYLE_MEANING if s in styles]
+    if len(used) < 2 and not (used and used[0] in ("killed", "stopping")):
+        return
+    key = flow.cluster("legend", "colour key", parent=cluster)
+    for style in used:
+        flow.node(f"legend:{style}", STYLE_MEANING[style], shape="stadium", style=style, cluster=key)
+
+
 # ------------------------------------------------------------------------------------------------ hierarchy
 def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
-    """Seed §1/§2.1: the object tree down to live instances; namespaces side by side, calls dashed.
+    """Seed §1/§2.1: each namespace a box holding its components; in each component its endpoints and their live
+    instances; dashed arrows only for calls that were made (from the recorded calls), with their counts.
 
     When the whole tree would not fit in ``limits.nodes``, each endpoint's instances become one summary node
     and fewer components and endpoints are listed before "+N more".
     """
-    flow = Flow("LR")
+    flow = Flow("TB")
     budget = [limits.nodes]
 
     def room() -> bool:
@@ -122,124 +203,145 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
         return flow.node(key, *lines, **kw)
 
     scoped = snap.scoped()
-    runtime_focus = any(f.kind == "runtime" for f in snap.focus)
     size = sum(1 + len(c.endpoints) + sum(len(e.instances) for e in c.endpoints) for n in scoped for c in n.components)
     compact = size + len(scoped) > limits.nodes
     max_components = min(limits.components, 4) if compact else limits.components
     max_endpoints = min(limits.endpoints, 3) if compact else limits.endpoints
-    uses: dict[str, set[str]] = {}
-    for inst in snap.instances():
-        for who in (inst.runtime, *inst.seen_by):
-            if who:
-                uses.setdefault(who, set()).add(inst.namespace)
-    for client in snap.clients:
-        uses.setdefault(client.runtime, set()).add(client.namespace)
-    rt_keys: dict[str, str] = {}
-    if runtime_focus:
-        for i, rt in enumerate(snap.runtimes):
-            if i >= limits.runtimes:
-                node("more:rt", _more(len(snap.runtimes) - i, "runtimes"), style="more")
-                break
-            rt_keys[rt.name] = node(f"rt:{rt.name}", f"DistributedRuntime {rt.name}", f"{_lease(rt)} · {rt.state}",
-                                    shape="stadium", style="runtime")
+    handles_only = bool(snap.focus) and all(f.kind in ("namespace", "component", "endpoint") for f in snap.focus)
+    places: dict[tuple[str, int], str] = {}  # (endpoint reference, instance id) → node drawing it
     ep_keys: dict[str, str] = {}
-    comp_keys: dict[tuple[str, str], str] = {}
-    shown_ns = 0
-    for ns in scoped:
-        if shown_ns >= limits.namespaces or not room():
-            rest = scoped[shown_ns:]
-            node("more:ns", _more(len(rest), "namespaces",
-                                  _plural(sum(len(n.components) for n in rest), "component")), style="more")
+    styles: set[str] = set()
+    n_ns = shown(len(scoped), limits.namespaces)
+    for ns in scoped[:n_ns]:
+        if not room():
             break
-        shown_ns += 1
-        ns_key = node(f"ns:{ns.name}", f"Namespace {ns.name}", shape="round", style="nspace")
+        # A handle drawn on its own is the seed's §1 figure: say what the boxes mean ("contains many").
+        ns_cl = flow.cluster(f"ns:{ns.name}", f"Namespace: {ns.name}"
+                             + (" · contains many components" if handles_only else ""), direction="LR")
         if not ns.components:
-            flow.edge(ns_key, node(f"none:{ns.name}", "no components known yet", style="more"))
-        for ci, comp in enumerate(ns.components):
-            if ci >= max_components or not room():
-                rest_c = ns.components[ci:]
-                flow.edge(ns_key, node(f"more:c:{ns.name}", _more(len(rest_c), "components", _plural(
-                    sum(len(c.endpoints) for c in rest_c), "endpoint")), style="more"))
+            node(f"none:{ns.name}", "no components known yet", style="more", cluster=ns_cl)
+        n_comp = shown(len(ns.components), max_components)
+        for comp in ns.components[:n_comp]:
+            if not room():
                 break
-            c_key = node(f"c:{comp.path}", f"Component {comp.name}", comp.service_name, style="component")
-            comp_keys[(ns.name, comp.name)] = c_key
-            flow.edge(ns_key, c_key)
-            for ei, ep in enumerate(comp.endpoints):
-                if ei >= max_endpoints or not room():
-                    rest_e = comp.endpoints[ei:]
-                    flow.edge(c_key, node(f"more:e:{comp.path}", _more(len(rest_e), "endpoints", _plural(
-                        sum(len(e.instances) for e in rest_e), "instance")), style="more"))
-                    break
-                e_key = node(f"e:{ep.reference}", f"Endpoint {ep.name}", style="endpoint")
+            comp = _component_names(snap, comp)
+            c_cl = flow.cluster(f"c:{ns.name}/{comp.name}", f"Component {comp.name}"
+                                + (f" · {comp.service_name}" if comp.service_name else "")
+                                + (" · contains many endpoints" if handles_only else ""), parent=ns_cl,
+                                direction="TB")
+            if not comp.endpoints:
+                node(f"none:{ns.name}/{comp.name}", "no endpoint known yet", style="more", cluster=c_cl)
+            n_ep = shown(len(comp.endpoints), max_endpoints)
+            for ep in comp.endpoints[:n_ep]:
+                e_key = node(f"e:{ep.reference}", f"Endpoint {ep.name}", ep.reference, style="endpoint",
+                             cluster=c_cl)
                 ep_keys[ep.reference] = e_key
-                flow.edge(c_key, e_key)
                 if not ep.instances:
-                    flow.edge(e_key, node(f"none:{ep.reference}", "no live instance", style="more"))
+                    flow.edge(e_key, node(f"none:{ep.reference}", "no live instance", style="more", cluster=c_cl))
                 elif compact:
-                    flow.edge(e_key, _instance_summary(node, ep))
+                    key = _instance_summary(node, ep, c_cl)
+                    flow.edge(e_key, key)
+                    places.update({(ep.reference, i.instance_id): key for i in ep.instances})
+                    styles.update(_instance_style(i) for i in ep.instances)
                 else:
-                    _instances(flow, node, room, e_key, ep, limits)
-    for rt_name, rt_key in rt_keys.items():
-        for ns in scoped[:shown_ns]:
-            if ns.name in uses.get(rt_name, ()):
-                flow.edge(rt_key, f"ns:{ns.name}")
-    _calls(flow, snap, ep_keys, comp_keys, limits)
+                    _instances(flow, node, e_key, ep, limits, c_cl, places, styles)
+            if n_ep < len(comp.endpoints):
+                rest_e = comp.endpoints[n_ep:]
+                node(f"more:e:{ns.name}/{comp.name}", _more(len(rest_e), "endpoints", _plural(
+                    sum(len(e.instances) for e in rest_e), "instance")), style="more", cluster=c_cl)
+        if n_comp < len(ns.components):
+            rest_c = ns.components[n_comp:]
+            node(f"more:c:{ns.name}", _more(len(rest_c), "components", _plural(
+                sum(len(c.endpoints) for c in rest_c), "endpoint")), style="more", cluster=ns_cl)
+    if n_ns < len(scoped):
+        rest = scoped[n_ns:]
+        node("more:ns", _more(len(rest), "namespaces", _plural(sum(len(n.components) for n in rest), "component")),
+             style="more")
+    _calls(flow, snap, places, ep_keys, limits)
+    if not scoped and not flow.graph.number_of_nodes():
+        for rt in snap.runtimes[: limits.runtimes]:
+            flow.node(f"rt:{rt.name}", f"DistributedRuntime {rt.name}", f"{_lease(rt)} · {rt.state}",
+                      "nothing served, watched or called yet", shape="stadium", style="runtime")
+        if not snap.runtimes:
+            flow.node("empty", "nothing to draw yet", style="more")
+    _legend(flow, styles)
     return flow
 
 
-def _instances(flow: Flow, node: Callable[..., str], room: Callable[[], bool], e_key: str, ep: EndpointSnap,
-               limits: Limits) -> None:
-    for ii, inst in enumerate(ep.instances):
-        if ii >= limits.instances or not room():
-            flow.edge(e_key, node(f"more:i:{ep.reference}", _more(len(ep.instances) - ii, "instances"), style="more"))
-            return
-        flow.edge(e_key, node(f"i:{ep.reference}:{inst.instance_id}", f"instance {hex_id(inst.instance_id)}",
-                              _instance_status(inst), shape="stadium", style=_instance_style(inst)))
+def _instances(flow: Flow, node: Callable[..., str], e_key: str, ep: EndpointSnap, limits: Limits, cluster: str,
+               places: dict[tuple[str, int], str], styles: set[str]) -> None:
+    n = shown(len(ep.instances), limits.instances)
+    for inst in ep.instances[:n]:
+        key = node(f"i:{ep.reference}:{inst.instance_id}", f"instance {hex_id(inst.instance_id)}",
+                   _instance_status(inst), shape="stadium", style=_instance_style(inst), cluster=cluster)
+        flow.edge(e_key, key)
+        places[(ep.reference, inst.instance_id)] = key
+        styles.add(_instance_style(inst))
+    if n < len(ep.instances):
+        more = node(f"more:i:{ep.reference}", _more(len(ep.instances) - n, "instances"), style="more", cluster=cluster)
+        flow.edge(e_key, more)
+        for inst in ep.instances[n:]:
+            places[(ep.reference, inst.instance_id)] = more
+            styles.add(_instance_style(inst))
 
 
-def _instance_summary(node: Callable[..., str], ep: EndpointSnap) -> str:
+def _instance_summary(node: Callable[..., str], ep: EndpointSnap, cluster: str) -> str:
     """One node for all of an endpoint's instances: how many, a few ids, and their states."""
     ids = " · ".join(hex_id(i.instance_id) for i in ep.instances[:3]) + (" …" if len(ep.instances) > 3 else "")
     states: dict[str, int] = {}
     for inst in ep.instances:
-        label = "killed" if inst.killed else (inst.state or "live in etcd")
+        label = State.KILLED.value if inst.killed else (inst.state or "live in etcd")
         states[label] = states.get(label, 0) + 1
     styles = {_instance_style(i) for i in ep.instances}
     return node(f"is:{ep.reference}", _plural(len(ep.instances), "instance"), ids,
                 ", ".join(f"{n} {state}" for state, n in states.items()), shape="stadium",
-                style=styles.pop() if len(styles) == 1 else "starting")
+                style=styles.pop() if len(styles) == 1 else "starting", cluster=cluster)
 
 
-def _calls(flow: Flow, snap: Snapshot, ep_keys: dict[str, str], comp_keys: dict[tuple[str, str], str],
+def _calls(flow: Flow, snap: Snapshot, places: dict[tuple[str, int], str], ep_keys: dict[str, str],
            limits: Limits) -> None:
-    """Clients as dashed "calls" edges: from the caller's served components, or from a client node."""
+    """Dashed arrows for the calls that were made: from the calling instance (a handler that called), or from the
+    runtime whose application code called, to the instance that answered; one arrow per pair, with the count."""
     focus_clients = {f.client_id for f in snap.focus if f.kind == "client"}
-    served_by: dict[str, list[str]] = {}
-    for inst in snap.instances():
-        key = comp_keys.get((inst.namespace, inst.component))
-        if inst.runtime and key and key not in served_by.setdefault(inst.runtime, []):
-            served_by[inst.runtime].append(key)
-    clients = [c for c in snap.clients if c.reference in ep_keys and (not focus_clients or c.id in focus_clients)]
-    for i, client in enumerate(clients):
-        target = ep_keys[client.reference]
-        if i >= limits.clients:
-            flow.node("more:clients", _more(len(clients) - i, "clients"), style="more")
-            flow.edge("more:clients", target, dashed=True)
-            break
-        callers = [] if client.id in focus_clients else served_by.get(client.runtime, [])
-        if callers:
-            for caller in callers:
-                if caller == comp_keys.get((client.namespace, client.component)):
-                    continue
-                if flow.graph.has_edge(caller, target):
-                    flow.graph.edges[caller, target]["label"] += f", client#{client.id}"
-                else:
-                    flow.edge(caller, target, f"calls · client#{client.id}", dashed=True)
+    arrows: dict[tuple[str, str], list[Any]] = {}
+    callers: dict[str, str] = {}
+    for call in snap.calls:
+        if focus_clients and call.client_id not in focus_clients:
             continue
-        key = flow.node(f"client:{client.id}", f"client#{client.id} · {client.runtime}",
-                        f"{_plural(len(client.instance_ids), 'instance')} · {_plural(client.calls, 'call')}",
-                        shape="stadium", style="client")
-        flow.edge(key, target, "calls", dashed=True)
+        target = places.get((call.callee, call.callee_instance))
+        gone = target is None  # the instance that answered is no longer live: point at its endpoint
+        target = target or ep_keys.get(call.callee)
+        if target is None:
+            continue
+        if call.caller:
+            source = places.get((call.caller, call.caller_instance)) or ep_keys.get(call.caller)
+            if source is None:
+                continue
+        else:
+            source = callers.get(call.runtime)
+            if source is None:
+                if len(callers) >= limits.clients:
+                    continue
+                rt = snap.runtime(call.runtime)
+                source = callers[call.runtime] = flow.node(
+                    f"app:{call.runtime}", f"{call.runtime} (application code)",
+                    f"DistributedRuntime · {_lease(rt)}" if rt else "DistributedRuntime", shape="stadium",
+                    style="client")
+        slot = arrows.setdefault((source, target), [0, set(), set()])
+        slot[0] += call.count
+        slot[1].add(call.client_id)
+        if gone:
+            slot[2].add(call.callee_instance)
+    for (source, target), (count, clients, gone_ids) in arrows.items():
+        via = ", ".join(f"client#{c}" for c in sorted(clients)[:3]) + (" …" if len(clients) > 3 else "")
+        past = f" · to {_plural(len(gone_ids), 'instance')} no longer live" if gone_ids else ""
+        flow.edge(source, target, f"calls ×{count} · {via}{past}", dashed=True)
+    for client in snap.clients:
+        if client.id in focus_clients and client.calls == 0 and client.reference in ep_keys:
+            key = flow.node(f"client:{client.id}", f"client#{client.id} · {client.runtime}",
+                            f"watches {_plural(len(client.instance_ids), 'instance')} · no call yet",
+                            shape="stadium", style="client")
+            flow.edge(key, ep_keys[client.reference], "watches", dashed=True)
 
 
 # ------------------------------------------------------------------------------------------------ structure
@@ -277,14 +379,15 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
         ns_key = f"ns:{ns.name}"
         if ni >= limits.namespaces or not box(ns_key, f"Namespace {ns.name}", [
                 f"-runtime: {', '.join(users.get(ns.name, [])) or '-'}", f"-name: {ns.name}"],
-                ["+component(name) Component", f"+event_subject(event) {names.namespace_event_subject(ns.name, '…')}"],
+                ["+component(name) Component", "+event_subject(event) String"],
                 "nspace"):
             break
         for rt in runtime_focus:
             if rt.name in users.get(ns.name, ()):
                 model.relations.append(Relation(f"rt:{rt.name}", ns_key, "1", "*"))
         for ci, comp in enumerate(ns.components):
-            c_key = f"c:{comp.path}"
+            comp = _component_names(snap, comp)
+            c_key = f"c:{ns.name}/{comp.name}"
             if ci >= limits.components or not box(c_key, f"Component {comp.name}",
                                                   [f"-namespace: {ns.name}", f"-name: {comp.name}"],
                                                   ["+endpoint(name) Endpoint", f"+etcd_path() {comp.etcd_path}",
@@ -299,7 +402,7 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
                                                      [f"-component: {comp.name}", f"-name: {ep.name}"],
                                                      [f"+reference() {ep.reference}", "+client() Client",
                                                       "+endpoint_builder() EndpointBuilder"], "endpoint"):
-                    more(c_key, f"more:e:{comp.path}", len(comp.endpoints) - ei, "endpoints")
+                    more(c_key, f"more:e:{ns.name}/{comp.name}", len(comp.endpoints) - ei, "endpoints")
                     break
                 model.relations.append(Relation(c_key, e_key, "1", "*"))
                 for ii, inst in enumerate(ep.instances):
@@ -322,16 +425,16 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
 def reference(snap: Snapshot, limits: Limits) -> Flow:
     """Seed §4.2: ``namespace.Component.endpoint`` split into its parts, with each live instance's key/subject."""
     flow = Flow("LR")
-    endpoints = [ep for ns in snap.scoped() for comp in ns.components for ep in comp.endpoints]
-    for i, ep in enumerate(endpoints):
+    endpoints = [(_component_names(snap, comp), ep) for ns in snap.scoped() for comp in ns.components
+                 for ep in comp.endpoints]
+    for i, (comp, ep) in enumerate(endpoints):
         if i >= limits.references:
             flow.node("more:refs", _more(len(endpoints) - i, "endpoints"), style="more")
             break
         cl = flow.cluster(f"ref:{ep.reference}", f"endpoint reference {ep.reference}", direction="LR")
         ns_key = flow.node(f"ns:{ep.reference}", f"Namespace {ep.namespace}", style="nspace", cluster=cl)
         c_key = flow.node(f"c:{ep.reference}", f"Component {ep.component}",
-                          f"etcd_path {names.component_etcd_path(ep.namespace, ep.component)}",
-                          f"service_name {names.component_service_name(ep.namespace, ep.component)}",
+                          f"etcd_path {comp.etcd_path}", f"service_name {comp.service_name}",
                           style="component", cluster=cl)
         e_key = flow.node(f"e:{ep.reference}", f"Endpoint {ep.name}", style="endpoint", cluster=cl)
         flow.edge(ns_key, c_key)
@@ -368,27 +471,18 @@ def _target(snap: Snapshot) -> InstanceSnap | None:
 
 
 def _latest_ready(snap: Snapshot) -> tuple[str, dict[str, Any]] | None:
-    """(runtime, detail) of the latest ``ready`` record in focus, for instances no longer served."""
+    """(runtime, detail) of the latest registration in focus, for instances no longer served."""
     scopes = snap.scoped()
     refs = {e.reference for ns in scopes for c in ns.components for e in c.endpoints}
     # a whole runtime in focus: any instance it ever started counts, even one no longer served
     anywhere = not snap.focus or any(f.kind == "runtime" for f in snap.focus)
     for tagged in reversed(snap.records):
-        rec = tagged.record
-        if rec.kind == "kv.create" and rec.actor == "EndpointBuilder":
-            key = str(rec.detail.get("key", ""))
-            ns, marker, comp_and_rest = key.partition("/components/")
-            comp, _, ep_and_lease = comp_and_rest.partition("/")
-            ep = ep_and_lease.rpartition(":")[0]
-            if anywhere and marker and comp and ep:
-                return tagged.runtime, {"reference": f"{ns}.{comp}.{ep}", "key": key,
-                                        "lease_id": rec.detail.get("lease_id", 0)}
-            for ref in refs:
-                ns, comp, ep = ref.split(".", 2)
-                prefix = names.component_etcd_path(ns, comp) + "/" + ep + ":"
-                if str(rec.detail.get("key", "")).startswith(prefix):
-                    return tagged.runtime, {"reference": ref, "key": rec.detail["key"],
-                                            "lease_id": rec.detail.get("lease_id", 0)}
+        rec, d = tagged.record, tagged.record.detail
+        if rec.kind == Kind.KV_CREATE and rec.actor == "EndpointBuilder" and "endpoint" in d:
+            ref = f"{d['namespace']}.{d['component']}.{d['endpoint']}"
+            if anywhere or ref in refs:
+                return tagged.runtime, {"reference": ref, "key": d.get("key", ""), "subject": d.get("subject", ""),
+                                        "lease_id": d.get("lease_id", 0)}
     return None
 
 
@@ -411,51 +505,50 @@ class _Who:
         if found is None:
             return None
         runtime, d = found
-        ns, comp, ep = d["reference"].split(".", 2)
-        lease = int(d["lease_id"])
-        return cls(runtime, d["reference"], lease, d["key"], names.endpoint_subject(ns, comp, ep, lease))
+        return cls(runtime, d["reference"], int(d["lease_id"]), d["key"], d["subject"])
 
     def owns(self, tagged: TaggedRecord) -> bool:
         rec, d = tagged.record, tagged.record.detail
         if tagged.runtime != self.runtime:
-            return rec.kind in ("watch.put", "watch.delete") and d.get("key") == self.key
+            return rec.kind in (Kind.WATCH_PUT, Kind.WATCH_DELETE) and d.get("key") == self.key
         kind = rec.kind
-        if kind == "lifecycle":
+        if kind == Kind.LIFECYCLE:
             return rec.actor == self.reference and d.get("instance_id", self.lease_id) in (self.lease_id, 0)
-        if kind == "start":
+        if kind == Kind.START:
             return d.get("endpoint") == self.reference
-        if kind == "registry.service":
+        if kind == Kind.REGISTRY_SERVICE:
             return d.get("endpoint", self.reference) == self.reference
-        if kind in ("service.endpoint", "push.endpoint", "listen", "ready", "unlisten"):
+        if kind in (Kind.SERVICE_ENDPOINT, Kind.PUSH_ENDPOINT, Kind.LISTEN, Kind.READY, Kind.UNLISTEN):
             return d.get("subject") == self.subject
-        if kind in ("kv.create", "kv.delete"):
+        if kind in (Kind.KV_CREATE, Kind.KV_DELETE):
             return d.get("key") == self.key
-        if kind.startswith("lease."):
+        if kind in (Kind.LEASE_GRANT, Kind.LEASE_KEEPALIVE, Kind.LEASE_REVOKE, Kind.LEASE_LOST):
             return d.get("lease_id") == self.lease_id
-        if kind in ("request", "response", "stop", "kill"):
+        if kind in (Kind.REQUEST, Kind.RESPONSE, Kind.STOP, Kind.KILL):
             return d.get("instance_id") == self.lease_id and self.reference in (rec.actor, rec.target)
-        if kind == "drain":
-            return rec.actor == self.reference
+        if kind == Kind.DRAIN:
+            return rec.actor == self.reference and d.get("instance_id", self.lease_id) == self.lease_id
         return False
 
 
 def _window(snap: Snapshot, who: _Who) -> list[TaggedRecord]:
     """This instance's records, from its ``Created`` (or the lease grant just before it) to its end."""
     mine = [t for t in snap.records if who.owns(t)]
-    anchor = next((i for i, t in enumerate(mine) if t.record.kind == "kv.create" and t.runtime == who.runtime), None)
+    anchor = next((i for i, t in enumerate(mine) if t.record.kind == Kind.KV_CREATE and t.runtime == who.runtime),
+                  None)
     if anchor is None:
         return mine
     start = anchor
-    while start > 0 and not (mine[start].record.kind == "lifecycle" and mine[start].record.detail.get("state") ==
+    while start > 0 and not (mine[start].record.kind == Kind.LIFECYCLE and mine[start].record.detail.get("state") ==
                              State.CREATED.value):
         start -= 1
-    if start > 0 and mine[start - 1].record.kind == "lease.grant":
+    if start > 0 and mine[start - 1].record.kind == Kind.LEASE_GRANT:
         start -= 1
     # a later instance of the same endpoint in this runtime starts with its own Created: stop before it
     end = len(mine)
     for i in range(anchor + 1, len(mine)):
         rec = mine[i].record
-        if rec.kind == "lifecycle" and rec.detail.get("state") == State.CREATED.value:
+        if rec.kind == Kind.LIFECYCLE and rec.detail.get("state") == State.CREATED.value:
             end = i
             break
     return mine[start:end]
@@ -481,41 +574,43 @@ def startup(snap: Snapshot, limits: Limits) -> SequenceModel:
         m.steps.append(Note(("App", "Handler"), "no endpoint start recorded yet"))
         return m
     recs = [t.record for t in _window(snap, who) if t.runtime == who.runtime]
-    by_kind: dict[str, Any] = {}
+    by_kind: dict[Kind, Any] = {}
     for rec in recs:
         by_kind.setdefault(rec.kind, rec)
-    if "kv.create" not in by_kind:
+    if Kind.KV_CREATE not in by_kind:
         m.steps.append(Note(("App", "Handler"), f"the start of {who.reference} is no longer in the record buffer"))
         return m
-    start = by_kind.get("start")
+    start = by_kind.get(Kind.START)
     m.steps.append(Message("App", "EB", f"start() {start.detail.get('endpoint') if start else who.reference}"))
-    svc = by_kind.get("registry.service")
+    svc = by_kind.get(Kind.REGISTRY_SERVICE)
     if svc is not None:
         how = "created" if svc.detail.get("created") else "shared, already there"
         m.steps.append(Message("EB", "Reg", f"get service group {svc.detail.get('service')} ({how})"))
-    se = by_kind.get("service.endpoint")
+    se = by_kind.get(Kind.SERVICE_ENDPOINT)
     if se is not None:
         m.steps.append(Message("EB", "NATS", f"create service endpoint {se.detail.get('endpoint')}"))
-    if "push.endpoint" in by_kind:
+    if Kind.PUSH_ENDPOINT in by_kind:
         m.steps.append(Message("EB", "Handler", "create PushEndpoint"))
-    kv = by_kind["kv.create"]
-    ok = "" if kv.detail.get("ok", True) else " → key exists, start fails"
+    kv = by_kind[Kind.KV_CREATE]
+    ok = "" if kv.detail.get("ok", True) else "\n→ key exists, start fails"
     arms: list[tuple[str, list[Step]]] = [
-        ("in parallel", [Message("EB", "etcd", f"kv_create({kv.detail.get('key')}) under lease "
+        ("in parallel", [Message("EB", "etcd", f"kv_create({kv.detail.get('key')})\nunder lease "
                                                f"{hex_id(int(kv.detail.get('lease_id') or 0))}{ok}")])]
-    listen = by_kind.get("listen")
+    listen = by_kind.get(Kind.LISTEN)
     if listen is not None:
-        arms.append(("", [Message("Handler", "NATS", f"listen on {listen.detail.get('subject')} "
-                                                     f"(queue {listen.detail.get('queue', 'q')})")]))
+        queue = listen.detail.get("queue", "q")
+        arms.append(("", [Message("Handler", "NATS", f"listen on {listen.detail.get('subject')}\nin queue group "
+                                                     f'"{queue}": each request goes to one listener')]))
     m.steps.append(Block("par", arms))
-    if "ready" in by_kind:
+    if Kind.READY in by_kind:
         m.steps.append(Note(("Handler", "NATS"), f"endpoint ready: instance {hex_id(who.lease_id)} takes requests"))
     return m
 
 
 # ------------------------------------------------------------------------------------------------- sequence
 def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
-    """Seed §6.2: one instance's recorded life — lease, register, service, keep-alive/requests loop, stop, revoke."""
+    """Seed §6.2: one instance's recorded life — lease, register, service, keep-alive/requests loop, stop,
+    draining the requests still in flight, revoke."""
     m = SequenceModel()
     who = _Who.of(snap)
     m.participant("App", "App")
@@ -527,9 +622,11 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
     m.participant("etcd", "etcd")
     m.participant("NATS", "NATS")
     window = _causal(_window(snap, who), who)
-    if snap.dropped.get(who.runtime) and (not window or window[0].record.kind not in ("lease.grant", "lifecycle")):
+    if snap.dropped.get(who.runtime) and (not window or window[0].record.kind not in (Kind.LEASE_GRANT,
+                                                                                      Kind.LIFECYCLE)):
         m.steps.append(Note(("App", "C"), "earlier records were dropped from the ring buffer"))
     loop = _Loop()
+    draining = _Drain()
     states: list[str] = []
     steps = m.steps
 
@@ -542,70 +639,77 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
         flush_states()
         steps.append(step)
 
-    running = killed = expired = False
+    running = killed = expired = stopped = False
     for tagged in window:
         rec, d = tagged.record, tagged.record.detail
         if tagged.runtime != who.runtime:
             watcher = m.participant(f"w:{tagged.runtime}", f"{tagged.runtime} (watcher)")
             loop.close(add)
-            if killed and not expired and rec.kind == "watch.delete":
+            if killed and not expired and rec.kind == Kind.WATCH_DELETE:
                 expired = True  # nobody revoked it: the deletes come from the lease running out
                 add(Note(("etcd",), f"lease {hex_id(who.lease_id)} expired: etcd deletes its keys"))
-            add(Message("etcd", watcher, f"watch {rec.kind.split('.')[1]} {d.get('key')}", reply=True))
+            what = "put" if rec.kind == Kind.WATCH_PUT else "delete"
+            add(Message("etcd", watcher, f"watch {what} {d.get('key')}", reply=True))
             continue
         kind = rec.kind
-        if kind == "lifecycle":
+        if kind == Kind.LIFECYCLE:
             state = d.get("state", "")
-            if running and state in ("Running", "Healthy"):
+            if running and state in (State.RUNNING.value, State.HEALTHY.value):
                 loop.flap(state)
                 continue
             loop.close(add)
             if state == State.CREATED.value:
                 add(Message("App", "C", "create endpoint (Created)"))
                 continue
+            if state == State.KILLED.value:
+                continue  # the kill record says it, with the lease's end
             states.append(state)
             if state == State.HEALTHY.value:
                 running = True
             continue
-        if kind == "lease.grant":
+        if kind == Kind.LEASE_GRANT:
             add(Message("C", "etcd", f"grant lease (TTL {d.get('ttl', 0):g} s)"))
             add(Message("etcd", "C", f"lease id {hex_id(int(d.get('lease_id', 0)))}", reply=True))
-        elif kind == "start":
+        elif kind == Kind.START:
             add(Message("App", "C", "start()"))
-        elif kind == "registry.service":
+        elif kind == Kind.REGISTRY_SERVICE:
             add(Message("C", "NATS", f"{'create' if d.get('created') else 'join'} service {d.get('service')}"))
-        elif kind == "kv.create":
+        elif kind == Kind.KV_CREATE:
             add(Message("C", "etcd", f"register {d.get('key')}" + ("" if d.get("ok", True) else " (key exists)")))
-        elif kind == "listen":
+        elif kind == Kind.LISTEN:
             add(Message("C", "NATS", f"listen {d.get('subject')}"))
-        elif kind in ("lease.keepalive", "request", "response"):
+        elif kind in (Kind.REQUEST, Kind.RESPONSE) and stopped:
+            draining.count(rec)  # requests that were in flight when the stop came, finishing now
+        elif kind in (Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE):
             loop.count(rec)
-        elif kind == "lease.lost":
+        elif kind == Kind.LEASE_LOST:
             loop.close(add)
             add(Note(("etcd",), f"lease {hex_id(int(d.get('lease_id', 0)))} lost: re-grant and re-register"))
-        elif kind == "stop":
+        elif kind == Kind.STOP:
             loop.close(add)
-            running = False
+            running, stopped = False, True
             stopping = bool(states) and states[-1] == State.STOPPING.value
             if stopping:
                 states.pop()
             add(Note(("App",), "stop signal"))
             add(Message("App", "C", "stop()" + (" → Stopping" if stopping else "")))
-        elif kind == "unlisten":
+        elif kind == Kind.UNLISTEN:
             add(Message("C", "NATS", "stop receiving requests"))
-        elif kind == "drain":
-            add(Note(("C",), f"drained {d.get('drained', 0)} in-flight, cancelled {d.get('cancelled', 0)}"))
-        elif kind == "lease.revoke":
+        elif kind == Kind.DRAIN:
+            draining.close(add, d)
+        elif kind == Kind.LEASE_REVOKE:
             loop.close(add)
             add(Message("C", "etcd", f"revoke lease {hex_id(int(d.get('lease_id', 0)))}"))
             keys = d.get("keys") or [who.key]
             add(Note(("etcd",), "deletes every key on the lease: " + ", ".join(map(str, keys))))
-        elif kind == "kv.delete":
+        elif kind == Kind.KV_DELETE:
             add(Message("C", "etcd", f"delete {d.get('key')} (lease still held by other endpoints)"))
-        elif kind == "kill":
+        elif kind == Kind.KILL:
             loop.close(add)
             running, killed = False, True
-            add(Note(("C",), f"process killed: key stays until lease {hex_id(who.lease_id)} expires"))
+            until = d.get("lease_expires_at")
+            at = f" (at {_clock(until)})" if until else ""
+            add(Note(("C",), f"process killed (Killed): key stays until lease {hex_id(who.lease_id)} expires{at}"))
     loop.close(add)
     flush_states()
     if len(m.steps) > limits.steps:
@@ -621,10 +725,10 @@ def _causal(window: list[TaggedRecord], who: _Who) -> list[TaggedRecord]:
     runtimes before that answer arrives; the picture should still show cause before effect.
     """
     cause = next((i for i, t in enumerate(window) if t.runtime == who.runtime
-                  and t.record.kind in ("lease.revoke", "kv.delete")), None)
+                  and t.record.kind in (Kind.LEASE_REVOKE, Kind.KV_DELETE)), None)
     if cause is None:
         return window
-    early = [t for t in window[:cause] if t.runtime != who.runtime and t.record.kind == "watch.delete"]
+    early = [t for t in window[:cause] if t.runtime != who.runtime and t.record.kind == Kind.WATCH_DELETE]
     if not early:
         return window
     moved = {id(t) for t in early}
@@ -645,9 +749,9 @@ class _Loop:
         self.flaps = 0
 
     def count(self, rec: Any) -> None:
-        if rec.kind == "lease.keepalive":
+        if rec.kind == Kind.LEASE_KEEPALIVE:
             self.keepalives += 1
-        elif rec.kind == "request":
+        elif rec.kind == Kind.REQUEST:
             self.requests += 1
         else:
             self.responses += 1
@@ -674,26 +778,48 @@ class _Loop:
         self.__init__()  # type: ignore[misc]
 
 
+class _Drain:
+    """The requests still in flight when the stop came: drawn where they finish, before the drain's outcome."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+        self.items = 0
+
+    def count(self, rec: Any) -> None:
+        if rec.kind == Kind.RESPONSE:
+            self.finished += 1
+            self.items += int(rec.detail.get("items") or 0)
+
+    def close(self, add: Callable[[Step], None], detail: dict[str, Any]) -> None:
+        drained, cancelled = int(detail.get("drained", 0)), int(detail.get("cancelled", 0))
+        if self.finished:
+            add(Message("C", "C", f"finish {_plural(self.finished, 'in-flight request')} "
+                                  f"({_plural(self.items, 'item')} streamed)"))
+        add(Note(("C",), f"drained: {drained} finished, {cancelled} cancelled at the drain timeout"))
+
+
 # ------------------------------------------------------------------------------------------------ lifecycle
-_SEED_TRANSITIONS = [
-    (START, State.CREATED.value, "create"),
-    (State.CREATED.value, State.REGISTERED.value, "register in etcd"),
-    (State.REGISTERED.value, State.RUNNING.value, "start serving"),
-    (State.RUNNING.value, State.HEALTHY.value, "health check passed"),
-    (State.HEALTHY.value, State.RUNNING.value, "check pending or failed"),
-    (State.RUNNING.value, State.STOPPING.value, "stop signal"),
-    (State.HEALTHY.value, State.STOPPING.value, "stop signal"),
-    (State.STOPPING.value, State.DEREGISTERED.value, "deregister from etcd"),
-    (State.DEREGISTERED.value, START, ""),
-]
-_FAILED_START = [
-    (State.CREATED.value, State.STOPPING.value, "start failed"),
-    (State.REGISTERED.value, State.STOPPING.value, "start failed"),
-]
+def _edges() -> list[tuple[str, str]]:
+    """Every edge of the state machine, from :data:`TRANSITIONS`, with ``[*]`` at both ends, in state order."""
+    out = [(START, State.CREATED.value)]
+    for src in State:
+        out += [(src.value, dst.value) for dst in State if dst in TRANSITIONS[src]]
+        if not TRANSITIONS[src]:
+            out.append((src.value, START))
+    return out
+
+
+_SEED = {(START if a is None else a.value, START if b is None else b.value) for a, b in SEED_EDGES}
+_LABELS = {(START if a is None else a.value, START if b is None else b.value): words[0]
+           for (a, b), words in LABELS.items()}
 
 
 def lifecycle(snap: Snapshot, limits: Limits) -> StateModel:
-    """Seed §6.1: the instance state machine; the current state marked, visited ones shaded, taken ones counted."""
+    """Seed §6.1: the instance state machine; the current state marked, visited ones shaded, taken ones counted.
+
+    Derived from the state machine itself: the seed's edges always, the others (a failed start, a kill) once an
+    instance takes them, each with the seed's words.
+    """
     inst = _target(snap)
     path = [state for state, _ in inst.history] if inst else []
     taken: dict[tuple[str, str], int] = {}
@@ -701,30 +827,39 @@ def lifecycle(snap: Snapshot, limits: Limits) -> StateModel:
         taken[(START, path[0])] = 1
         for a, b in zip(path, path[1:]):
             taken[(a, b)] = taken.get((a, b), 0) + 1
-        if path[-1] == State.DEREGISTERED.value:
-            taken[(State.DEREGISTERED.value, START)] = 1
-    model = StateModel(states=[s.value for s in State])
-    for src, dst, label in _SEED_TRANSITIONS + [t for t in _FAILED_START if (t[0], t[1]) in taken]:
-        model.transitions.append(Transition(src, dst, label, taken.get((src, dst), 0)))
+        if not TRANSITIONS[State(path[-1])]:
+            taken[(path[-1], START)] = 1
+    edges = [e for e in _edges() if e in _SEED or e in taken]
+    drawn = {s for e in edges for s in e}
+    model = StateModel(states=[s.value for s in State if s.value in drawn])
+    for src, dst in edges:
+        model.transitions.append(Transition(src, dst, _LABELS.get((src, dst), ""), taken.get((src, dst), 0)))
     if inst is not None:
         model.current = inst.state
         model.visited = set(path)
-        status = "killed, key waits for lease expiry" if inst.killed else f"now {inst.state}"
+        if inst.killed:
+            until = f" at {_clock(inst.lease_expires_at)}" if inst.lease_expires_at else ""
+            status = f"killed: its key stays\nuntil the lease expires{until}"
+        else:
+            status = f"now {inst.state}"
         model.caption = f"instance {hex_id(inst.instance_id)}\non {inst.runtime}\n{status}"
     return model
 
 
 # --------------------------------------------------------------------------------------------------- pubsub
+_EVENT_KINDS = (Kind.EVENT_SUBSCRIBE, Kind.EVENT_PUBLISH, Kind.EVENT_DELIVER, Kind.EVENT_HANDLE)
+
+
 def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
-    """Seed §3.4: recorded subscriptions, publishes (with their data) and deliveries, between runtimes."""
+    """Seed §3.4: recorded subscriptions, publishes (with their data), deliveries, and the subscriber handling each
+    event, between runtimes."""
     m = SequenceModel()
     wanted = _event_filter(snap)
-    events = [t for t in snap.records if t.record.kind in ("event.subscribe", "event.publish", "event.deliver")
-              and wanted(t.record.detail.get("subject", ""), t.record.detail.get("scope", ""))]
+    events = [t for t in snap.records if t.record.kind in _EVENT_KINDS and wanted(t.record.detail.get("scope", ""))]
     serving: dict[str, list[str]] = {}
     for inst in snap.instances():
         if inst.runtime:
-            path = names.component_path(inst.namespace, inst.component)
+            path = f"{inst.namespace}/{inst.component}"
             if path not in serving.setdefault(inst.runtime, []):
                 serving[inst.runtime].append(path)
 
@@ -733,41 +868,43 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
         label = runtime + (f"\n({', '.join(comps[:2])})" if comps else "")
         return m.participant(f"sub:{runtime}", label)
 
-    shown = events[-limits.messages:]
-    for t in shown:  # publishers first, then NATS, then subscribers, as in the seed figure
-        if t.record.kind == "event.publish":
+    shown_events = events[-limits.messages:]
+    for t in shown_events:  # publishers first, then NATS, then subscribers, as in the seed figure
+        if t.record.kind == Kind.EVENT_PUBLISH:
             scope = t.record.detail.get("scope")
             m.participant(f"pub:{scope}:{t.runtime}", f"{scope}\n({t.runtime})")
     m.participant("NATS", "NATS")
     if not events:
         m.steps.append(Note(("NATS",), "no events recorded yet"))
         return m
-    if len(events) > len(shown):
-        m.steps.append(Note(("NATS",), f"{len(events) - len(shown)} earlier messages not shown"))
-    for t in shown:
+    if len(events) > len(shown_events):
+        m.steps.append(Note(("NATS",), f"{len(events) - len(shown_events)} earlier messages not shown"))
+    for t in shown_events:
         rec, d = t.record, t.record.detail
-        if rec.kind == "event.subscribe":
+        if rec.kind == Kind.EVENT_SUBSCRIBE:
             m.steps.append(Message(subscriber(t.runtime), "NATS", f'subscribe("{d.get("subject")}")'))
-        elif rec.kind == "event.publish":
+        elif rec.kind == Kind.EVENT_PUBLISH:
             data = f", {_short_json(d['payload'])}" if "payload" in d else ""
             m.steps.append(Message(f"pub:{d.get('scope')}:{t.runtime}", "NATS", f'publish("{d.get("event")}"{data})'))
+        elif rec.kind == Kind.EVENT_DELIVER:
+            m.steps.append(Message("NATS", subscriber(t.runtime), f"deliver {d.get('event')}\non {d.get('subject')}"))
         else:
-            m.steps.append(Message("NATS", subscriber(t.runtime), f"{d.get('event')} on {d.get('subject')}"))
+            who = subscriber(t.runtime)
+            m.steps.append(Message(who, who, f"handle {d.get('event')} event"))
     return m
 
 
-def _event_filter(snap: Snapshot) -> Callable[[str, str], bool]:
-    scopes: list[tuple[str, str]] = []
+def _event_filter(snap: Snapshot) -> Callable[[str], bool]:
+    """Which event scopes the focus covers: a namespace's own events and its components', or one component's."""
+    scopes: list[tuple[str, bool]] = []
     for f in snap.focus:
         if f.kind in ("runtime", "registry", "cluster"):
-            return lambda subject, scope: True
+            return lambda scope: True
         if f.kind == "namespace" or not f.component:
-            scopes.append((f"namespace.{f.namespace}.", f.namespace))
+            scopes.append((f.namespace, True))
         else:
-            scopes.append((f"namespace.{f.namespace}.component.{f.component}.",
-                           names.component_path(f.namespace, f.component)))
-    return lambda subject, scope: any(subject.startswith(p) or scope == s or scope.startswith(s + "/")
-                                      for p, s in scopes)
+            scopes.append((f.scope or f"{f.namespace}/{f.component}", False))
+    return lambda scope: any(scope == s or (below and scope.startswith(s + "/")) for s, below in scopes)
 
 
 # ------------------------------------------------------------------------------------------------- registry

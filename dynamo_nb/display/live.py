@@ -28,14 +28,14 @@ from ..errors import WaitTimeoutError
 from .diagram import Diagram, describe_focus
 from .hooks import bundle
 from .kinds import Limits
-from .snapshot import runtimes_of, snapshot
+from .snapshot import part_of, snapshot
 
 __all__ = ["LiveView", "live", "live_views", "stop_all"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 0.25  # seconds between redraws: at most 4 a second
-CLUSTER_POLL = 1.0  # LocalCluster has no recorder: look again this often
+CLUSTER_POLL = 1.0  # objects that record nothing (a LocalCluster): look again this often
 
 _views: dict[Hashable, "LiveView"] = {}
 
@@ -82,21 +82,16 @@ class LiveView:
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()
-        from ..cluster import LocalCluster
-
-        self._poll = CLUSTER_POLL if any(isinstance(o, LocalCluster) for o in _items(obj)) else None
+        self._poll = CLUSTER_POLL if any(part_of(o).poll for o in _items(obj)) else None
         self._listen()
         self._start_task()
 
     # -- listening ---------------------------------------------------------------------------------------
     def _listen(self) -> None:
-        from ..core.served import ServedEndpoint
-
-        for rt in runtimes_of(_items(self.obj)):
-            self._unsubscribe.append(rt.recorder.subscribe(self._on_event))
         for item in _items(self.obj):
-            if isinstance(item, ServedEndpoint):
-                self._unsubscribe.append(item.on_transition(self._on_event))
+            subscribe = getattr(item, "_subscribe", None)
+            if callable(subscribe):
+                self._unsubscribe.append(subscribe(self._on_event))
 
     def _on_event(self, *_: Any) -> None:
         """Called for every recorded fact: must stay O(1) and never draw."""

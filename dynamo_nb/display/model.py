@@ -56,6 +56,7 @@ STYLES: dict[str, Style] = {
     "healthy": Style("#e8f5e9", "#2e7d32", "#123d16"),
     "starting": Style("#fffde7", "#f9a825", "#3d3000"),
     "stopping": Style("#ffebee", "#c62828", "#5c0f0f", dashed=True),
+    "killed": Style("#fbe9e7", "#8e0000", "#3e0000", width=2.0, dashed=True),
     "remote": Style("#f5f5f5", "#616161", "#212121"),
     "client": Style("#fce4ec", "#ad1457", "#4a0722"),
     "service": Style("#e0f7fa", "#00838f", "#00363a"),

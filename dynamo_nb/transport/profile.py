@@ -52,8 +52,28 @@ class SeedProfile:
     name = "seed"
     transport_name = "nats_tcp"
 
+    # -- names ---------------------------------------------------------------------------------------
+    def component_path(self, namespace: str, component: str) -> str:
+        """The logical path ``{ns}/{comp}`` (also the event scope of a component)."""
+        return names.component_path(namespace, component)
+
+    def service_name(self, namespace: str, component: str) -> str:
+        """The component's NATS service name (subject prefix)."""
+        return names.component_service_name(namespace, component)
+
+    def service_slug(self, namespace: str, component: str) -> str:
+        """The service's name as NATS micro accepts it (answers ``$SRV.PING/INFO/STATS``)."""
+        return names.service_slug(namespace, component)
+
+    def component_event_subject(self, namespace: str, component: str, event: str) -> str:
+        return names.component_event_subject(namespace, component, event)
+
+    def namespace_event_subject(self, namespace: str, event: str) -> str:
+        return names.namespace_event_subject(namespace, event)
+
     # -- discovery -----------------------------------------------------------------------------------
     def instance_prefix(self, namespace: str, component: str) -> str:
+        """The etcd prefix under which the component's instances are registered (its ``etcd_path()``)."""
         return names.component_etcd_path(namespace, component)
 
     def instance_key(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:

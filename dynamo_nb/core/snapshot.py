@@ -1,0 +1,304 @@
+"""Plain, immutable snapshots of running objects: the only thing the drawing layer ever sees.
+
+Each object of the model describes itself here (``runtime.snapshot()``, ``served.snapshot()``,
+``client.snapshot()``, ``registry.snapshot()``, ``cluster.snapshot()``) and what it contributes to a drawing
+(``obj._part()``, a :class:`Part`). Every name a diagram shows — keys, subjects, service names, paths — is
+computed by the object's runtime through its naming profile and carried here as data, so a drawing never
+derives a name itself and draws the same on any profile. This module imports nothing but the record type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple
+
+from .recorder import Record
+
+__all__ = [
+    "InstanceSnap",
+    "EndpointSnap",
+    "ComponentSnap",
+    "NamespaceSnap",
+    "RuntimeSnap",
+    "ClientSnap",
+    "CallSnap",
+    "ServiceSnap",
+    "WatcherSnap",
+    "RegistrySnap",
+    "ClusterSnap",
+    "RuntimeState",
+    "TaggedRecord",
+    "Focus",
+    "FOCUS_KINDS",
+    "Part",
+    "Snapshot",
+]
+
+
+@dataclass(frozen=True)
+class InstanceSnap:
+    """One live (or just stopped, or killed) endpoint instance; ``runtime`` is set when a drawn runtime serves it.
+
+    ``lease_expires_at`` (wall-clock seconds) is when a killed instance's key will vanish with its lease.
+    """
+
+    namespace: str
+    component: str
+    endpoint: str
+    instance_id: int
+    key: str = ""
+    subject: str = ""
+    runtime: str = ""
+    state: str = ""
+    history: tuple[tuple[str, float], ...] = ()
+    inflight: int = 0
+    requests: int = 0
+    errors: int = 0
+    killed: bool = False
+    seen_by: tuple[str, ...] = ()
+    lease_expires_at: float = 0.0
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}.{self.component}.{self.endpoint}"
+
+
+@dataclass(frozen=True)
+class EndpointSnap:
+    namespace: str
+    component: str
+    name: str
+    instances: tuple[InstanceSnap, ...] = ()
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}.{self.component}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ComponentSnap:
+    """A component with the names its runtime's profile derives for it (seed §3.3)."""
+
+    namespace: str
+    name: str
+    endpoints: tuple[EndpointSnap, ...] = ()
+    etcd_path: str = ""
+    service_name: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class NamespaceSnap:
+    name: str
+    components: tuple[ComponentSnap, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeSnap:
+    name: str
+    backend: str = "embedded"
+    lease_id: int = 0
+    lease_ttl: float = 10.0
+    lease_alive: bool = True
+    state: str = "running"
+    keepalives: int = 0
+
+
+@dataclass(frozen=True)
+class ClientSnap:
+    id: int
+    runtime: str
+    namespace: str
+    component: str
+    endpoint: str
+    instance_ids: tuple[int, ...] = ()
+    calls: int = 0
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}.{self.component}.{self.endpoint}"
+
+
+@dataclass(frozen=True)
+class CallSnap:
+    """Calls that were made: ``count`` requests sent by one client to one instance, from one caller.
+
+    ``caller`` is the reference of the served endpoint whose handler made the calls (``caller_instance`` its
+    instance id), or empty when application code outside any handler called.
+    """
+
+    runtime: str
+    client_id: int
+    callee: str
+    callee_instance: int
+    count: int
+    caller: str = ""
+    caller_instance: int = 0
+    last: float = 0.0
+
+
+@dataclass(frozen=True)
+class ServiceSnap:
+    """One component's NATS service and the endpoints (and stats handlers) it carries."""
+
+    name: str
+    slug: str
+    endpoints: tuple[str, ...] = ()
+    stats_handlers: tuple[str, ...] = ()
+    component: str = ""
+
+
+@dataclass(frozen=True)
+class WatcherSnap:
+    """One shared etcd prefix watch and who shares it."""
+
+    prefix: str
+    sharers: tuple[tuple[int, str], ...] = ()
+    instances: int = 0
+    component: str = ""
+
+
+@dataclass(frozen=True)
+class RegistrySnap:
+    runtime: str
+    services: tuple[ServiceSnap, ...] = ()
+    watchers: tuple[WatcherSnap, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterSnap:
+    state: str
+    nats: str = ""
+    etcd: str = ""
+    nats_pid: int | None = None
+    etcd_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """Everything one runtime knows at one moment: what it serves, watches and calls, and what it recorded."""
+
+    runtime: RuntimeSnap
+    served: tuple[InstanceSnap, ...] = ()
+    watched: tuple[InstanceSnap, ...] = ()
+    components: tuple[ComponentSnap, ...] = ()
+    endpoints: tuple[tuple[str, str, str], ...] = ()
+    clients: tuple[ClientSnap, ...] = ()
+    calls: tuple[CallSnap, ...] = ()
+    registry: RegistrySnap | None = None
+    records: tuple[Record, ...] = ()
+    dropped: int = 0
+
+
+class TaggedRecord(NamedTuple):
+    """A recorder entry with the name of the runtime that recorded it."""
+
+    runtime: str
+    record: Record
+
+
+#: What can be asked to be drawn.
+FOCUS_KINDS = ("runtime", "namespace", "component", "endpoint", "instance", "client", "registry", "cluster")
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What was asked to be drawn (one of :data:`FOCUS_KINDS`), with the names that identify it.
+
+    ``scope`` is the event scope of a namespace or component focus (its name, or its component path).
+    """
+
+    kind: str
+    runtime: str = ""
+    namespace: str = ""
+    component: str = ""
+    endpoint: str = ""
+    instance_id: int = 0
+    client_id: int = 0
+    scope: str = ""
+
+    def covers(self, namespace: str, component: str | None = None, endpoint: str | None = None) -> bool:
+        """Whether this focus includes the given namespace / component / endpoint."""
+        if self.kind in ("runtime", "registry", "cluster"):
+            return True
+        if self.namespace != namespace:
+            return False
+        if self.kind == "namespace" or component is None:
+            return True
+        if self.component != component:
+            return False
+        return self.kind == "component" or endpoint is None or self.endpoint == endpoint
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one object contributes to a drawing: what it is (``focus``) and the state it draws from.
+
+    ``instance`` is a served instance to draw even when its runtime no longer serves it (stopped or killed);
+    ``cluster`` a LocalCluster's servers; ``poll`` says the object records nothing, so a live view must look again
+    from time to time rather than wait to be told.
+    """
+
+    focus: Focus
+    runtimes: tuple[RuntimeState, ...] = ()
+    instance: InstanceSnap | None = None
+    cluster: ClusterSnap | None = None
+    poll: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a diagram may draw, as plain data: several parts merged into one picture."""
+
+    runtimes: tuple[RuntimeSnap, ...] = ()
+    namespaces: tuple[NamespaceSnap, ...] = ()
+    clients: tuple[ClientSnap, ...] = ()
+    registries: tuple[RegistrySnap, ...] = ()
+    clusters: tuple[ClusterSnap, ...] = ()
+    records: tuple[TaggedRecord, ...] = ()
+    focus: tuple[Focus, ...] = ()
+    dropped: dict[str, int] = field(default_factory=dict)
+    calls: tuple[CallSnap, ...] = ()
+
+    def first(self, *kinds: str) -> Focus | None:
+        return next((f for f in self.focus if f.kind in kinds), None)
+
+    def scoped(self) -> tuple[NamespaceSnap, ...]:
+        """The namespace tree pruned to what the focus asks for (everything for a runtime focus)."""
+        if not self.focus:
+            return self.namespaces
+        out = []
+        for ns in self.namespaces:
+            if not any(f.covers(ns.name) for f in self.focus):
+                continue
+            comps = []
+            for comp in ns.components:
+                if not any(f.covers(ns.name, comp.name) for f in self.focus):
+                    continue
+                eps = tuple(ep for ep in comp.endpoints
+                            if any(f.covers(ns.name, comp.name, ep.name) for f in self.focus))
+                comps.append(ComponentSnap(comp.namespace, comp.name, eps, comp.etcd_path, comp.service_name,
+                                           comp.path))
+            out.append(NamespaceSnap(ns.name, tuple(comps)))
+        return tuple(out)
+
+    def instances(self) -> Iterator[InstanceSnap]:
+        for ns in self.namespaces:
+            for comp in ns.components:
+                for ep in comp.endpoints:
+                    yield from ep.instances
+
+    def instance(self, instance_id: int, reference: str | None = None) -> InstanceSnap | None:
+        for inst in self.instances():
+            if inst.instance_id == instance_id and (reference is None or inst.reference == reference):
+                return inst
+        return None
+
+    def component(self, namespace: str, name: str) -> ComponentSnap | None:
+        for ns in self.namespaces:
+            if ns.name == namespace:
+                return next((c for c in ns.components if c.name == name), None)
+        return None
+
+    def runtime(self, name: str) -> RuntimeSnap | None:
+        return next((r for r in self.runtimes if r.name == name), None)
