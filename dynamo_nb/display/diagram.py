@@ -15,6 +15,7 @@ from . import dot as _dot
 from . import mermaid as _mermaid
 from . import text as _text
 from .kinds import KINDS, Limits, build, default_kind
+from .mime import bundle
 from .model import Flow, Model
 from .snapshot import Focus, Snapshot, snapshot
 from .svg import DotFailedError, DotNotFoundError, dot_available, render_svg
@@ -127,8 +128,6 @@ class Diagram:
         return path
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **_: Any) -> dict[str, str]:
-        from .hooks import bundle
-
         return bundle(self, include, exclude)
 
     def __repr__(self) -> str:

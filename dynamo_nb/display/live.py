@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable
 
 from ..errors import WaitTimeoutError
 from .diagram import Diagram, describe_focus
-from .hooks import bundle
+from .mime import bundle
 from .kinds import Limits
 from .snapshot import part_of, snapshot
 
