@@ -51,6 +51,8 @@ __all__ = [
     "live",
     "Diagram",
     "LiveView",
+    "Limits",
+    "set_limits",
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -76,6 +78,8 @@ _LAZY = {
     "live": ("dynamo_nb.display.live", "live"),
     "Diagram": ("dynamo_nb.display.diagram", "Diagram"),
     "LiveView": ("dynamo_nb.display.live", "LiveView"),
+    "Limits": ("dynamo_nb.display.kinds", "Limits"),
+    "set_limits": ("dynamo_nb.display.kinds", "set_limits"),
 }
 
 

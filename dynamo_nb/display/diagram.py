@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import dot as _dot
 from . import mermaid as _mermaid
 from . import text as _text
-from .kinds import KINDS, Limits, build, default_kind
+from .kinds import KINDS, Limits, build, default_kind, default_limits
 from .mime import bundle
 from .model import Flow, Model
 from .snapshot import Focus, Snapshot, snapshot
@@ -62,7 +62,7 @@ class Diagram:
             raise ValueError(f"unknown diagram kind {kind!r}; choose one of: {', '.join(KINDS)}")
         self.snapshot = snap
         self.kind = kind
-        self.limits = limits or Limits()
+        self.limits = limits or default_limits()
 
     @cached_property
     def model(self) -> Model:

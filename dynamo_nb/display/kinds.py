@@ -1094,4 +1094,4 @@ def build(snap: Snapshot, kind: str, limits: Limits | None = None) -> Model:
         builder = KINDS[kind][0]
     except KeyError:
         raise ValueError(f"unknown diagram kind {kind!r}; choose one of: {', '.join(KINDS)}") from None
-    return builder(snap, limits or Limits())
+    return builder(snap, limits or default_limits())

@@ -27,7 +27,7 @@ from typing import Any, Callable, Hashable
 from ..errors import WaitTimeoutError
 from .diagram import Diagram, describe_focus
 from .mime import bundle
-from .kinds import Limits
+from .kinds import Limits, default_limits
 from .snapshot import part_of, snapshot
 
 __all__ = ["LiveView", "live", "live_views", "stop_all"]
@@ -65,7 +65,7 @@ class LiveView:
             raise ValueError(f"interval must be >= 0, got {interval}")
         self.obj = obj
         self.interval = float(interval)
-        self.limits = limits or Limits()
+        self.limits = limits or default_limits()
         self._diagram = Diagram(snapshot(obj), kind, self.limits)
         self.kind = self._diagram.kind
         self.redraws = 0
