@@ -177,7 +177,7 @@ def _component_names(snap: Snapshot, comp: ComponentSnap) -> ComponentSnap:
 def _legend(flow: Flow, styles: set[str], cluster: str | None = None) -> None:
     """A colour key for the instance states a figure uses (only when colour carries state)."""
     used = [s for s in STYLE_MEANING if s in styles]
-    if len(used) < 2 and not (used and used[0] in ("killed", "stopping")):
+    if not used:
         return
     key = flow.cluster("legend", "colour key", parent=cluster)
     for style in used:
@@ -348,6 +348,7 @@ def _calls(flow: Flow, snap: Snapshot, places: dict[tuple[str, int], str], ep_ke
 def structure(snap: Snapshot, limits: Limits) -> ClassModel:
     """Seed §3.1/§3.3: the object model as a class diagram, with real names and derived paths."""
     model = ClassModel(direction="TB")
+    styles: set[str] = set()
     count = [0]
 
     def box(key: str, title: str, attributes: list[str], methods: list[str], style: str) -> bool:
@@ -410,14 +411,17 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
                     attrs = [f"+instance_id: {hex_id(inst.instance_id)}", f"+key: {inst.key}",
                              f"+subject: {inst.subject}"]
                     if inst.runtime:
-                        attrs.append(f"+state: {'killed' if inst.killed else inst.state} on {inst.runtime}")
-                    if ii >= limits.instances or not box(i_key, f"Instance {hex_id(inst.instance_id)}", attrs, [],
-                                                         _instance_style(inst)):
+                        attrs.append(f"+state: {inst.state} on {inst.runtime}")
+                    title = f"Instance {hex_id(inst.instance_id)} of {ep.name}"  # endpoints of one runtime share it
+                    styles.add(_instance_style(inst))
+                    if ii >= limits.instances or not box(i_key, title, attrs, [], _instance_style(inst)):
                         more(e_key, f"more:i:{ep.reference}", len(ep.instances) - ii, "instances")
                         break
                     model.relations.append(Relation(e_key, i_key, "1", "*"))
     if not model.classes:
         model.classes.append(ClassBox("empty", "nothing known yet", [], [], "more"))
+    for style in (s for s in STYLE_MEANING if s in styles):  # the colour key: one small box per colour used
+        model.classes.append(ClassBox(f"legend:{style}", f"colour: {STYLE_MEANING[style]}", [], [], style))
     return model
 
 
