@@ -21,11 +21,12 @@ from collections.abc import Callable, Awaitable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .errors import BinaryNotFoundError, ClusterStartError
+from .errors import BinaryNotFoundError, ClusterStartError, ClusterStateError, DynamoError
 
 __all__ = [
     "BinaryNotFoundError",
     "ClusterStartError",
+    "ClusterStateError",
     "LocalCluster",
     "find_binary",
     "free_port",
@@ -44,8 +45,8 @@ _LOG_TAIL_LINES = 20
 _PROBE_TIMEOUT = 1.0
 
 
-class _PortInUse(Exception):
-    """The server exited because one of its ports was already bound."""
+class _PortInUse(DynamoError):
+    """The server exited because one of its ports was already bound (retried with fresh ports, never raised out)."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
@@ -450,7 +451,7 @@ class LocalCluster:
 
     def _require(self, value: int | None, what: str) -> int:
         if value is None:
-            raise RuntimeError(f"LocalCluster has no {what} yet; call `await cluster.start()` first")
+            raise ClusterStateError(f"LocalCluster has no {what} yet; call `await cluster.start()` first")
         return value
 
     # ---- lifecycle
@@ -477,7 +478,7 @@ class LocalCluster:
         if self.state == "running":
             return self
         if self.state in ("closed", "failed"):
-            raise RuntimeError(f"this LocalCluster is {self.state}; create a new one")
+            raise ClusterStateError(f"this LocalCluster is {self.state}; create a new one")
         async with self._get_lock():
             if self.state == "running":
                 return self
@@ -549,7 +550,7 @@ class LocalCluster:
 
     def _running_server(self, srv: _Server | None) -> _Server:
         if self.state != "running" or srv is None:
-            raise RuntimeError(f"LocalCluster is {self.state}, not running")
+            raise ClusterStateError(f"LocalCluster is {self.state}, not running")
         return srv
 
     # ---- starting one server

@@ -3,23 +3,41 @@
 ::
 
     DynamoError
-    ├── InvalidNameError (ValueError)        a namespace/component/endpoint name breaks its rule
-    ├── InvalidReferenceError (ValueError)   "ns.Component.endpoint" is malformed
-    ├── BackendError                         etcd / NATS trouble
-    │   ├── BackendUnavailableError          a server cannot be reached (names the URL)
-    │   ├── NoRespondersError                nobody listens on a subject
-    │   └── PayloadTooLargeError             a message exceeds the server's max payload
-    ├── RegistrationError                    the instance key already exists (create-only put failed)
-    ├── LeaseExpiredError                    the primary lease is gone; the runtime can no longer register
-    ├── EndpointError                        calling an endpoint went wrong
-    │   ├── NoInstancesError                 no live instance of the endpoint
-    │   ├── InstanceNotFoundError            direct() to an instance id that is not live
-    │   ├── RemoteError                      the handler raised: carries the remote type and message
-    │   └── StreamIncompleteError            the stream ended before ``complete_final`` (worker died)
-    ├── RuntimeClosedError                   the runtime was shut down or killed
-    ├── WaitTimeoutError (TimeoutError)      wait_for_instances() / wait_for_state() ran out of time
-    ├── BinaryNotFoundError (RuntimeError)   LocalCluster cannot find nats-server / etcd (says how to install)
-    └── ClusterStartError (RuntimeError)     a LocalCluster server did not come up (carries its log tail)
+    ├── InvalidNameError (ValueError)         a namespace/component/endpoint name breaks its rule
+    ├── InvalidReferenceError (ValueError)    "ns.Component.endpoint" is malformed
+    ├── BackendError                          etcd / NATS / response-stream trouble
+    │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL)
+    │   ├── BackendTimeoutError (TimeoutError)          a server or peer did not answer in time (request, flush)
+    │   ├── NoRespondersError                 nobody listens on a subject
+    │   ├── PayloadTooLargeError (ValueError) a message exceeds the server's max payload
+    │   └── ResponseStreamError (ConnectionError)       the call-home response stream (SPEC §8)
+    │       ├── StreamRefusedError (ConnectionRefusedError)  the worker cannot connect back to the caller
+    │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
+    ├── ProtocolError (ValueError)            bytes on the wire that do not follow the profile
+    │   └── FrameError                        bytes that are not a well-formed TwoPart frame
+    ├── RegistrationError                     the instance key already exists (create-only put failed)
+    ├── LeaseExpiredError                     the primary lease is gone; the runtime can no longer register
+    ├── EndpointError                         calling an endpoint went wrong
+    │   ├── NoInstancesError                  no live instance of the endpoint
+    │   ├── InstanceNotFoundError (LookupError)  direct() to an instance id that is not registered
+    │   ├── RemoteError                       the handler raised: carries the remote type and message
+    │   └── StreamIncompleteError             the stream ended before ``complete_final`` (worker died)
+    ├── IllegalTransitionError (RuntimeError) a lifecycle transition the state machine does not have (a bug)
+    ├── RuntimeClosedError                    the runtime (or one of its connections) was shut down or killed
+    ├── WaitTimeoutError (TimeoutError)       wait_for_instances() / wait_for_state() / an event wait ran out
+    ├── DotError (RuntimeError)               graphviz's ``dot`` could not make SVG
+    │   ├── DotNotFoundError                  ``dot`` is not on PATH (Mermaid output needs nothing)
+    │   └── DotFailedError                    ``dot`` ran but failed or timed out (its stderr is in the message)
+    ├── BinaryNotFoundError (RuntimeError)    LocalCluster cannot find nats-server / etcd (says how to install)
+    ├── ClusterStartError (RuntimeError)      a LocalCluster server did not come up (carries its log tail)
+    └── ClusterStateError (RuntimeError)      a LocalCluster used before start() or after close()
+
+The builtin base in brackets is kept so code that catches it keeps working. Outside the tree on purpose:
+``TypeError`` / ``ValueError`` (and ``KeyError`` for a name looked up in a table) for an argument of the wrong
+type or value, raised before anything happens (a handler that is not async, a TTL of 0, an unknown diagram kind,
+an invalid subject); ``StopAsyncIteration`` and ``asyncio.CancelledError``, which are control flow. Backend
+library errors (nats-py, grpc/aetcd, sockets, asyncio timeouts) never escape: each is mapped to an error here
+where the backend is called (``raise ... from exc``).
 """
 
 from __future__ import annotations
@@ -32,8 +50,14 @@ __all__ = [
     "InvalidReferenceError",
     "BackendError",
     "BackendUnavailableError",
+    "BackendTimeoutError",
     "NoRespondersError",
     "PayloadTooLargeError",
+    "ResponseStreamError",
+    "StreamRefusedError",
+    "StreamClosedError",
+    "ProtocolError",
+    "FrameError",
     "RegistrationError",
     "LeaseExpiredError",
     "EndpointError",
@@ -41,10 +65,15 @@ __all__ = [
     "InstanceNotFoundError",
     "RemoteError",
     "StreamIncompleteError",
+    "IllegalTransitionError",
     "RuntimeClosedError",
     "WaitTimeoutError",
+    "DotError",
+    "DotNotFoundError",
+    "DotFailedError",
     "BinaryNotFoundError",
     "ClusterStartError",
+    "ClusterStateError",
 ]
 
 
@@ -83,6 +112,10 @@ class BackendUnavailableError(BackendError, ConnectionError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
+class BackendTimeoutError(BackendError, TimeoutError):
+    """A server or peer did not answer within the time allowed (a request's reply, a flush)."""
+
+
 class NoRespondersError(BackendError):
     """A request found no subscriber on its subject."""
 
@@ -98,6 +131,26 @@ class PayloadTooLargeError(BackendError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(f"{what} of {size} bytes exceeds the server's max payload of {limit} bytes")
+
+
+class ResponseStreamError(BackendError, ConnectionError):
+    """The call-home response stream between a worker and its caller failed."""
+
+
+class StreamRefusedError(ResponseStreamError, ConnectionRefusedError):
+    """A worker could not connect back to the caller's response listener (gone, or a bad address)."""
+
+
+class StreamClosedError(ResponseStreamError, ConnectionResetError):
+    """The response stream (or the plane it belongs to) is closed; the caller stopped reading."""
+
+
+class ProtocolError(DynamoError, ValueError):
+    """Bytes that do not follow the profile (garbage on a subject, a malformed header)."""
+
+
+class FrameError(ProtocolError):
+    """Bytes that are not a well-formed TwoPart frame."""
 
 
 class RegistrationError(DynamoError):
@@ -156,12 +209,33 @@ class StreamIncompleteError(EndpointError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
+class IllegalTransitionError(DynamoError, RuntimeError):
+    """A transition the lifecycle state machine does not have (a bug, never user input)."""
+
+
 class RuntimeClosedError(DynamoError):
     """The runtime was shut down or killed and cannot do this any more."""
 
 
 class WaitTimeoutError(DynamoError, TimeoutError):
     """Waiting for instances or a lifecycle state ran out of time."""
+
+
+class DotError(DynamoError, RuntimeError):
+    """graphviz's ``dot`` could not turn DOT text into SVG."""
+
+
+class DotNotFoundError(DotError):
+    """graphviz's ``dot`` executable is not on PATH."""
+
+    def __init__(self) -> None:
+        super().__init__("graphviz's `dot` executable was not found on PATH; install graphviz "
+                         "(e.g. `apt-get install graphviz`, `brew install graphviz`, `conda install graphviz`) "
+                         "to get SVG output — Mermaid output needs nothing")
+
+
+class DotFailedError(DotError):
+    """``dot`` ran but did not produce SVG (its stderr is in the message)."""
 
 
 class BinaryNotFoundError(DynamoError, RuntimeError):
@@ -183,3 +257,7 @@ class ClusterStartError(DynamoError, RuntimeError):
         self.log_tail = log_tail
         tail = log_tail.rstrip() or "(empty)"
         super().__init__(f"{server} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")
+
+
+class ClusterStateError(DynamoError, RuntimeError):
+    """A LocalCluster was asked for something its state does not allow (not started yet, or closed)."""

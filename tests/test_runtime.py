@@ -479,6 +479,13 @@ async def test_component_events_with_namespace_isolation(make_runtime):
     assert [x async for x in sub] == []  # a closed subscription ends iteration
 
 
+async def test_waiting_for_an_event_that_never_comes_is_a_wait_timeout(runtime):
+    sub = await runtime.namespace("dynamo").component("quiet").subscribe("kv_events")
+    with pytest.raises(WaitTimeoutError, match="namespace.dynamo.component.quiet.kv_events"):
+        await sub.get(timeout=0.05)
+    await sub.close()
+
+
 async def test_async_for_over_subscribe(make_runtime):
     a, b = await make_runtime(), await make_runtime()
     received = []

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..errors import (
+    BackendTimeoutError,
     EndpointError,
     InstanceNotFoundError,
     NoInstancesError,
@@ -207,7 +208,7 @@ class Client:
             raise InstanceNotFoundError(self.endpoint.reference(), instance_id, sorted(found))
         try:
             return await self._call(info, request)
-        except NoRespondersError as exc:
+        except (NoRespondersError, BackendTimeoutError) as exc:
             self._mark_down(info.instance_id)
             raise EndpointError(f"instance {instance_id:x} of {self.endpoint.reference()!r} did not answer "
                                 "(its worker is gone; its key vanishes when the lease expires)") from exc
@@ -226,7 +227,7 @@ class Client:
             info = choose(live)
             try:
                 return await self._call(info, request)
-            except (NoRespondersError, ConnectionRefusedError, asyncio.TimeoutError) as exc:
+            except (NoRespondersError, BackendTimeoutError) as exc:
                 # No ack: a request published as its worker died is lost with it (NATS still had the dead
                 # connection's subscription), so it is safe to try another instance.
                 tried.add(info.instance_id)

@@ -7,7 +7,7 @@ import time
 from enum import Enum
 from typing import Callable
 
-from ..errors import WaitTimeoutError
+from ..errors import IllegalTransitionError, WaitTimeoutError
 
 __all__ = ["State", "TRANSITIONS", "Lifecycle", "IllegalTransitionError"]
 
@@ -33,10 +33,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.STOPPING: frozenset({State.DEREGISTERED}),
     State.DEREGISTERED: frozenset(),
 }
-
-
-class IllegalTransitionError(RuntimeError):
-    """A transition the state machine does not have (a bug, never user input)."""
 
 
 Listener = Callable[[State, float], None]
