@@ -143,6 +143,49 @@ async def test_kv_get_prefix_matches_dynamo_bindings_shape(runtime):
 
 # -- clients ------------------------------------------------------------------------------------------------
 
+async def test_context_goes_only_to_handlers_that_ask_for_it(make_runtime):
+    worker, caller = await make_runtime(), await make_runtime()
+    seen = []
+
+    def tagged(tag):
+        async def gen(request, _tag=tag):  # the closure idiom: the default must stay
+            yield {"tag": _tag}
+        return gen
+
+    async def named(request, context=None):  # named ``context``: passed although it has a default
+        yield {"context": type(context).__name__}
+
+    async def positional(request, ctx):  # any name, no default: passed
+        yield {"context": type(ctx).__name__}
+
+    class Method:
+        async def generate(self, request, tag="method"):
+            yield {"tag": tag}
+
+    handlers = {"tagged": tagged("blue"), "named": named, "positional": positional, "method": Method().generate}
+    for name, handler in handlers.items():
+        await worker.endpoint(f"dynamo.ctx.{name}").endpoint_builder().handler(handler).start()
+    for name in handlers:
+        client = await caller.endpoint(f"dynamo.ctx.{name}").client()
+        await client.wait_for_instances(timeout=5)
+        seen.append((name, await (await client.generate({})).collect()))
+    assert seen == [("tagged", [{"tag": "blue"}]), ("named", [{"context": "RequestContext"}]),
+                    ("positional", [{"context": "RequestContext"}]), ("method", [{"tag": "method"}])]
+
+
+def test_handlers_that_cannot_be_called_with_request_and_context_are_refused_early(runtime):
+    async def three(request, context, extra):
+        yield extra
+
+    async def none():
+        yield 1
+
+    builder = runtime.endpoint("dynamo.ctx.bad").endpoint_builder()
+    for handler in (three, none):
+        with pytest.raises(TypeError, match=r"must take \(request\) or \(request, context\)"):
+            builder.handler(handler)
+
+
 async def test_round_trip_and_routing_modes(make_runtime):
     frontend = await make_runtime()
     workers = [await make_runtime() for _ in range(2)]
