@@ -20,6 +20,7 @@ from dynamo_nb import (
     StreamIncompleteError,
     WaitTimeoutError,
 )
+from support import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 async def tokens(request):
     for tok in request["prompt"].split():
         yield {"token": tok}
-
-
-async def eventually(predicate, timeout: float = 5.0, interval: float = 0.01):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 # -- object model ------------------------------------------------------------------------------------------
