@@ -18,7 +18,8 @@
     ├── RegistrationError                     the instance key already exists (create-only put failed)
     ├── LeaseExpiredError                     the primary lease is gone; the runtime can no longer register
     ├── EndpointError                         calling an endpoint went wrong
-    │   ├── NoInstancesError                  no live instance of the endpoint
+    │   ├── NoInstancesError                  no instance answered: none registered, or the registered ones
+    │   │                                     did not answer (a killed worker's key stays until lease expiry)
     │   ├── InstanceNotFoundError (LookupError)  direct() to an instance id that is not registered
     │   ├── RemoteError                       the handler raised: carries the remote type and message
     │   └── StreamIncompleteError             the stream ended before ``complete_final`` (worker died)
@@ -43,6 +44,7 @@ where the backend is called (``raise ... from exc``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 __all__ = [
     "DynamoError",
@@ -166,22 +168,42 @@ class EndpointError(DynamoError):
 
 
 class NoInstancesError(EndpointError):
-    """The endpoint has no live instance to call."""
+    """No instance of the endpoint answered the call.
 
-    def __init__(self, endpoint: str):
+    Two cases, told apart by the attributes: nothing is registered (``registered == tried == []``), or instances
+    are registered but did not answer. A killed worker's key stays in etcd until its lease expires, so
+    ``client.instance_ids()`` still lists it; ``registered`` is that same list at the moment of the error, and
+    ``tried`` the instances this call tried (each gave no responders or no ack).
+    """
+
+    def __init__(self, endpoint: str, registered: Iterable[int] = (), tried: Iterable[int] = ()):
         self.endpoint = endpoint
-        super().__init__(f"no instances of endpoint {endpoint!r} are live (is a worker serving it?)")
+        self.registered = sorted(registered)
+        self.tried = sorted(tried)
+        if not self.registered and not self.tried:
+            message = f"no instances of endpoint {endpoint!r} are live: none is registered (is a worker serving it?)"
+        else:
+            silent = sorted(set(self.registered) | set(self.tried))
+            shown = ", ".join(f"{i:x}" for i in silent)
+            gone = [i for i in self.tried if i not in self.registered]
+            message = (f"no instance of endpoint {endpoint!r} answered: registered instance"
+                       f"{'s' if len(silent) > 1 else ''} {shown} did not answer (the worker is gone; its key "
+                       "stays registered until its lease expires, then clients drop it)")
+            if gone:
+                message += f"; since then {', '.join(f'{i:x}' for i in gone)} left the registry"
+        super().__init__(message)
 
 
 class InstanceNotFoundError(EndpointError, LookupError):
-    """``direct()`` named an instance that is not live."""
+    """``direct()`` named an instance that is not registered (not in ``client.instance_ids()``)."""
 
     def __init__(self, endpoint: str, instance_id: int, live: list[int]):
         self.endpoint = endpoint
         self.instance_id = instance_id
         self.live = live
+        self.registered = live  # what ``client.instance_ids()`` lists
         shown = ", ".join(f"{i:x}" for i in live) or "none"
-        super().__init__(f"instance {instance_id:x} of endpoint {endpoint!r} is not live (live: {shown})")
+        super().__init__(f"instance {instance_id:x} of endpoint {endpoint!r} is not registered (registered: {shown})")
 
 
 class RemoteError(EndpointError):

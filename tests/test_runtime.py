@@ -457,6 +457,27 @@ async def test_kill_leaves_keys_until_lease_expiry_and_clients_fail_over(make_ru
         await doomed.endpoint("dynamo.pool.gen").client()
 
 
+async def test_right_after_a_kill_the_error_agrees_with_instance_ids(make_runtime):
+    caller = await make_runtime()
+    worker = await make_runtime(lease_ttl=30)  # the key outlives the worker for the whole test
+    served = await worker.endpoint("dynamo.gone.gen").endpoint_builder().handler(tokens).start()
+    client = await caller.endpoint("dynamo.gone.gen").client()
+    await client.wait_for_instances(timeout=5)
+    await worker.kill()
+    for attempt in range(2):  # the second call finds the instance marked silent, and still tries it
+        with pytest.raises(NoInstancesError) as info:
+            await client.generate({"prompt": "x"})
+        error, message = info.value, str(info.value)
+        assert client.instance_ids() == [served.instance_id], "a crash revokes nothing: the key stays"
+        assert error.registered == client.instance_ids() and error.tried == [served.instance_id]
+        assert f"{served.instance_id:x} did not answer" in message and "until its lease expires" in message
+        assert "are live" not in message and "dynamo.gone.gen" in message
+    with pytest.raises(NoInstancesError) as nobody:  # nothing registered at all: the other case
+        await (await caller.endpoint("dynamo.nobody.gen").client()).generate({})
+    assert nobody.value.registered == nobody.value.tried == []
+    assert "none is registered" in str(nobody.value)
+
+
 async def test_worker_killed_mid_stream_gives_incomplete_error(make_runtime):
     worker, caller = await make_runtime(), await make_runtime()
     started = asyncio.Event()

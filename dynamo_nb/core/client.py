@@ -219,11 +219,11 @@ class Client:
         tried: set[int] = set()
         last: Exception | None = None
         while True:
-            live = [i for i in self._available() if i.instance_id not in tried]
+            live = ([i for i in self._available() if i.instance_id not in tried]
+                    or [i for i in self.instances() if i.instance_id not in tried])  # recently silent ones last
             if not live:
-                if last is not None:
-                    raise NoInstancesError(self.endpoint.reference()) from last
-                raise NoInstancesError(self.endpoint.reference())
+                # Agree with instance_ids(): a killed worker's key is still registered, it just did not answer.
+                raise NoInstancesError(self.endpoint.reference(), self.instance_ids(), tried) from last
             info = choose(live)
             try:
                 return await self._call(info, request)
