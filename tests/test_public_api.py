@@ -86,7 +86,8 @@ def test_every_exception_class_in_the_package_is_in_the_tree():
     seen = set()
     for module in _package_modules():
         for name, value in vars(module).items():
-            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__.startswith("dynamo_nb"):
+            ours = isinstance(value, type) and value.__module__.startswith("dynamo_nb")
+            if ours and issubclass(value, BaseException):
                 seen.add(f"{module.__name__}.{name}")
                 assert issubclass(value, DynamoError), f"{module.__name__}.{name} is not a DynamoError"
     for where in ("dynamo_nb.display.svg.DotNotFoundError", "dynamo_nb.display.svg.DotFailedError",
