@@ -37,8 +37,8 @@ The builtin base in brackets is kept so code that catches it keeps working. Outs
 ``TypeError`` / ``ValueError`` (and ``KeyError`` for a name looked up in a table) for an argument of the wrong
 type or value, raised before anything happens (a handler that is not async, a TTL of 0, an unknown diagram kind,
 an invalid subject); ``StopAsyncIteration`` and ``asyncio.CancelledError``, which are control flow. Backend
-library errors (nats-py, grpc/aetcd, sockets, asyncio timeouts) never escape: each is mapped to an error here
-where the backend is called (``raise ... from exc``).
+library errors (nats-py, grpc/aetcd, sockets, asyncio timeouts) are mapped to an error here where the backend is
+called (``raise ... from exc``), so the object model catches only these.
 """
 
 from __future__ import annotations
