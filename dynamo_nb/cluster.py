@@ -23,11 +23,12 @@ from types import TracebackType
 
 from .core.drawable import Drawable
 from .core.snapshot import ClusterSnap, Focus, Part
-from .errors import BinaryNotFoundError, ClusterStartError
+from .errors import BinaryNotFoundError, ClusterStartError, ClusterStateError, DynamoError
 
 __all__ = [
     "BinaryNotFoundError",
     "ClusterStartError",
+    "ClusterStateError",
     "LocalCluster",
     "find_binary",
     "free_port",
@@ -46,8 +47,8 @@ _LOG_TAIL_LINES = 20
 _PROBE_TIMEOUT = 1.0
 
 
-class _PortInUse(Exception):
-    """The server exited because one of its ports was already bound."""
+class _PortInUse(DynamoError):
+    """The server exited because one of its ports was already bound (retried with fresh ports, never raised out)."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
@@ -452,7 +453,7 @@ class LocalCluster(Drawable):
 
     def _require(self, value: int | None, what: str) -> int:
         if value is None:
-            raise RuntimeError(f"LocalCluster has no {what} yet; call `await cluster.start()` first")
+            raise ClusterStateError(f"LocalCluster has no {what} yet; call `await cluster.start()` first")
         return value
 
     # ---- lifecycle
@@ -479,7 +480,7 @@ class LocalCluster(Drawable):
         if self.state == "running":
             return self
         if self.state in ("closed", "failed"):
-            raise RuntimeError(f"this LocalCluster is {self.state}; create a new one")
+            raise ClusterStateError(f"this LocalCluster is {self.state}; create a new one")
         async with self._get_lock():
             if self.state == "running":
                 return self
@@ -551,7 +552,7 @@ class LocalCluster(Drawable):
 
     def _running_server(self, srv: _Server | None) -> _Server:
         if self.state != "running" or srv is None:
-            raise RuntimeError(f"LocalCluster is {self.state}, not running")
+            raise ClusterStateError(f"LocalCluster is {self.state}, not running")
         return srv
 
     # ---- starting one server

@@ -3,28 +3,49 @@
 ::
 
     DynamoError
-    ├── InvalidNameError (ValueError)        a namespace/component/endpoint name breaks its rule
-    ├── InvalidReferenceError (ValueError)   "ns.Component.endpoint" is malformed
-    ├── BackendError                         etcd / NATS trouble
-    │   ├── BackendUnavailableError          a server cannot be reached (names the URL)
-    │   ├── NoRespondersError                nobody listens on a subject
-    │   └── PayloadTooLargeError             a message exceeds the server's max payload
-    ├── RegistrationError                    the instance key already exists (create-only put failed)
-    ├── LeaseExpiredError                    the primary lease is gone; the runtime can no longer register
-    ├── EndpointError                        calling an endpoint went wrong
-    │   ├── NoInstancesError                 no live instance of the endpoint
-    │   ├── InstanceNotFoundError            direct() to an instance id that is not live
-    │   ├── RemoteError                      the handler raised: carries the remote type and message
-    │   └── StreamIncompleteError            the stream ended before ``complete_final`` (worker died)
-    ├── RuntimeClosedError                   the runtime was shut down or killed
-    ├── WaitTimeoutError (TimeoutError)      wait_for_instances() / wait_for_state() ran out of time
-    ├── BinaryNotFoundError (RuntimeError)   LocalCluster cannot find nats-server / etcd (says how to install)
-    └── ClusterStartError (RuntimeError)     a LocalCluster server did not come up (carries its log tail)
+    ├── InvalidNameError (ValueError)         a namespace/component/endpoint name breaks its rule
+    ├── InvalidReferenceError (ValueError)    "ns.Component.endpoint" is malformed
+    ├── BackendError                          etcd / NATS / response-stream trouble
+    │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL)
+    │   ├── BackendTimeoutError (TimeoutError)          a server or peer did not answer in time (request, flush)
+    │   ├── NoRespondersError                 nobody listens on a subject
+    │   ├── PayloadTooLargeError (ValueError) a message exceeds the server's max payload
+    │   └── ResponseStreamError (ConnectionError)       the call-home response stream (SPEC §8)
+    │       ├── StreamRefusedError (ConnectionRefusedError)  the worker cannot connect back to the caller
+    │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
+    ├── ProtocolError (ValueError)            bytes on the wire that do not follow the profile
+    │   └── FrameError                        bytes that are not a well-formed TwoPart frame
+    ├── RegistrationError                     the instance key already exists (create-only put failed)
+    ├── LeaseExpiredError                     the primary lease is gone; the runtime can no longer register
+    ├── EndpointError                         calling an endpoint went wrong
+    │   ├── NoInstancesError                  no instance answered: none registered, or the registered ones
+    │   │                                     did not answer (a killed worker's key stays until lease expiry)
+    │   ├── InstanceNotFoundError (LookupError)  direct() to an instance id that is not registered
+    │   ├── RemoteError                       the handler raised: carries the remote type and message
+    │   └── StreamIncompleteError             the stream ended before ``complete_final`` (worker died)
+    ├── IllegalTransitionError (RuntimeError) a lifecycle transition the state machine does not have (a bug)
+    ├── UndeclaredFieldError (KeyError)       a record of an unknown kind or an undeclared field (a bug)
+    ├── RuntimeClosedError                    the runtime (or one of its connections) was shut down or killed
+    ├── WaitTimeoutError (TimeoutError)       wait_for_instances() / wait_for_state() / an event wait ran out
+    ├── DotError (RuntimeError)               graphviz's ``dot`` could not make SVG
+    │   ├── DotNotFoundError                  ``dot`` is not on PATH (Mermaid output needs nothing)
+    │   └── DotFailedError                    ``dot`` ran but failed or timed out (its stderr is in the message)
+    ├── BinaryNotFoundError (RuntimeError)    LocalCluster cannot find nats-server / etcd (says how to install)
+    ├── ClusterStartError (RuntimeError)      a LocalCluster server did not come up (carries its log tail)
+    └── ClusterStateError (RuntimeError)      a LocalCluster used before start() or after close()
+
+The builtin base in brackets is kept so code that catches it keeps working. Outside the tree on purpose:
+``TypeError`` / ``ValueError`` (and ``KeyError`` for a name looked up in a table) for an argument of the wrong
+type or value, raised before anything happens (a handler that is not async, a TTL of 0, an unknown diagram kind,
+an invalid subject); ``StopAsyncIteration`` and ``asyncio.CancelledError``, which are control flow. Backend
+library errors (nats-py, grpc/aetcd, sockets, asyncio timeouts) are mapped to an error here where the backend is
+called (``raise ... from exc``), so the object model catches only these.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 __all__ = [
     "DynamoError",
@@ -32,8 +53,14 @@ __all__ = [
     "InvalidReferenceError",
     "BackendError",
     "BackendUnavailableError",
+    "BackendTimeoutError",
     "NoRespondersError",
     "PayloadTooLargeError",
+    "ResponseStreamError",
+    "StreamRefusedError",
+    "StreamClosedError",
+    "ProtocolError",
+    "FrameError",
     "RegistrationError",
     "LeaseExpiredError",
     "EndpointError",
@@ -41,10 +68,16 @@ __all__ = [
     "InstanceNotFoundError",
     "RemoteError",
     "StreamIncompleteError",
+    "IllegalTransitionError",
+    "UndeclaredFieldError",
     "RuntimeClosedError",
     "WaitTimeoutError",
+    "DotError",
+    "DotNotFoundError",
+    "DotFailedError",
     "BinaryNotFoundError",
     "ClusterStartError",
+    "ClusterStateError",
 ]
 
 
@@ -83,6 +116,10 @@ class BackendUnavailableError(BackendError, ConnectionError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
+class BackendTimeoutError(BackendError, TimeoutError):
+    """A server or peer did not answer within the time allowed (a request's reply, a flush)."""
+
+
 class NoRespondersError(BackendError):
     """A request found no subscriber on its subject."""
 
@@ -100,6 +137,26 @@ class PayloadTooLargeError(BackendError, ValueError):
         super().__init__(f"{what} of {size} bytes exceeds the server's max payload of {limit} bytes")
 
 
+class ResponseStreamError(BackendError, ConnectionError):
+    """The call-home response stream between a worker and its caller failed."""
+
+
+class StreamRefusedError(ResponseStreamError, ConnectionRefusedError):
+    """A worker could not connect back to the caller's response listener (gone, or a bad address)."""
+
+
+class StreamClosedError(ResponseStreamError, ConnectionResetError):
+    """The response stream (or the plane it belongs to) is closed; the caller stopped reading."""
+
+
+class ProtocolError(DynamoError, ValueError):
+    """Bytes that do not follow the profile (garbage on a subject, a malformed header)."""
+
+
+class FrameError(ProtocolError):
+    """Bytes that are not a well-formed TwoPart frame."""
+
+
 class RegistrationError(DynamoError):
     """Registering an instance failed, e.g. its key already exists."""
 
@@ -113,22 +170,42 @@ class EndpointError(DynamoError):
 
 
 class NoInstancesError(EndpointError):
-    """The endpoint has no live instance to call."""
+    """No instance of the endpoint answered the call.
 
-    def __init__(self, endpoint: str):
+    Two cases, told apart by the attributes: nothing is registered (``registered == tried == []``), or instances
+    are registered but did not answer. A killed worker's key stays in etcd until its lease expires, so
+    ``client.instance_ids()`` still lists it; ``registered`` is that same list at the moment of the error, and
+    ``tried`` the instances this call tried (each gave no responders or no ack).
+    """
+
+    def __init__(self, endpoint: str, registered: Iterable[int] = (), tried: Iterable[int] = ()):
         self.endpoint = endpoint
-        super().__init__(f"no instances of endpoint {endpoint!r} are live (is a worker serving it?)")
+        self.registered = sorted(registered)
+        self.tried = sorted(tried)
+        if not self.registered and not self.tried:
+            message = f"no instances of endpoint {endpoint!r} are live: none is registered (is a worker serving it?)"
+        else:
+            silent = sorted(set(self.registered) | set(self.tried))
+            shown = ", ".join(f"{i:x}" for i in silent)
+            gone = [i for i in self.tried if i not in self.registered]
+            message = (f"no instance of endpoint {endpoint!r} answered: registered instance"
+                       f"{'s' if len(silent) > 1 else ''} {shown} did not answer (the worker is gone; its key "
+                       "stays registered until its lease expires, then clients drop it)")
+            if gone:
+                message += f"; since then {', '.join(f'{i:x}' for i in gone)} left the registry"
+        super().__init__(message)
 
 
 class InstanceNotFoundError(EndpointError, LookupError):
-    """``direct()`` named an instance that is not live."""
+    """``direct()`` named an instance that is not registered (not in ``client.instance_ids()``)."""
 
     def __init__(self, endpoint: str, instance_id: int, live: list[int]):
         self.endpoint = endpoint
         self.instance_id = instance_id
         self.live = live
+        self.registered = live  # what ``client.instance_ids()`` lists
         shown = ", ".join(f"{i:x}" for i in live) or "none"
-        super().__init__(f"instance {instance_id:x} of endpoint {endpoint!r} is not live (live: {shown})")
+        super().__init__(f"instance {instance_id:x} of endpoint {endpoint!r} is not registered (registered: {shown})")
 
 
 class RemoteError(EndpointError):
@@ -156,12 +233,37 @@ class StreamIncompleteError(EndpointError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
+class IllegalTransitionError(DynamoError, RuntimeError):
+    """A transition the lifecycle state machine does not have (a bug, never user input)."""
+
+
+class UndeclaredFieldError(DynamoError, KeyError):
+    """A record of an unknown kind, or with a detail field its kind does not declare (a bug in the writer)."""
+
+
 class RuntimeClosedError(DynamoError):
     """The runtime was shut down or killed and cannot do this any more."""
 
 
 class WaitTimeoutError(DynamoError, TimeoutError):
     """Waiting for instances or a lifecycle state ran out of time."""
+
+
+class DotError(DynamoError, RuntimeError):
+    """graphviz's ``dot`` could not turn DOT text into SVG."""
+
+
+class DotNotFoundError(DotError):
+    """graphviz's ``dot`` executable is not on PATH."""
+
+    def __init__(self) -> None:
+        super().__init__("graphviz's `dot` executable was not found on PATH; install graphviz "
+                         "(e.g. `apt-get install graphviz`, `brew install graphviz`, `conda install graphviz`) "
+                         "to get SVG output — Mermaid output needs nothing")
+
+
+class DotFailedError(DotError):
+    """``dot`` ran but did not produce SVG (its stderr is in the message)."""
 
 
 class BinaryNotFoundError(DynamoError, RuntimeError):
@@ -183,3 +285,7 @@ class ClusterStartError(DynamoError, RuntimeError):
         self.log_tail = log_tail
         tail = log_tail.rstrip() or "(empty)"
         super().__init__(f"{server} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")
+
+
+class ClusterStateError(DynamoError, RuntimeError):
+    """A LocalCluster was asked for something its state does not allow (not started yet, or closed)."""

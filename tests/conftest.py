@@ -14,7 +14,7 @@ from dynamo_nb import DistributedRuntime
 from dynamo_nb.backends.base import Backend
 from dynamo_nb.backends.embedded import EmbeddedWorld
 
-BACKEND_KINDS = ["embedded"]
+BACKEND_KINDS: list[Any] = ["embedded"]
 
 # --- servers (real etcd + NATS) begin ---
 # One real nats-server + etcd pair for the whole session (etcd starts in ~0.1 s with LocalCluster's fast flags).
@@ -25,7 +25,17 @@ from typing import Coroutine, Iterator
 
 from dynamo_nb.cluster import LocalCluster
 
-BACKEND_KINDS.append("servers")
+BACKEND_KINDS.append(pytest.param("servers", marks=pytest.mark.servers))
+
+#: Fixtures that start or use real servers: every test that asks for one carries the ``servers`` marker, so
+#: ``pytest -m "not servers"`` runs exactly the tests that need no nats-server or etcd.
+SERVER_FIXTURES = {"_session_cluster", "local_cluster"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
 
 
 def _run_aside(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -15,7 +15,7 @@ from dynamo_nb.cluster import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]  # binder/start runs nats-server and etcd
 
 
 async def test_binder_start_runs_servers_and_exports_their_urls(tmp_path):

@@ -19,7 +19,14 @@ import nats
 import pytest
 
 from dynamo_nb import cluster as cluster_mod
-from dynamo_nb.cluster import BinaryNotFoundError, ClusterStartError, LocalCluster, find_binary, free_port
+from dynamo_nb.cluster import (
+    BinaryNotFoundError,
+    ClusterStartError,
+    ClusterStateError,
+    LocalCluster,
+    find_binary,
+    free_port,
+)
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -122,7 +129,7 @@ async def test_explicit_start_close() -> None:
     async with asyncio.timeout(30):
         c = LocalCluster()
         assert "new" in repr(c)
-        with pytest.raises(RuntimeError, match="start"):
+        with pytest.raises(ClusterStateError, match="start"):
             c.nats_server
         assert await c.start() is c
         await c.start()  # already running: no-op
@@ -130,8 +137,9 @@ async def test_explicit_start_close() -> None:
         await c.close()
         await c.close()
         assert not any(pid_alive(p) for p in pids)
-        with pytest.raises(RuntimeError, match="closed"):
+        with pytest.raises(ClusterStateError, match="closed") as closed:
             await c.start()
+        assert isinstance(closed.value, RuntimeError)
 
 
 @pytest.mark.asyncio

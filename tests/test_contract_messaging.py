@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from dynamo_nb.backends.base import Msg
-from dynamo_nb.errors import NoRespondersError, PayloadTooLargeError
+from dynamo_nb.errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -110,6 +110,17 @@ async def test_no_responders_is_immediate(connect):
         await m.request("nobody.here", b"x", timeout=10)
     assert loop.time() - start < 5
     assert "nobody.here" in str(info.value)
+
+
+async def test_a_request_nobody_answers_times_out_as_a_package_error(connect):
+    m = (await connect()).messaging
+    silent = Inbox()
+    await m.subscribe("svc.silent", silent)
+    await m.flush()
+    with pytest.raises(BackendTimeoutError, match="svc.silent") as info:
+        await m.request("svc.silent", b"x", timeout=0.2)
+    assert isinstance(info.value, TimeoutError)  # callers catching the builtin keep working
+    assert len(silent.msgs) == 1
 
 
 async def test_unsubscribe_stops_delivery(connect):

@@ -7,6 +7,9 @@ import json
 
 import pytest
 
+from dynamo_nb.cluster import free_port
+from dynamo_nb.errors import ResponseStreamError, StreamClosedError, StreamRefusedError
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -39,7 +42,7 @@ async def test_caller_closing_tells_the_worker(connect):
     await receiver.close()
     await asyncio.wait_for(told.wait(), 5)
     assert sender.closed_by_peer()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(StreamClosedError):
         for _ in range(100):  # a TCP peer may need a few writes before the reset shows
             await sender.send(None, b"more")
             await asyncio.sleep(0.01)
@@ -53,9 +56,22 @@ async def test_connect_to_unknown_stream_is_refused(connect):
     info = json.loads(receiver.connection_info["info"])
     info["subject"] = "no-such-stream"
     bogus = {"transport": "tcp_server", "info": json.dumps(info)}
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ResponseStreamError):
         sender = await worker.responses.connect(bogus)
         await sender.send(None, b"x")
         await asyncio.sleep(0.1)
         await sender.send(None, b"x")
+    await receiver.close()
+
+
+async def test_nobody_listening_at_the_address_is_a_refusal(connect):
+    caller = await connect()
+    worker = await connect()
+    receiver = await caller.responses.open_receiver("req-4")
+    info = json.loads(receiver.connection_info["info"])
+    info["address"] = f"127.0.0.1:{free_port()}"  # a port nobody listens on
+    bogus = {"transport": "tcp_server", "info": json.dumps(info)}
+    with pytest.raises(StreamRefusedError) as refused:
+        await worker.responses.connect(bogus)
+    assert isinstance(refused.value, ConnectionRefusedError)
     await receiver.close()

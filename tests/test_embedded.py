@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock
+from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock, NoInstancesError
 from dynamo_nb.backends.embedded import subject_matches
+from support import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,6 +63,29 @@ async def test_lease_expiry_follows_the_manual_clock():
         await asyncio.sleep(0.05)
         assert client.instance_ids() == []
         assert world.etcd.keys() == []
+    finally:
+        await caller.shutdown()
+
+
+async def test_the_no_instances_error_follows_the_lease_not_the_worker():
+    clock = ManualClock()
+    world = EmbeddedWorld(clock=clock)
+    worker = await DistributedRuntime.create(world=world, lease_ttl=10)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        served = await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(gen).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        await worker.kill()
+        with pytest.raises(NoInstancesError) as killed:
+            await client.generate({})
+        assert killed.value.registered == client.instance_ids() == [served.instance_id]
+        assert killed.value.tried == [served.instance_id]
+        clock.advance(10.1)  # the lease expires: etcd deletes the key, the watcher drops the instance
+        await eventually(lambda: client.instance_ids() == [])
+        with pytest.raises(NoInstancesError, match="none is registered") as expired:
+            await client.generate({})
+        assert expired.value.registered == expired.value.tried == []
     finally:
         await caller.shutdown()
 

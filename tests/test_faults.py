@@ -22,22 +22,12 @@ from dynamo_nb import DistributedRuntime
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.errors import PayloadTooLargeError, RemoteError, StreamIncompleteError
 from dynamo_nb.transport.frames import encode_frame
+from support import eventually
 
 pytestmark = pytest.mark.servers
 
 WORKER = Path(__file__).resolve().parent / "faults" / "worker.py"
 REF = "faults.backend.generate"
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> float:
-    """Wait until ``predicate()`` holds; return how long it took. AssertionError after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not predicate():
-        if loop.time() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-    return loop.time() - start
 
 
 class WorkerProcess:

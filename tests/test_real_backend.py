@@ -34,6 +34,7 @@ from dynamo_nb.backends.real.nats import nats_auth_from_env
 from dynamo_nb.backends.real.tcp import TcpResponsePlane, parse_address
 from dynamo_nb.cluster import LocalCluster, free_port
 from dynamo_nb.errors import BackendError, BackendUnavailableError
+from support import eventually
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -358,15 +359,10 @@ async def test_a_client_reads_a_stream_from_a_worker_written_from_the_spec(local
         assert requests == [{"q": 1}]
         await asyncio.wait_for(caller_closed.wait(), 5)
         await lease.revoke()
-        await asyncio.wait_for(_until(lambda: client.instance_ids() == []), 5)
+        await eventually(lambda: client.instance_ids() == [], 5)
     finally:
         await nc.close()
         await etcd.close()
-
-
-async def _until(predicate: Any) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
 
 
 # -- the services API over a real NATS -------------------------------------------------------------------------
@@ -378,7 +374,7 @@ async def test_services_api_answers_with_the_slug_and_scrape_stats_works(local_c
         await (comp.endpoint("generate").endpoint_builder().handler(_echo)
                .stats_handler(lambda i=i: {"worker": i}).start())
     client = await caller.endpoint("dynamo.processor.generate").client()
-    await asyncio.wait_for(_until(lambda: len(client.instance_ids()) == 2), 5)
+    await eventually(lambda: len(client.instance_ids()) == 2, 5)
     assert await (await client.generate("x")).collect() == ["x"]
 
     stats = await caller.namespace("dynamo").component("processor").scrape_stats(timeout=0.5)

@@ -20,6 +20,7 @@ from dynamo_nb import (
     StreamIncompleteError,
     WaitTimeoutError,
 )
+from support import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 async def tokens(request):
     for tok in request["prompt"].split():
         yield {"token": tok}
-
-
-async def eventually(predicate, timeout: float = 5.0, interval: float = 0.01):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 # -- object model ------------------------------------------------------------------------------------------
@@ -142,6 +134,49 @@ async def test_kv_get_prefix_matches_dynamo_bindings_shape(runtime):
 
 
 # -- clients ------------------------------------------------------------------------------------------------
+
+async def test_context_goes_only_to_handlers_that_ask_for_it(make_runtime):
+    worker, caller = await make_runtime(), await make_runtime()
+    seen = []
+
+    def tagged(tag):
+        async def gen(request, _tag=tag):  # the closure idiom: the default must stay
+            yield {"tag": _tag}
+        return gen
+
+    async def named(request, context=None):  # named ``context``: passed although it has a default
+        yield {"context": type(context).__name__}
+
+    async def positional(request, ctx):  # any name, no default: passed
+        yield {"context": type(ctx).__name__}
+
+    class Method:
+        async def generate(self, request, tag="method"):
+            yield {"tag": tag}
+
+    handlers = {"tagged": tagged("blue"), "named": named, "positional": positional, "method": Method().generate}
+    for name, handler in handlers.items():
+        await worker.endpoint(f"dynamo.ctx.{name}").endpoint_builder().handler(handler).start()
+    for name in handlers:
+        client = await caller.endpoint(f"dynamo.ctx.{name}").client()
+        await client.wait_for_instances(timeout=5)
+        seen.append((name, await (await client.generate({})).collect()))
+    assert seen == [("tagged", [{"tag": "blue"}]), ("named", [{"context": "RequestContext"}]),
+                    ("positional", [{"context": "RequestContext"}]), ("method", [{"tag": "method"}])]
+
+
+def test_handlers_that_cannot_be_called_with_request_and_context_are_refused_early(runtime):
+    async def three(request, context, extra):
+        yield extra
+
+    async def none():
+        yield 1
+
+    builder = runtime.endpoint("dynamo.ctx.bad").endpoint_builder()
+    for handler in (three, none):
+        with pytest.raises(TypeError, match=r"must take \(request\) or \(request, context\)"):
+            builder.handler(handler)
+
 
 async def test_round_trip_and_routing_modes(make_runtime):
     frontend = await make_runtime()
@@ -422,6 +457,27 @@ async def test_kill_leaves_keys_until_lease_expiry_and_clients_fail_over(make_ru
         await doomed.endpoint("dynamo.pool.gen").client()
 
 
+async def test_right_after_a_kill_the_error_agrees_with_instance_ids(make_runtime):
+    caller = await make_runtime()
+    worker = await make_runtime(lease_ttl=30)  # the key outlives the worker for the whole test
+    served = await worker.endpoint("dynamo.gone.gen").endpoint_builder().handler(tokens).start()
+    client = await caller.endpoint("dynamo.gone.gen").client()
+    await client.wait_for_instances(timeout=5)
+    await worker.kill()
+    for attempt in range(2):  # the second call finds the instance marked silent, and still tries it
+        with pytest.raises(NoInstancesError) as info:
+            await client.generate({"prompt": "x"})
+        error, message = info.value, str(info.value)
+        assert client.instance_ids() == [served.instance_id], "a crash revokes nothing: the key stays"
+        assert error.registered == client.instance_ids() and error.tried == [served.instance_id]
+        assert f"{served.instance_id:x} did not answer" in message and "until its lease expires" in message
+        assert "are live" not in message and "dynamo.gone.gen" in message
+    with pytest.raises(NoInstancesError) as nobody:  # nothing registered at all: the other case
+        await (await caller.endpoint("dynamo.nobody.gen").client()).generate({})
+    assert nobody.value.registered == nobody.value.tried == []
+    assert "none is registered" in str(nobody.value)
+
+
 async def test_worker_killed_mid_stream_gives_incomplete_error(make_runtime):
     worker, caller = await make_runtime(), await make_runtime()
     started = asyncio.Event()
@@ -477,6 +533,13 @@ async def test_component_events_with_namespace_isolation(make_runtime):
     await asyncio.sleep(0.1)
     assert sub.received == 1
     assert [x async for x in sub] == []  # a closed subscription ends iteration
+
+
+async def test_waiting_for_an_event_that_never_comes_is_a_wait_timeout(runtime):
+    sub = await runtime.namespace("dynamo").component("quiet").subscribe("kv_events")
+    with pytest.raises(WaitTimeoutError, match="namespace.dynamo.component.quiet.kv_events"):
+        await sub.get(timeout=0.05)
+    await sub.close()
 
 
 async def test_async_for_over_subscribe(make_runtime):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, runtime_checkable
 
+from ..errors import BackendError
+
 __all__ = [
     "KeyValue",
     "WatchEvent",
@@ -69,7 +71,7 @@ class Msg:
 
     async def respond(self, data: bytes = b"") -> None:
         if self._respond is None:
-            raise RuntimeError(f"message on {self.subject!r} expects no reply")
+            raise BackendError(f"message on {self.subject!r} expects no reply")
         await self._respond(data)
 
 
@@ -137,7 +139,8 @@ class Messaging(Protocol):
     ) -> Subscription: ...
 
     async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens."""
+        """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens, and
+        :class:`~dynamo_nb.errors.BackendTimeoutError` when no reply came within ``timeout`` s."""
         ...
 
     async def flush(self) -> None: ...
@@ -149,7 +152,7 @@ class ResponseSender(Protocol):
     """Worker side of one response stream."""
 
     async def send(self, header: bytes | None, body: bytes | None) -> None:
-        """Send one TwoPart frame; raises ConnectionError when the caller went away."""
+        """Send one TwoPart frame; raises :class:`~dynamo_nb.errors.StreamClosedError` when the caller went away."""
         ...
 
     def closed_by_peer(self) -> bool: ...
@@ -176,7 +179,9 @@ class ResponsePlane(Protocol):
 
     async def open_receiver(self, request_id: str) -> ResponseReceiver: ...
 
-    async def connect(self, connection_info: dict[str, Any]) -> ResponseSender: ...
+    async def connect(self, connection_info: dict[str, Any]) -> ResponseSender:
+        """Call the caller back; :class:`~dynamo_nb.errors.StreamRefusedError` when it cannot be reached."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..errors import (
+    BackendTimeoutError,
     EndpointError,
     InstanceNotFoundError,
     NoInstancesError,
@@ -212,7 +213,7 @@ class Client(Drawable):
             raise InstanceNotFoundError(self.endpoint.reference(), instance_id, sorted(found))
         try:
             return await self._call(info, request)
-        except NoRespondersError as exc:
+        except (NoRespondersError, BackendTimeoutError) as exc:
             self._mark_down(info.instance_id)
             raise EndpointError(f"instance {instance_id:x} of {self.endpoint.reference()!r} did not answer "
                                 "(its worker is gone; its key vanishes when the lease expires)") from exc
@@ -223,15 +224,15 @@ class Client(Drawable):
         tried: set[int] = set()
         last: Exception | None = None
         while True:
-            live = [i for i in self._available() if i.instance_id not in tried]
+            live = ([i for i in self._available() if i.instance_id not in tried]
+                    or [i for i in self.instances() if i.instance_id not in tried])  # recently silent ones last
             if not live:
-                if last is not None:
-                    raise NoInstancesError(self.endpoint.reference()) from last
-                raise NoInstancesError(self.endpoint.reference())
+                # Agree with instance_ids(): a killed worker's key is still registered, it just did not answer.
+                raise NoInstancesError(self.endpoint.reference(), self.instance_ids(), tried) from last
             info = choose(live)
             try:
                 return await self._call(info, request)
-            except (NoRespondersError, ConnectionRefusedError, asyncio.TimeoutError) as exc:
+            except (NoRespondersError, BackendTimeoutError) as exc:
                 # No ack: a request published as its worker died is lost with it (NATS still had the dead
                 # connection's subscription), so it is safe to try another instance.
                 tried.add(info.instance_id)

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Generator
 
 from ..backends.base import Msg, Subscription
+from ..errors import WaitTimeoutError
 from .recorder import Kind
 
 if TYPE_CHECKING:
@@ -75,9 +76,12 @@ class EventSubscription:
             yield self._handled(item)
 
     async def get(self, timeout: float | None = None) -> Any:
-        """The next event's data (subscribing first if needed)."""
+        """The next event's data (subscribing first if needed); :class:`WaitTimeoutError` after ``timeout`` s."""
         await self.start()
-        item = await asyncio.wait_for(self._queue.get(), timeout)
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(f"no event on {self.subject!r} within {timeout} s") from None
         if item is _CLOSED:
             raise StopAsyncIteration
         return self._handled(item)

@@ -13,7 +13,7 @@ import time
 from enum import Enum
 from typing import Callable
 
-from ..errors import WaitTimeoutError
+from ..errors import IllegalTransitionError, WaitTimeoutError
 
 __all__ = ["State", "TRANSITIONS", "SEED_EDGES", "LABELS", "Edge", "Lifecycle", "IllegalTransitionError"]
 
@@ -74,10 +74,6 @@ LABELS: dict[Edge, tuple[str, str]] = {
     (State.KILLED, None): ("lease expires: etcd deletes its keys", "租约到期: etcd 删除其键"),
     (State.DEREGISTERED, None): ("", ""),
 }
-
-
-class IllegalTransitionError(RuntimeError):
-    """A transition the state machine does not have (a bug, never user input)."""
 
 
 Listener = Callable[[State, float], None]

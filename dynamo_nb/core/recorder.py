@@ -13,7 +13,7 @@ from collections import deque
 from enum import Enum
 from typing import Any, Callable, Iterator, NamedTuple
 
-from ..errors import DynamoError
+from ..errors import UndeclaredFieldError
 
 __all__ = ["Kind", "FIELDS", "Record", "Recorder", "UndeclaredFieldError"]
 
@@ -83,10 +83,6 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
     Kind.EVENT_DELIVER: ("subject", "scope", "event"),
     Kind.EVENT_HANDLE: ("subject", "scope", "event"),
 }.items()}
-
-
-class UndeclaredFieldError(DynamoError, KeyError):
-    """A record of an unknown kind, or with a detail field its kind does not declare (a bug in the writer)."""
 
 
 class Record(NamedTuple):

@@ -59,7 +59,11 @@ class RequestContext:
 
 
 def _handler_arity(handler: Callable[..., Any]) -> int:
-    """1 for ``handler(request)``, 2 for ``handler(request, context)``; TypeError otherwise."""
+    """1 for ``handler(request)``, 2 for ``handler(request, context)``; TypeError otherwise.
+
+    The context goes only where it is asked for: a second positional parameter without a default, or one named
+    ``context`` (or ``*args``). ``async def gen(request, _tag=tag)``, the closure idiom, keeps its default.
+    """
     if not callable(handler):
         raise TypeError(f"handler must be an async generator function, got {type(handler).__name__}")
     target = handler.__call__ if not inspect.isfunction(handler) and not inspect.ismethod(handler) else handler
@@ -69,16 +73,19 @@ def _handler_arity(handler: Callable[..., Any]) -> int:
             "(async def ... yield ...) or an async function"
         )
     try:
-        params = [p for p in inspect.signature(handler).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        has_varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(handler).parameters.values())
+        signature = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):
         return 1
+    params = [p for p in signature if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in signature)
+    if len(params) >= 2:
+        second = params[1]
+        arity = 2 if second.default is second.empty or second.name == "context" else 1
+    else:
+        arity = 2 if has_varargs else 1
     required = [p for p in params if p.default is p.empty]
-    if has_varargs or len(params) >= 2:
-        return 2
-    if len(required) <= 1 and params:
-        return 1
+    if (params or has_varargs) and len(required) <= arity:
+        return arity
     raise TypeError(f"handler {getattr(handler, '__name__', handler)!r} must take (request) or (request, context)")
 
 

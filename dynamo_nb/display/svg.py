@@ -9,22 +9,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from ..errors import DotFailedError, DotNotFoundError
+
 __all__ = ["DotNotFoundError", "DotFailedError", "dot_executable", "dot_available", "render_svg"]
 
 DOT_TIMEOUT = 10.0
-
-
-class DotNotFoundError(RuntimeError):
-    """graphviz's ``dot`` executable is not on PATH."""
-
-    def __init__(self) -> None:
-        super().__init__("graphviz's `dot` executable was not found on PATH; install graphviz "
-                         "(e.g. `apt-get install graphviz`, `brew install graphviz`, `conda install graphviz`) "
-                         "to get SVG output — Mermaid output needs nothing")
-
-
-class DotFailedError(RuntimeError):
-    """``dot`` ran but did not produce SVG (its stderr is in the message)."""
 
 
 def dot_executable() -> str | None:

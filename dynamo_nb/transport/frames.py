@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import FrameError
+
 __all__ = ["PREFIX", "encode_frame", "decode_frame", "FrameDecoder", "FrameError"]
 
 PREFIX = struct.Struct(">QQQ")
 MAX_FRAME = 256 * 1024 * 1024  # refuse absurd lengths from garbage input instead of allocating them
-
-
-class FrameError(ValueError):
-    """Bytes that are not a well-formed TwoPart frame."""
 
 
 def encode_frame(header: bytes | None = None, body: bytes | None = None) -> bytes:

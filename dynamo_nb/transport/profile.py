@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import names
+from ..errors import ProtocolError
 
 __all__ = ["InstanceInfo", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
-
-
-class ProtocolError(ValueError):
-    """Bytes that do not follow the profile (garbage on a subject, a malformed header)."""
 
 
 @dataclass(frozen=True)

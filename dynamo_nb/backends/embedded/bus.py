@@ -8,7 +8,7 @@ import logging
 import random
 from typing import Awaitable, Callable
 
-from ...errors import NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ..base import Msg
 from .channel import Channel
 
@@ -176,7 +176,7 @@ class EmbeddedNats:
 
 def _expire(future: "asyncio.Future[Msg]", subject: str, timeout: float) -> None:
     if not future.done():
-        future.set_exception(asyncio.TimeoutError(f"no reply on {subject!r} within {timeout} s"))
+        future.set_exception(BackendTimeoutError(f"no reply on {subject!r} within {timeout} s"))
 
 
 class EmbeddedMessaging:

@@ -6,6 +6,7 @@ import itertools
 import uuid
 from typing import Any
 
+from ...errors import StreamClosedError, StreamRefusedError
 from ...transport.profile import SEED
 from .channel import Channel
 
@@ -50,9 +51,9 @@ class _Sender:
 
     async def send(self, header: bytes | None, body: bytes | None) -> None:
         if self._receiver.closed:
-            raise ConnectionResetError("caller closed the response stream")
+            raise StreamClosedError("caller closed the response stream")
         if self._closed:
-            raise ConnectionError("response stream already closed")
+            raise StreamClosedError("response stream already closed")
         self._receiver._queue.put((header or b"", body or b""))
 
     def closed_by_peer(self) -> bool:
@@ -92,10 +93,10 @@ class EmbeddedResponsePlane:
             return _Sender(known)
         info = SEED.parse_connection_info(connection_info)
         if info["address"] != self.address:
-            raise ConnectionRefusedError(f"no response listener at {info['address']!r}")
+            raise StreamRefusedError(f"no response listener at {info['address']!r}")
         receiver = self._receivers.get(info["subject"])
         if receiver is None:
-            raise ConnectionRefusedError(f"no caller waiting on stream {info['subject']!r}")
+            raise StreamRefusedError(f"no caller waiting on stream {info['subject']!r}")
         return _Sender(receiver)
 
     async def close(self) -> None:

@@ -21,7 +21,13 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from ...errors import BackendUnavailableError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ...errors import (
+    BackendTimeoutError,
+    BackendUnavailableError,
+    NoRespondersError,
+    PayloadTooLargeError,
+    RuntimeClosedError,
+)
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
 
@@ -217,7 +223,7 @@ class NatsMessaging:
         except nats.errors.MaxPayloadError:
             raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
         except nats.errors.TimeoutError:
-            raise asyncio.TimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+            raise BackendTimeoutError(f"no reply on {subject!r} within {timeout} s") from None
         except nats.errors.OutboundBufferLimitError:
             raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
         except nats.errors.ConnectionClosedError as exc:
@@ -236,7 +242,7 @@ class NatsMessaging:
                 await flush_pending(force_flush=True)
             await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
         except nats.errors.TimeoutError:
-            raise asyncio.TimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
+            raise BackendTimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
 
     async def close(self) -> None:
         if self._closed:

@@ -28,6 +28,7 @@ import uuid
 from collections import deque
 from typing import Any, Callable
 
+from ...errors import StreamClosedError, StreamRefusedError
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
@@ -403,9 +404,9 @@ class TcpSender:
     # -- ResponseSender -------------------------------------------------------------------------------
     async def send(self, header: bytes | None, body: bytes | None) -> None:
         if self._peer_closed:
-            raise ConnectionResetError("the caller closed the response stream")
+            raise StreamClosedError("the caller closed the response stream")
         if self._closed:
-            raise ConnectionError("response stream already closed")
+            raise StreamClosedError("response stream already closed")
         header = header or b""
         body = body or b""
         self._buf.append(PREFIX.pack(len(header), len(body), 0) + header + body)
@@ -421,7 +422,7 @@ class TcpSender:
                 self._drain = self._loop.create_future()
             await self._drain
             if self._peer_closed:
-                raise ConnectionResetError("the caller closed the response stream")
+                raise StreamClosedError("the caller closed the response stream")
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -521,7 +522,7 @@ class TcpResponsePlane:
         if self._listener is not None:
             return
         if self._closed:
-            raise ConnectionError("response plane is closed")
+            raise StreamClosedError("response plane is closed")
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -567,12 +568,12 @@ class TcpResponsePlane:
         return receiver
 
     async def connect(self, connection_info: dict[str, Any]) -> TcpSender:
-        """Call the caller back and queue the handshake; ConnectionError if it cannot be reached."""
+        """Call the caller back and queue the handshake; :class:`StreamRefusedError` if it cannot be reached."""
         try:
             info = self.profile.parse_connection_info(connection_info)
             host, port = parse_address(str(info["address"]))
         except (ProtocolError, ValueError) as exc:
-            raise ConnectionRefusedError(f"cannot call back: {exc}") from exc
+            raise StreamRefusedError(f"cannot call back: {exc}") from exc
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -589,11 +590,17 @@ class TcpResponsePlane:
                     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     connected = not error
             if error:
-                raise ConnectionRefusedError(error, f"cannot call back {host}:{port}: {os.strerror(error)}")
+                raise StreamRefusedError(error, f"cannot call back {host}:{port}: {os.strerror(error)}")
         except asyncio.TimeoutError:
             sock.close()
-            raise ConnectionRefusedError(f"no answer from response listener {host}:{port} "
-                                         f"within {self.connect_timeout} s") from None
+            raise StreamRefusedError(f"no answer from response listener {host}:{port} "
+                                     f"within {self.connect_timeout} s") from None
+        except StreamRefusedError:
+            sock.close()
+            raise
+        except OSError as exc:  # out of descriptors, no route, ...: the same to the worker as a refusal
+            sock.close()
+            raise StreamRefusedError(exc.errno, f"cannot call back {host}:{port}: {exc.strerror or exc}") from exc
         except BaseException:
             sock.close()
             raise
