@@ -21,12 +21,15 @@ from ..display import Limits
 from ..display.live import DEFAULT_INTERVAL, LiveView
 from .messages import Message
 
-__all__ = ["DiagramPane", "DEFAULT_KINDS", "ZOOMS"]
+__all__ = ["DiagramPane", "DEFAULT_KINDS", "ZOOMS", "BASE_ZOOM"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KINDS = ("hierarchy", "lifecycle", "sequence", "startup", "registry", "structure")
 ZOOMS = (1.0, 1.5, 2.0)  # never below 1: the natural size is the smallest readable one
+#: kinds whose natural size has text under 12 px, drawn this much larger: Mermaid's class diagrams put
+#: multiplicities in 11 px type (× 1.125 ≈ 12.4 px, with room for the image's rounding)
+BASE_ZOOM = {"structure": 1.125}
 
 Subject = Callable[[str], Any]  # kind -> the object (or list of objects) to draw; None: nothing yet
 
@@ -37,7 +40,8 @@ _CSS = """<style>
 .dnb-diagram-frame .jp-RenderedMermaid img, .dnb-diagram-frame .jp-RenderedSVG img,
 .dnb-diagram-frame .jp-RenderedSVG svg { max-width: none !important; height: auto; }
 .dnb-diagram-frame .jp-OutputArea-output { overflow: visible; }
-""" + "".join(f".dnb-zoom-{round(z * 100)} .jp-OutputArea-output {{ zoom: {z:g}; }}\n" for z in ZOOMS) + "</style>"
+""" + "".join(f".dnb-zoom-{round(z * 100)} .jp-OutputArea-output {{ zoom: {z:g}; }}\n" for z in ZOOMS) + "".join(
+    f".dnb-diagram.dnb-kind-{kind} {{ zoom: {z:.4f}; }}\n" for kind, z in BASE_ZOOM.items()) + "</style>"
 
 
 def _identity(obj: Any) -> Hashable:
@@ -69,8 +73,8 @@ class DiagramPane(widgets.VBox):
         self.kind = widgets.Dropdown(options=list(kinds), value=kind or kinds[0], description="diagram",
                                      style={"description_width": "60px"}, layout=widgets.Layout(width="240px"))
         self.kind.add_class("dnb-diagram-kind")
-        self.zoom = widgets.ToggleButtons(options=[(f"{round(z * 100)} %", z) for z in ZOOMS], value=ZOOMS[0],
-                                          style={"button_width": "56px"},
+        self.zoom = widgets.ToggleButtons(options=[(f"{z:g}×", z) for z in ZOOMS], value=ZOOMS[0],
+                                          style={"button_width": "48px"},
                                           tooltips=["natural size", "larger", "larger still"])
         self.zoom.add_class("dnb-diagram-zoom")
         self.wide = widgets.ToggleButton(value=False, description="full width", icon="arrows-h",
@@ -139,6 +143,12 @@ class DiagramPane(widgets.VBox):
             return
         self.last_bundle = data
         self.frames += 1
+        kind = self._key[0] if isinstance(self._key, tuple) else None
+        for k in BASE_ZOOM:
+            if k != kind:
+                self.out.remove_class(f"dnb-kind-{k}")
+        if kind in BASE_ZOOM:
+            self.out.add_class(f"dnb-kind-{kind}")
         self.out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
     def _zoomed(self, zoom: float) -> None:
