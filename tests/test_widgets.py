@@ -469,7 +469,7 @@ async def test_the_diagram_is_never_shrunk_and_can_be_enlarged_or_widened(panel:
     assert pane is not None
     assert min(value for _, value in pane.zoom.options) == 1.0  # no choice below the natural size
     css = pane.children[0].value
-    assert "max-width: none" in css and "overflow: auto" in css
+    assert ".jp-RenderedMermaid img" in css and "max-width: none !important" in css
     assert "dnb-zoom-100" in pane.frame._dom_classes
     pane.zoom.value = 2.0
     assert "dnb-zoom-200" in pane.frame._dom_classes and "dnb-zoom-100" not in pane.frame._dom_classes
@@ -477,8 +477,9 @@ async def test_the_diagram_is_never_shrunk_and_can_be_enlarged_or_widened(panel:
     assert panel.body.layout.flex_flow in (None, "row")
     pane.wide.value = True
     assert panel.body.layout.flex_flow == "column" and pane.layout.width == "100%"
+    assert panel.controls.layout.flex == "0 0 auto"  # in a column, a 460px basis would be its height
     pane.wide.value = False
-    assert panel.body.layout.flex_flow == "row"
+    assert panel.body.layout.flex_flow == "row" and panel.controls.layout.flex == "0 0 460px"
 
 
 # -- status lines describe the present ------------------------------------------------------------------

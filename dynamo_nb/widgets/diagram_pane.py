@@ -7,7 +7,8 @@ kind is picked, a new view replaces the old one. The bundle goes into the ``Outp
 (JupyterLab ≥ 4.1 then shows the Mermaid); reassigning ``Output.outputs`` updates reliably from background tasks.
 
 Readable at any size: the drawing keeps at least its natural size (JupyterLab would shrink it to the column,
-down to unreadable text), scrolls inside its frame, and can be zoomed or given the panel's full width.
+down to unreadable text) and scrolls sideways in JupyterLab's own figure; it can be zoomed or given the panel's
+full width.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ BASE_ZOOM = {"structure": 1.125}
 Subject = Callable[[str], Any]  # kind -> the object (or list of objects) to draw; None: nothing yet
 
 # JupyterLab caps a Mermaid image at the output's width (max-width: 100%); here it keeps its natural width and
-# the frame scrolls. ``zoom`` enlarges it (layout included, so scrolling follows).
+# the figure around it (overflow: auto) scrolls. ``zoom`` enlarges it, layout included, so scrolling follows.
 _CSS = """<style>
-.dnb-diagram-frame { overflow: auto; }
 .dnb-diagram-frame .jp-RenderedMermaid img, .dnb-diagram-frame .jp-RenderedSVG img,
 .dnb-diagram-frame .jp-RenderedSVG svg { max-width: none !important; height: auto; }
-.dnb-diagram-frame .jp-OutputArea-output { overflow: visible; }
+.dnb-diagram-frame .jp-RenderedSVG { overflow-x: auto; }
 """ + "".join(f".dnb-zoom-{round(z * 100)} .jp-OutputArea-output {{ zoom: {z:g}; }}\n" for z in ZOOMS) + "".join(
     f".dnb-diagram.dnb-kind-{kind} {{ zoom: {z:.4f}; }}\n" for kind, z in BASE_ZOOM.items()) + "</style>"
 
@@ -74,7 +74,7 @@ class DiagramPane(widgets.VBox):
                                      style={"description_width": "60px"}, layout=widgets.Layout(width="240px"))
         self.kind.add_class("dnb-diagram-kind")
         self.zoom = widgets.ToggleButtons(options=[(f"{z:g}×", z) for z in ZOOMS], value=ZOOMS[0],
-                                          style={"button_width": "48px"},
+                                          style={"button_width": "60px"},
                                           tooltips=["natural size", "larger", "larger still"])
         self.zoom.add_class("dnb-diagram-zoom")
         self.wide = widgets.ToggleButton(value=False, description="full width", icon="arrows-h",
@@ -82,10 +82,10 @@ class DiagramPane(widgets.VBox):
                                          layout=widgets.Layout(width="110px"))
         self.wide.add_class("dnb-diagram-wide")
         self.message = Message("dnb-diagram-message")
-        self.out = widgets.Output(layout=widgets.Layout(width="max-content", min_width="100%"))
+        # Sized by the flex layout (not width: 100%), so the boxes' margins never push it past the cell's edge.
+        self.out = widgets.Output(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.out.add_class("dnb-diagram")
-        self.frame = widgets.Box([self.out], layout=widgets.Layout(width="100%", min_height="160px",
-                                                                  max_height="720px", overflow="auto"))
+        self.frame = widgets.Box([self.out], layout=widgets.Layout(min_height="160px"))
         self.frame.add_class("dnb-diagram-frame")
         self._zoomed(ZOOMS[0])
         self.kind.observe(lambda _: self.changed(), names="value")

@@ -63,9 +63,9 @@ class ControlPanel(widgets.VBox):
             f"<b>Dynamo control panel</b> · runtime <code>{html.escape(runtime.name)}</code> · "
             f"{html.escape(runtime.backend.description or runtime.backend.kind)} · "
             f"new workers get a {lease_ttl:g} s lease")
-        controls = widgets.VBox([self.serve_form, self.instance_table, self.call_form],
-                                layout=widgets.Layout(width="460px", flex="0 0 460px", margin="0 16px 0 0"))
-        body_children: list[widgets.Widget] = [controls]
+        self.controls = widgets.VBox([self.serve_form, self.instance_table, self.call_form],
+                                     layout=widgets.Layout(width="460px", flex="0 0 460px", margin="0 16px 0 0"))
+        body_children: list[widgets.Widget] = [self.controls]
         if self.diagram is not None:
             self.diagram.layout = widgets.Layout(flex="1 1 auto", min_width="0", width="auto")
             body_children.append(self.diagram)
@@ -79,6 +79,7 @@ class ControlPanel(widgets.VBox):
         """Beside the controls, or below them across the whole panel."""
         assert self.diagram is not None
         self.body.layout.flex_flow = "column" if wide else "row"
+        self.controls.layout.flex = "0 0 auto" if wide else "0 0 460px"  # a column's basis is a height
         self.diagram.layout.width = "100%" if wide else "auto"
         self.diagram.layout.margin = "12px 0 0 0" if wide else "0"
 

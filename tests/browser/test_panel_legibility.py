@@ -57,6 +57,33 @@ MEASURE = r"""
 """
 
 
+# Every part of the controls shows its whole content (none squeezed to a height smaller than what it holds).
+FITS = r"""
+() => [...document.querySelectorAll('.dnb-serve-form, .dnb-instance-table, .dnb-call-form')]
+        .every(e => e.scrollHeight <= e.clientHeight + 1)
+"""
+
+# The drawing scrolls sideways within the cell: its nearest scrolling box lies inside the cell's output (no
+# ancestor clips it) and can be scrolled to the far end.
+SCROLLS = r"""
+() => {
+  const img = document.querySelector('.dnb-diagram .jp-RenderedMermaid img');
+  let box = img.parentElement;
+  while (box && !(box.scrollWidth > box.clientWidth + 50 && /auto|scroll/.test(getComputedStyle(box).overflowX)))
+    box = box.parentElement;
+  if (!box) return {scrollable: false};
+  const area = document.querySelector('.dnb-control-panel').closest('.jp-OutputArea-output').getBoundingClientRect();
+  const r = box.getBoundingClientRect();
+  box.scrollLeft = box.scrollWidth;
+  const moved = box.scrollLeft > 0;
+  box.scrollLeft = 0;
+  return {scrollable: true, moved, inside: r.left >= area.left - 1 && r.right <= area.right + 1,
+          box: box.tagName, left: r.left, right: r.right, areaLeft: area.left, areaRight: area.right,
+          content: box.scrollWidth, image: img.getBoundingClientRect().width};
+}
+"""
+
+
 def diagram_source(page: Any) -> str:
     return str(page.evaluate("() => { const e = document.querySelector('.dnb-diagram .jp-RenderedMermaid');"
                              " return e ? e.textContent : ''; }"))
@@ -135,6 +162,12 @@ def drive(page: Any, nb: NotebookPage, artifacts: Path) -> None:
                            ").flexDirection === 'column'", timeout=10_000)
     wide = measure(page)
     assert abs(wide["px"] - natural["px"]) < 0.01, (wide, natural)
+    # Below the controls, nothing of them is cut off; the drawing wider than the column scrolls in its frame.
+    page.wait_for_function(FITS, timeout=10_000)
+    choose_kind(page, "registry")
+    page.wait_for_function(FITS, timeout=10_000)
+    scroll = page.evaluate(SCROLLS)
+    assert scroll["scrollable"] and scroll["inside"] and scroll["moved"], json.dumps(scroll)
     nb.screenshot(artifacts / "panel-legibility-wide.png")
     (artifacts / "panel-legibility.json").write_text(json.dumps(seen, indent=1))
     assert nb.errors() == []
