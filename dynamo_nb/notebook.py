@@ -50,7 +50,7 @@ async def notebook_runtime(**kwargs: Any) -> DistributedRuntime:
 def backend_summary(runtime: DistributedRuntime) -> str:
     """One line saying where the runtime's etcd and NATS are."""
     backend = runtime.backend
-    where = f"etcd {getattr(backend.discovery, 'url', '?')}, NATS {getattr(backend.messaging, 'url', '?')}"
+    where = f"etcd {backend.discovery.url}, NATS {backend.messaging.url}"
     label = backend.description or backend.kind
     suffix = " (a LocalCluster started by this kernel)" if _cluster is not None and backend.kind != "embedded" else ""
     return f"{runtime.name}: {label} — {where}{suffix}"

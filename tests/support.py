@@ -8,7 +8,7 @@ from typing import Callable
 __all__ = ["eventually"]
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> float:
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> float:
     """Wait until ``predicate()`` holds; return how long it took. AssertionError after ``timeout`` s.
 
     A bound on a condition, never a measurement: tests wait for what they expect instead of sleeping a guess.

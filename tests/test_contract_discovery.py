@@ -133,3 +133,29 @@ async def test_connections_share_one_store(connect):
     b = (await connect()).discovery
     await a.put("t/s", b"from a")
     assert (await b.get_prefix("t/s"))[1][0].value == b"from a"
+
+
+async def test_lease_time_left_counts_down_from_the_ttl_and_is_none_once_gone(connect):
+    a = (await connect()).discovery
+    b = (await connect()).discovery
+    lease = await a.grant_lease(10)
+    left = await b.lease_time_left(lease)  # another connection sees the same lease
+    assert left is not None and 8 <= left <= 10
+    assert await a.keep_alive(lease) is True
+    left = await a.lease_time_left(lease)
+    assert left is not None and 8 <= left <= 10
+    await a.revoke_lease(lease)
+    assert await a.lease_time_left(lease) is None
+    assert await b.lease_time_left(lease) is None
+
+
+async def test_lease_time_left_of_an_expired_lease_is_none(connect):
+    d = (await connect()).discovery
+    lease = await d.grant_lease(1)
+    await d.put("t/left/k", b"v", lease)
+    rev, _ = await d.get_prefix("t/left/")
+    watch = await d.watch_prefix("t/left/", rev + 1)
+    [event] = await next_events(watch, 1, timeout=5.0)  # the lease ran out and took its key
+    assert event.kind == "delete"
+    assert await d.lease_time_left(lease) is None
+    await watch.cancel()

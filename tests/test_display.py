@@ -215,3 +215,28 @@ async def test_live_view_bundle_is_the_current_diagram(small: dict[str, Any]) ->
     bundle = view._repr_mimebundle_()
     assert "text/html" not in bundle and bundle["text/vnd.mermaid"] == view.diagram.mermaid
     assert bundle["text/plain"].startswith("<LiveView hierarchy of client#")
+
+
+async def test_a_live_view_with_a_target_sends_it_every_frame_first_one_included(small: dict[str, Any]) -> None:
+    from dynamo_nb.display.live import LiveView
+
+    frames: list[dict[str, str]] = []
+    worker = small["worker"]
+    view = LiveView(worker, "hierarchy", target=frames.append)
+    assert frames == []  # the first frame is drawn by the view's task, off the cell
+    await view.settle()
+    assert len(frames) == 1 and frames[0]["text/vnd.mermaid"] == view.diagram.mermaid
+    assert "text/html" not in frames[0] and frames[0]["text/plain"].startswith("<LiveView hierarchy")
+    second = await worker.endpoint("dynamo.Worker.health").endpoint_builder().handler(tokens).start()
+    await second.wait_for_state("Healthy")
+    await view.settle()
+    assert "Endpoint health" in frames[-1]["text/vnd.mermaid"] == view.diagram.mermaid
+    assert len(frames) == 1 + view.redraws  # one frame per change of the drawing
+    drawn = len(frames)
+    view.refresh()  # nothing changed: the view looks again, the target gets nothing new
+    await view.settle()
+    assert len(frames) == drawn
+    view.stop()
+    await second.stop()
+    await asyncio.sleep(0)
+    assert len(frames) == drawn

@@ -224,6 +224,24 @@ async def _echo(request: Any) -> AsyncIterator[Any]:
     yield request
 
 
+@pytest.mark.timeout(60)
+async def test_a_peer_connects_with_the_credentials_of_the_first_connection(monkeypatch) -> None:
+    async with LocalCluster(nats_args=["--auth", "t0ken"]) as cluster:
+        monkeypatch.setenv("NATS_AUTH_TOKEN", "t0ken")
+        first = await connect_real(cluster.etcd_endpoints, cluster.nats_server, connect_timeout=3)
+        monkeypatch.delenv("NATS_AUTH_TOKEN")  # read once, when the first connection was made
+        peer = await first.connect_peer()
+        try:
+            assert peer.messaging is not first.messaging
+            assert peer.discovery.url == first.discovery.url and peer.messaging.url == first.messaging.url
+            await peer.messaging.publish("t.peer", b"x")
+            await peer.messaging.flush()
+        finally:
+            for backend in (peer, first):
+                for part in (backend.messaging, backend.discovery, backend.responses):
+                    await part.close()
+
+
 @pytest.mark.timeout(90)
 async def test_etcd_username_password_from_the_environment(monkeypatch) -> None:
     async with LocalCluster() as cluster:

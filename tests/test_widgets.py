@@ -14,8 +14,10 @@ from typing import Any, AsyncIterator
 import ipywidgets as widgets
 import pytest
 
-from dynamo_nb import DistributedRuntime
+from dynamo_nb import DistributedRuntime, ManualClock
 from dynamo_nb.backends.embedded import EmbeddedWorld
+from dynamo_nb.core.recorder import Kind
+from dynamo_nb.display.live import DEFAULT_INTERVAL, LiveView
 from dynamo_nb.widgets import (
     BUILTIN_HANDLERS,
     ControlPanel,
@@ -23,6 +25,7 @@ from dynamo_nb.widgets import (
     TaskRunner,
     WorkerPool,
 )
+from support import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,17 +110,28 @@ async def test_round_robin_alternates_between_workers_and_streams_every_item(pan
     assert seen[0] != seen[1] and seen[0::2] == [seen[0]] * 2 and set(seen) == set(ids)
 
 
-async def test_items_appear_while_the_stream_is_still_running(panel: ControlPanel) -> None:
-    await serve(panel)
-    form = panel.call_form
-    form.request.value = json.dumps({"prompt": "one two three four five six", "delay": 0.15})
-    form.call_button.click()
-    await asyncio.sleep(0.5)
-    assert form.calling and 1 <= len(form.items) < 6
-    assert '"token": "one"' in form.output_text and "complete" not in form.status.text
-    assert form.cancel_button.disabled is False and form.call_button.disabled is True
-    await panel.wait_idle()
-    assert len(form.items) == 6 and form.status.text.startswith("complete: 6 item(s)")
+async def test_items_appear_while_the_stream_is_still_running(runtime: DistributedRuntime) -> None:
+    gate = asyncio.Event()
+
+    async def gated(request):
+        """One item, then waits for the test."""
+        yield {"token": "one"}
+        await gate.wait()
+        yield {"token": "two"}
+
+    p = ControlPanel(runtime, {"gated": gated}, lease_ttl=1.0, handler="gated")
+    try:
+        await serve(p)
+        form = p.call_form
+        form.call_button.click()
+        await eventually(lambda: len(form.items) == 1)
+        assert form.calling and '"token": "one"' in form.output_text and "complete" not in form.status.text
+        assert form.cancel_button.disabled is False and form.call_button.disabled is True
+        gate.set()
+        await p.wait_idle()
+        assert len(form.items) == 2 and form.status.text.startswith("complete: 2 item(s)")
+    finally:
+        await p.aclose()
 
 
 async def test_direct_routing_uses_the_instance_chosen_in_the_dropdown(panel: ControlPanel) -> None:
@@ -236,7 +250,7 @@ async def test_direct_routing_without_a_live_instance_is_refused(panel: ControlP
     form = panel.call_form
     form.routing.value = "direct"
     await panel.pool.stop(panel.instances[0])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: [v for _, v in form.instance.options] == [-1])
     await call(panel, {"prompt": "x"}, routing="direct")
     assert form.status.level == "error" and form.items == []
 
@@ -258,16 +272,13 @@ async def test_cancel_closes_the_stream_and_the_handler_stops(panel: ControlPane
     form = panel.call_form
     form.request.value = json.dumps({"to": 100, "delay": 0.05})
     form.call_button.click()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: len(form.items) >= 1)
     form.cancel_button.click()
     await panel.wait_idle()
     assert form.status.level == "warning" and form.status.text.startswith("cancelled after")
     assert 0 < len(form.items) < 100 and "cancelled" in form.output_text
     worker = panel.instances[0].worker.runtime
-    for _ in range(50):
-        if worker.recorder.select("response"):
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: bool(worker.recorder.select("response")))
     assert worker.recorder.select("response")[-1].detail["outcome"] in ("cancelled", "stopped", "broken")
 
 
@@ -290,34 +301,69 @@ async def test_stop_is_graceful_and_the_instance_leaves_the_dropdown(panel: Cont
     await panel.wait_idle()
     assert inst.served.state.value == "Deregistered" and inst.gone
     assert await keys(runtime, "dynamo/") == []
-    await asyncio.sleep(0.05)
-    assert [v for _, v in panel.call_form.instance.options] == [-1]
+    await eventually(lambda: [v for _, v in panel.call_form.instance.options] == [-1])
     assert row.stop_button.disabled and "Deregistered" in row.label.value
     assert not inst.worker.killed and inst.worker.alive  # the worker itself keeps running
 
 
-async def test_kill_counts_the_lease_down_then_the_instance_disappears(panel: ControlPanel, runtime: DistributedRuntime) -> None:
-    await serve(panel)
-    await serve(panel)
-    victim, survivor = panel.instances
-    row = panel.instance_table.row(victim)
-    row.kill_button.click()
-    await panel.wait_idle()
-    assert victim.worker.killed and row.kill_button.disabled and row.stop_button.disabled
-    # The key outlives the process until the lease runs out, and the countdown shows it.
-    assert victim.served.key in await keys(runtime, "dynamo/")
-    assert row.countdown.layout.visibility == "visible" and 0 < row.countdown.value <= 1.0
-    assert "lease expires in" in row.label.value
-    assert victim.instance_id in [v for _, v in panel.call_form.instance.options]
-    await asyncio.sleep(0.3)
-    assert row.countdown.value < 0.9  # the ticker is counting
-    await panel.pool.wait_expired(timeout=3)
-    await asyncio.sleep(0.3)
-    assert await keys(runtime, "dynamo/") == [survivor.served.key]
-    assert "lease expired, key deleted" in row.label.value and row.countdown.layout.visibility == "hidden"
-    assert [v for _, v in panel.call_form.instance.options] == [survivor.instance_id]
-    await call(panel, {"prompt": "still here", "delay": 0})
-    assert panel.call_form.stream.instance_id == survivor.instance_id and len(panel.call_form.items) == 2
+async def test_kill_counts_the_lease_down_then_the_instance_disappears(quiet: list[dict[str, Any]]) -> None:
+    clock = ManualClock()  # the lease runs out when the test says so, however busy the machine is
+    rt = await DistributedRuntime.create(world=EmbeddedWorld(clock=clock), name="notebook",
+                                         health_check_interval=0.05)
+    panel = ControlPanel(rt, lease_ttl=4.0)
+    try:
+        await serve(panel)
+        panel.serve_form.lease_ttl.value = 60.0  # keep-alives run on the loop's time, not the manual clock
+        await serve(panel)
+        victim, survivor = panel.instances
+        table = panel.instance_table
+        row = table.row(victim)
+        row.kill_button.click()
+        await panel.wait_idle()
+        assert victim.worker.killed and row.kill_button.disabled and row.stop_button.disabled
+        # The key outlives the process until the lease runs out, and the countdown shows it.
+        assert victim.served.key in await keys(rt, "dynamo/")
+        await table.tick()
+        assert panel.pool.lease_remaining(victim.worker) == 4.0
+        assert row.countdown.layout.visibility == "visible" and row.countdown.value == 4.0
+        assert "lease expires in 4.0 s" in row.label.value
+        assert victim.instance_id in [v for _, v in panel.call_form.instance.options]
+        clock.advance(2.5)
+        await table.tick()
+        assert row.countdown.value == 1.5 and "lease expires in 1.5 s" in row.label.value
+        assert panel.pool.lease_remaining(survivor.worker) is None  # not killed: no countdown
+        clock.advance(1.5)  # the lease expires: etcd deletes the key, every watcher sees it
+        await table.tick()
+        assert await keys(rt, "dynamo/") == [survivor.served.key]
+        assert victim.gone and "lease expired, key deleted" in row.label.value
+        assert row.countdown.layout.visibility == "hidden"
+        await eventually(lambda: [v for _, v in panel.call_form.instance.options] == [survivor.instance_id])
+        await call(panel, {"prompt": "still here", "delay": 0})
+        assert panel.call_form.stream.instance_id == survivor.instance_id and len(panel.call_form.items) == 2
+    finally:
+        await panel.wait_idle()
+        await panel.aclose()
+        await rt.shutdown()
+
+
+async def test_the_countdown_ticks_by_itself_until_the_key_is_gone(quiet: list[dict[str, Any]]) -> None:
+    clock = ManualClock()
+    rt = await DistributedRuntime.create(world=EmbeddedWorld(clock=clock), name="notebook")
+    panel = ControlPanel(rt, lease_ttl=4.0)
+    try:
+        await serve(panel)
+        victim = panel.instances[0]
+        row = panel.instance_table.row(victim)
+        row.kill_button.click()
+        await panel.wait_idle()
+        clock.advance(3.0)
+        await eventually(lambda: "lease expires in 1.0 s" in row.label.value)  # the table's own ticker saw it
+        clock.advance(1.0)
+        await eventually(lambda: "lease expired, key deleted" in row.label.value)
+        assert row.countdown.layout.visibility == "hidden"
+    finally:
+        await panel.aclose()
+        await rt.shutdown()
 
 
 async def test_clear_finished_removes_rows_of_stopped_and_expired_instances(panel: ControlPanel) -> None:
@@ -370,24 +416,119 @@ async def test_every_interactive_widget_has_a_stable_css_class(panel: ControlPan
 async def test_the_diagram_beside_the_controls_follows_the_system(panel: ControlPanel) -> None:
     pane = panel.diagram
     assert pane is not None and pane.kind.value == "hierarchy"
+    pane.kind.value = "lifecycle"  # nothing served yet: no instance has a story to tell
+    assert pane.view is None and pane.out.outputs[0]["data"] == {"text/plain": "serve an endpoint to see it here"}
+    pane.kind.value = "hierarchy"
+    await pane.settle()
     before = pane.frames
     await serve(panel)
-    for _ in range(40):
-        if "generate" in pane.mermaid:
-            break
-        await asyncio.sleep(0.05)
+    await pane.settle()
     assert pane.frames > before and "generate" in pane.mermaid
     data = pane.out.outputs[0]["data"]
     assert "text/vnd.mermaid" in data and "text/html" not in data
     drawn = pane.mermaid
     await panel.pool.stop(panel.instances[0])
-    for _ in range(40):
-        if pane.mermaid != drawn:
-            break
-        await asyncio.sleep(0.05)
+    await pane.settle()
     assert pane.mermaid != drawn
     pane.kind.value = "lifecycle"
+    await pane.settle()
     assert "stateDiagram" in pane.mermaid and "Deregistered" in pane.mermaid
+
+
+async def test_the_panel_diagram_is_one_live_view_at_its_interval(panel: ControlPanel) -> None:
+    pane = panel.diagram
+    assert pane is not None
+    await serve(panel)
+    await pane.settle()
+    view = pane.view
+    assert isinstance(view, LiveView) and view.interval == DEFAULT_INTERVAL and not view.stopped
+    assert pane.mermaid == view.diagram.mermaid  # what the Output shows is what the view drew
+    # A burst of recorded facts is coalesced by the view: one redraw, not one per fact.
+    worker = panel.instances[0].worker.runtime
+    refreshes = view.refreshes
+    for n in range(200):
+        worker.recorder.record(Kind.LEASE_KEEPALIVE, worker.name, "etcd", lease_id=n)
+    await pane.settle()
+    assert 1 <= view.refreshes - refreshes <= 2
+    # Another kind is another view; the old one stops listening.
+    pane.kind.value = "registry"
+    await pane.settle()
+    assert pane.view is not view and view.stopped and pane.view is not None and pane.view.kind == "registry"
+    # A new worker changes what is drawn: the view follows the panel's subject.
+    registry_view = pane.view
+    await serve(panel)
+    await pane.settle()
+    assert pane.view is not registry_view and registry_view.stopped
+    assert "worker-2" in pane.mermaid
+    last = pane.view
+    await panel.aclose()
+    assert last.stopped
+
+
+async def test_the_diagram_is_never_shrunk_and_can_be_enlarged_or_widened(panel: ControlPanel) -> None:
+    pane = panel.diagram
+    assert pane is not None
+    assert min(value for _, value in pane.zoom.options) == 1.0  # no choice below the natural size
+    css = pane.children[0].value
+    assert ".jp-RenderedMermaid img" in css and "max-width: none !important" in css
+    assert "dnb-zoom-100" in pane.frame._dom_classes
+    pane.zoom.value = 2.0
+    assert "dnb-zoom-200" in pane.frame._dom_classes and "dnb-zoom-100" not in pane.frame._dom_classes
+    assert ".dnb-zoom-200 .jp-OutputArea-output { zoom: 2; }" in css
+    assert panel.body.layout.flex_flow in (None, "row")
+    pane.wide.value = True
+    assert panel.body.layout.flex_flow == "column" and pane.layout.width == "100%"
+    assert panel.controls.layout.flex == "0 0 auto"  # in a column, a 460px basis would be its height
+    pane.wide.value = False
+    assert panel.body.layout.flex_flow == "row" and panel.controls.layout.flex == "0 0 460px"
+
+
+# -- status lines describe the present ------------------------------------------------------------------
+
+
+async def test_serving_line_goes_when_that_instance_stops_or_its_worker_is_killed(panel: ControlPanel) -> None:
+    status = panel.serve_form.status
+    await serve(panel)
+    first = panel.instances[0]
+    assert status.text.endswith(f"on {first.worker.name}")
+    await serve(panel)
+    second = panel.instances[1]
+    assert status.text.endswith(f"on {second.worker.name}")
+    await panel.pool.stop(first)  # not the one the line speaks of: it stays
+    assert status.text.endswith(f"on {second.worker.name}") and status.level == "ok"
+    panel.instance_table.row(second).kill_button.click()
+    await panel.wait_idle()
+    assert status.text == ""
+    await serve(panel)
+    third = panel.instances[2]
+    assert f"as instance {third.instance_id:x}" in status.text
+    panel.instance_table.row(third).stop_button.click()
+    await panel.wait_idle()
+    assert status.text == ""
+
+
+async def test_nothing_was_created_goes_once_the_name_is_fixed(panel: ControlPanel) -> None:
+    form = panel.serve_form
+    form.namespace.value = "Bad"
+    form.serve_button.click()
+    await panel.wait_idle()
+    assert "nothing was created" in form.status.text
+    form.namespace.value = "dynamo"
+    assert form.status.text == ""
+
+
+async def test_nothing_was_sent_goes_once_the_request_or_the_instances_change(panel: ControlPanel) -> None:
+    form = panel.call_form
+    await call(panel, '{"prompt": ')
+    assert "nothing was sent" in form.status.text
+    form.request.value = '{"prompt": "fixed"}'
+    assert form.status.text == ""
+    # No instance yet: refused; an instance appears: the refusal no longer holds.
+    await call(panel)
+    assert form.status.text == "nothing was sent"
+    await serve(panel)
+    await eventually(lambda: len(form.instance.options) == 1 and form.instance.value != -1)
+    assert form.status.text == "" and form.instance_message.text == ""
 
 
 # -- the pieces on their own ------------------------------------------------------------------------------
@@ -474,15 +615,12 @@ async def test_the_panel_drives_real_etcd_and_nats_workers() -> None:
             victim, survivor = p.instances
             p.instance_table.row(victim).kill_button.click()
             await p.wait_idle()
-            remaining = p.pool.lease_remaining(victim.worker)
-            assert remaining is not None and 0 < remaining <= 1.0
+            remaining = p.pool.lease_remaining(victim.worker)  # etcd's answer: whole seconds, rounded down
+            assert remaining is not None and 0 <= remaining <= 1.0
             assert "lease expires in" in p.instance_table.row(victim).label.value
             await p.pool.wait_expired(timeout=10)
-            for _ in range(100):
-                if [v for _, v in p.call_form.instance.options] == [survivor.instance_id]:
-                    break
-                await asyncio.sleep(0.05)
-            assert [v for _, v in p.call_form.instance.options] == [survivor.instance_id]
+            assert p.pool.lease_remaining(victim.worker) is None  # etcd no longer knows the lease
+            await eventually(lambda: [v for _, v in p.call_form.instance.options] == [survivor.instance_id])
             await p.pool.stop(survivor)
             assert await keys(rt, "dynamo/") == []
             assert p.status.text == ""

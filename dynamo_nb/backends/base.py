@@ -24,6 +24,7 @@ __all__ = [
     "ResponseReceiver",
     "ResponsePlane",
     "Backend",
+    "PeerOpener",
 ]
 
 
@@ -103,6 +104,13 @@ class Discovery(Protocol):
         ...
 
     async def revoke_lease(self, lease_id: int) -> None: ...
+
+    async def lease_time_left(self, lease_id: int) -> float | None:
+        """Seconds until the lease expires unless kept alive; None when it does not exist (expired, revoked).
+
+        The server's granularity applies: etcd answers in whole seconds, rounded down.
+        """
+        ...
 
     async def create(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
         """Put only if the key does not exist; True when created."""
@@ -186,12 +194,26 @@ class ResponsePlane(Protocol):
     async def close(self) -> None: ...
 
 
+PeerOpener = Callable[[], Awaitable["Backend"]]
+
+
 @dataclass
 class Backend:
-    """What a runtime is wired to: one of each interface, and a label for displays."""
+    """What a runtime is wired to: one of each interface, and a label for displays.
+
+    ``opener`` opens one more, independent set of connections to the same servers (or embedded world) with the
+    same credentials; whoever builds a backend knows how, so nobody else has to take one apart to get a peer.
+    """
 
     kind: str  # "embedded" | "real"
     discovery: Discovery
     messaging: Messaging
     responses: ResponsePlane
     description: str = ""
+    opener: PeerOpener | None = field(default=None, repr=False, compare=False)
+
+    async def connect_peer(self) -> "Backend":
+        """New connections to the same world or servers, as another process would open: close them separately."""
+        if self.opener is None:
+            raise BackendError(f"this {self.kind} backend does not know how to connect another peer")
+        return await self.opener()

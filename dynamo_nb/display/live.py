@@ -13,6 +13,9 @@ headless run (nbclient) saves the ones made while a later cell is running. Witho
 
 Making a new view of the same object and kind stops the previous one, so re-running a cell never leaves tasks
 behind; ``view.stop()`` stops one explicitly.
+
+``LiveView(obj, kind, target=fn)`` sends every bundle to ``fn(bundle)`` instead (e.g. into an ipywidgets
+``Output``), first frame included, from the same task and at the same interval.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class LiveView:
     """
 
     def __init__(self, obj: Any, kind: str | None = None, *, interval: float = DEFAULT_INTERVAL,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, target: Callable[[dict[str, str]], None] | None = None) -> None:
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
         self.obj = obj
@@ -82,9 +85,17 @@ class LiveView:
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()
+        self._target = target
+        self._unsent = target is not None  # a target's first frame is drawn by the task too (dot runs off the loop)
+        self._displayed = target is not None
         self._poll = CLUSTER_POLL if any(part_of(o).poll for o in _items(obj)) else None
         self._listen()
         self._start_task()
+        if self._unsent:
+            if self._task is None:
+                self._display_now()  # no loop to draw on later
+            else:
+                self.refresh()
 
     # -- listening ---------------------------------------------------------------------------------------
     def _listen(self) -> None:
@@ -92,6 +103,10 @@ class LiveView:
             subscribe = getattr(item, "_subscribe", None)
             if callable(subscribe):
                 self._unsubscribe.append(subscribe(self._on_event))
+
+    def refresh(self) -> None:
+        """Redraw soon, coalesced like any recorded fact: for changes no recorder sees."""
+        self._on_event()
 
     def _on_event(self, *_: Any) -> None:
         """Called for every recorded fact: must stay O(1) and never draw."""
@@ -157,10 +172,11 @@ class LiveView:
     async def _refresh(self) -> None:
         self._busy = True
         try:
-            if self._rebuild() and self._displayed:
+            if (self._rebuild() or self._unsent) and self._displayed:
                 drawn = self._diagram
                 data = await asyncio.to_thread(bundle, drawn, plain=self._plain())  # dot runs off the loop
                 if drawn is self._diagram and not self.stopped:
+                    self._unsent = False
                     self._publish(data, update=True)
         finally:
             self._busy = False
@@ -226,6 +242,9 @@ class LiveView:
 
     # -- Jupyter -----------------------------------------------------------------------------------------
     def _publish(self, data: dict[str, str], *, update: bool) -> None:
+        if self._target is not None:
+            self._target(data)
+            return
         try:
             from IPython.display import display, update_display
         except ImportError:

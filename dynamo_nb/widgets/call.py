@@ -2,6 +2,8 @@
 
 Routing is the client's: round-robin, random, or direct to an instance picked from a dropdown that the
 component's shared watcher keeps current — a killed worker's instance leaves the list when its lease expires.
+A refused call ("nothing was sent") is reported until the request, the target, the routing or the live
+instances change: then it no longer describes the present.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class CallForm(widgets.VBox):
         self._call_task: asyncio.Future[Any] | None = None
         self._lines: list[str] = []
         self._listeners: list[Callable[[], None]] = []
+        self._refused = False  # the status line reports a call that was not sent
 
         self.target = widgets.Combobox(value=target, options=[], ensure_option=False, description="endpoint",
                                        placeholder="namespace.Component.endpoint", style=_LABEL,
@@ -84,6 +87,8 @@ class CallForm(widgets.VBox):
         self.target.observe(lambda _: self.runner.spawn(self.select_target(), name="dnb:target"), names="value")
         self.request.observe(lambda _: self.check_request(), names="value")
         self.routing.observe(lambda _: self._routing_changed(), names="value")
+        for box in (self.target, self.request, self.routing, self.instance):
+            box.observe(lambda _: self._forget_refusal(), names="value")
         self.call_button.on_click(lambda _: self._start_call())
         self.cancel_button.on_click(lambda _: self.cancel())
 
@@ -158,6 +163,8 @@ class CallForm(widgets.VBox):
         self._client = client
         if client is not None:
             self._unwatch = client.watcher.subscribe(lambda kind, info: self.refresh_instances())
+        if changed and self.instance_message.level == "error":
+            self.instance_message.clear()  # it spoke of the previous target
         self.refresh_instances()
         if changed:
             for listener in tuple(self._listeners):
@@ -174,6 +181,7 @@ class CallForm(widgets.VBox):
             current = self.instance.value
             self.instance.options = options
             self.instance.value = current if current in ids else options[0][1]
+            self._forget_refusal()
         self.instance.disabled = not ids or self.routing.value != "direct"
         if ids or self._client is None:
             self.instance_message.clear()
@@ -185,6 +193,16 @@ class CallForm(widgets.VBox):
 
     def _routing_changed(self) -> None:
         self.refresh_instances()
+
+    def _refuse(self, why: str) -> None:
+        self.status.show(why, "error")
+        self._refused = True
+
+    def _forget_refusal(self) -> None:
+        """What the call was refused for has changed: the refusal no longer describes the present."""
+        if self._refused:
+            self._refused = False
+            self.status.clear()
 
     # -- request ---------------------------------------------------------------------------------------
     def check_request(self) -> tuple[bool, Any]:
@@ -213,26 +231,27 @@ class CallForm(widgets.VBox):
         endpoint = self.parse_target()
         ok, request = self.check_request()
         if endpoint is None or not ok:
-            self.status.show("fix the field marked above; nothing was sent", "error")
+            self._refuse("fix the field marked above; nothing was sent")
             return None
         routing = self.routing.value
         try:
             client = await self.client_for(endpoint)
         except DynamoError as exc:
-            self.status.show(f"{type(exc).__name__}: {exc}", "error")
+            self._refuse(f"{type(exc).__name__}: {exc}; nothing was sent")
             return None
         if self._client is not client:
             self._watch(client)
         if not client.instance_ids():
             self.instance_message.show(str(NoInstancesError(endpoint.reference())), "error")
-            self.status.show("nothing was sent", "error")
+            self._refuse("nothing was sent")
             return None
         instance_id = self.instance.value
         if routing == "direct" and instance_id not in client.instance_ids():
             self.instance_message.show("choose a live instance for direct routing", "error")
-            self.status.show("nothing was sent", "error")
+            self._refuse("nothing was sent")
             return None
 
+        self._refused = False
         self.calls += 1
         self.items = []
         self.last_error = ""

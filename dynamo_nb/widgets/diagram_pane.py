@@ -1,174 +1,177 @@
-"""A diagram beside the controls that redraws itself as the system the panel drives changes.
+"""The control panel's diagram: a :class:`~dynamo_nb.display.live.LiveView` drawn into an ipywidgets ``Output``.
 
-It draws with :func:`dynamo_nb.diagram` (pure: snapshot → Mermaid) and redraws when the recorders of the
-runtimes it follows record something, coalesced to a few frames a second. The snapshot is taken on the loop;
-the text and the graphviz SVG are made in a worker thread, so the kernel stays responsive. The drawing goes
-into an ``Output`` widget as a MIME bundle without ``text/html`` (JupyterLab ≥ 4.1 then shows the Mermaid);
-reassigning ``Output.outputs`` updates reliably from background tasks.
+The panel decides *what* to draw (its runtimes, or the newest instance's story) and the reader picks the kind;
+drawing, following the recorders and coalescing redraws is the LiveView's job, the same engine as
+``dynamo_nb.live()``, at its interval. When the subject changes (a worker started, an instance gone) or another
+kind is picked, a new view replaces the old one. The bundle goes into the ``Output`` without ``text/html``
+(JupyterLab ≥ 4.1 then shows the Mermaid); reassigning ``Output.outputs`` updates reliably from background tasks.
+
+Readable at any size: the drawing keeps at least its natural size (JupyterLab would shrink it to the column,
+down to unreadable text) and scrolls sideways in JupyterLab's own figure; it can be zoomed or given the panel's
+full width.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import ipywidgets as widgets
 
+from ..display import Limits
+from ..display.live import DEFAULT_INTERVAL, LiveView
 from .messages import Message
-from .tasks import TaskRunner
 
-__all__ = ["DiagramPane", "diagram_of", "bundle_of", "DEFAULT_KINDS"]
+__all__ = ["DiagramPane", "DEFAULT_KINDS", "ZOOMS", "BASE_ZOOM"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KINDS = ("hierarchy", "lifecycle", "sequence", "startup", "registry", "structure")
+ZOOMS = (1.0, 1.5, 2.0)  # never below 1: the natural size is the smallest readable one
+#: kinds whose natural size has text under 12 px, drawn this much larger: Mermaid's class diagrams put
+#: multiplicities in 11 px type (× 1.125 ≈ 12.4 px, with room for the image's rounding)
+BASE_ZOOM = {"structure": 1.125}
 
-Subject = Callable[[str], Any]  # kind -> the object (or list of objects) to draw
+Subject = Callable[[str], Any]  # kind -> the object (or list of objects) to draw; None: nothing yet
+
+# JupyterLab caps a Mermaid image at the output's width (max-width: 100%); here it keeps its natural width and
+# the figure around it (overflow: auto) scrolls. ``zoom`` enlarges it, layout included, so scrolling follows.
+_CSS = """<style>
+.dnb-diagram-frame .jp-RenderedMermaid img, .dnb-diagram-frame .jp-RenderedSVG img,
+.dnb-diagram-frame .jp-RenderedSVG svg { max-width: none !important; height: auto; }
+.dnb-diagram-frame .jp-RenderedSVG { overflow-x: auto; }
+""" + "".join(f".dnb-zoom-{round(z * 100)} .jp-OutputArea-output {{ zoom: {z:g}; }}\n" for z in ZOOMS) + "".join(
+    f".dnb-diagram.dnb-kind-{kind} {{ zoom: {z:.4f}; }}\n" for kind, z in BASE_ZOOM.items()) + "</style>"
 
 
-def diagram_of(obj: Any, kind: str) -> Any:
-    """``dynamo_nb.diagram(obj, kind)``: takes the snapshot now (call it on the loop)."""
-    from .. import diagram  # type: ignore[attr-defined]
-
-    return diagram(obj, kind)
-
-
-def bundle_of(drawing: Any) -> dict[str, Any]:
-    """The MIME bundle of a diagram, never with ``text/html`` (it would hide the Mermaid view)."""
-    if hasattr(drawing, "_repr_mimebundle_"):
-        result = drawing._repr_mimebundle_()
-        data = dict(result[0] if isinstance(result, tuple) else result)
-    else:
-        data = {"text/vnd.mermaid": drawing.mermaid}
-    data.pop("text/html", None)
-    data.setdefault("text/plain", str(getattr(drawing, "mermaid", drawing)))
-    return data
+def _identity(obj: Any) -> Hashable:
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    return tuple(id(item) for item in items)
 
 
 class DiagramPane(widgets.VBox):
-    """A kind chooser and a drawing of ``subject(kind)`` that follows the running system.
+    """A kind chooser, zoom and width controls, and a live drawing of ``subject(kind)``.
 
-    ``subject(kind)`` returns what to draw for ``kind`` (None: nothing yet, ``placeholder`` is shown);
-    ``recorders()`` returns the recorders whose new records should trigger a redraw (asked again on every
-    redraw, so runtimes started later are followed too).
+    ``subject(kind)`` is asked again by :meth:`changed` (the panel calls it when its workers or instances
+    change); the drawing itself follows the system through the LiveView. ``frames`` counts the drawings sent
+    to the ``Output``.
     """
 
-    INTERVAL = 0.3  # seconds: at most ~3 redraws a second
-
-    def __init__(self, subject: Subject, runner: TaskRunner, *, kinds: Sequence[str] = DEFAULT_KINDS,
-                 kind: str | None = None, recorders: Callable[[], Iterable[Any]] = lambda: (),
-                 placeholder: str = "nothing to draw yet") -> None:
+    def __init__(self, subject: Subject, *, kinds: Sequence[str] = DEFAULT_KINDS, kind: str | None = None,
+                 placeholder: str = "nothing to draw yet", interval: float = DEFAULT_INTERVAL,
+                 limits: Limits | None = None) -> None:
         self.subject = subject
-        self.runner = runner
-        self.recorders = recorders
         self.placeholder = placeholder
+        self.interval = interval
+        self.limits = limits
+        self.view: LiveView | None = None
         self.frames = 0
         self.last_bundle: dict[str, Any] = {}
-        self._pending: asyncio.Future[Any] | None = None
-        self._listening: dict[int, Callable[[], None]] = {}
+        self._key: Hashable = None
         self._stopped = False
-        self._generation = 0
 
         self.kind = widgets.Dropdown(options=list(kinds), value=kind or kinds[0], description="diagram",
                                      style={"description_width": "60px"}, layout=widgets.Layout(width="240px"))
         self.kind.add_class("dnb-diagram-kind")
+        self.zoom = widgets.ToggleButtons(options=[(f"{z:g}×", z) for z in ZOOMS], value=ZOOMS[0],
+                                          style={"button_width": "60px"},
+                                          tooltips=["natural size", "larger", "larger still"])
+        self.zoom.add_class("dnb-diagram-zoom")
+        self.wide = widgets.ToggleButton(value=False, description="full width", icon="arrows-h",
+                                         tooltip="draw below the controls, across the whole panel",
+                                         layout=widgets.Layout(width="110px"))
+        self.wide.add_class("dnb-diagram-wide")
         self.message = Message("dnb-diagram-message")
-        self.out = widgets.Output(layout=widgets.Layout(min_height="160px", width="100%"))
+        # Sized by the flex layout (not width: 100%), so the boxes' margins never push it past the cell's edge.
+        self.out = widgets.Output(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.out.add_class("dnb-diagram")
-        self.kind.observe(lambda _: self.redraw(), names="value")
-        super().__init__([self.kind, self.message, self.out], layout=widgets.Layout(width="100%"))
+        self.frame = widgets.Box([self.out], layout=widgets.Layout(min_height="160px"))
+        self.frame.add_class("dnb-diagram-frame")
+        self._zoomed(ZOOMS[0])
+        self.kind.observe(lambda _: self.changed(), names="value")
+        self.zoom.observe(lambda change: self._zoomed(change["new"]), names="value")
+        bar = widgets.HBox([self.kind, self.zoom, self.wide], layout=widgets.Layout(align_items="center",
+                                                                                    flex_flow="row wrap"))
+        super().__init__([widgets.HTML(_CSS), bar, self.message, self.frame], layout=widgets.Layout(width="100%"))
         self.add_class("dnb-diagram-pane")
-        self.redraw()
+        self.changed()
 
-    # -- drawing -----------------------------------------------------------------------------------------
-    def _drawing(self) -> tuple[Any, str]:
-        """The diagram to show now (snapshot taken here, on the loop), or None with the reason."""
-        self._follow()
+    # -- following the panel --------------------------------------------------------------------------
+    def changed(self, *_: Any) -> bool:
+        """Ask the subject again; a new view when it (or the kind) changed, else a redraw soon. True if new."""
+        if self._stopped:
+            return False
         kind = self.kind.value
         try:
             obj = self.subject(kind)
-            if obj is None:
-                return None, self.placeholder
-            return diagram_of(obj, kind), ""
-        except Exception as exc:  # an unavailable kind must not break the panel
-            return None, f"cannot draw {kind!r}: {type(exc).__name__}: {exc}"
-
-    def _show(self, bundle: dict[str, Any], problem: str) -> bool:
-        if problem and not problem.startswith(self.placeholder):
-            self.message.show(problem, "warning")
-        else:
-            self.message.clear()
-        if bundle == self.last_bundle:
+        except Exception as exc:  # the panel must survive a subject it cannot compute
+            self._replace(None, ("error", kind))
+            self._show_problem(f"cannot draw {kind!r}: {type(exc).__name__}: {exc}")
+            return True
+        key = (kind, None if obj is None else _identity(obj))
+        if key == self._key and (obj is None or self.view is not None):
+            if self.view is not None:
+                self.view.refresh()  # e.g. a new client: nothing a recorder saw
             return False
-        self.last_bundle = bundle
-        self.frames += 1
-        self.out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+        self._replace(obj, key)
         return True
 
-    def redraw(self) -> bool:
-        """Draw now, on the calling thread; True when the picture changed."""
-        self._generation += 1
-        drawing, problem = self._drawing()
-        try:
-            bundle = bundle_of(drawing) if drawing is not None else {"text/plain": problem}
-        except Exception as exc:
-            bundle, problem = {"text/plain": f"{type(exc).__name__}: {exc}"}, f"{type(exc).__name__}: {exc}"
-        return self._show(bundle, problem)
-
-    async def redraw_async(self) -> bool:
-        """Snapshot now, render in a thread (graphviz may take a moment), then show."""
-        self._generation += 1
-        generation = self._generation
-        drawing, problem = self._drawing()
-        try:
-            bundle = (await asyncio.to_thread(bundle_of, drawing)) if drawing is not None else {"text/plain": problem}
-        except Exception as exc:
-            bundle, problem = {"text/plain": f"{type(exc).__name__}: {exc}"}, f"{type(exc).__name__}: {exc}"
-        if generation != self._generation or self._stopped:  # a newer drawing was made meanwhile
-            return False
-        return self._show(bundle, problem)
-
-    @property
-    def mermaid(self) -> str:
-        return str(self.last_bundle.get("text/vnd.mermaid", ""))
-
-    def changed(self, *_: Any) -> None:
-        """Something happened: redraw soon (coalesced)."""
-        if self._stopped or (self._pending is not None and not self._pending.done()):
+    def _replace(self, obj: Any, key: Hashable) -> None:
+        if self.view is not None:
+            self.view.stop()
+            self.view = None
+        self._key = key
+        if obj is None:
+            self.message.clear()
+            self._render({"text/plain": self.placeholder})
             return
         try:
-            self._pending = self.runner.spawn(self._later(), name="dnb:diagram", background=True)
-        except RuntimeError:
-            self.redraw()
+            self.view = LiveView(obj, key[0], interval=self.interval, limits=self.limits, target=self._render)
+        except Exception as exc:
+            self._show_problem(f"cannot draw {key[0]!r}: {type(exc).__name__}: {exc}")
+            return
+        self.message.clear()
 
-    async def _later(self) -> None:
-        await asyncio.sleep(self.INTERVAL)
-        self._pending = None
-        if not self._stopped:
-            await self.redraw_async()
+    def _show_problem(self, problem: str) -> None:
+        self.message.show(problem, "warning")
+        self._render({"text/plain": problem})
 
-    async def settle(self, timeout: float = 5.0) -> None:
-        """Wait until a scheduled redraw (if any) has happened."""
-        async def wait() -> None:
-            while self._pending is not None and not self._pending.done():
-                await asyncio.wait({self._pending})
-        await asyncio.wait_for(wait(), timeout)
+    def _render(self, data: dict[str, Any]) -> None:
+        """The view's target: one drawing into the ``Output`` (never ``text/html``, it would hide the Mermaid)."""
+        data = {mime: value for mime, value in data.items() if mime != "text/html"}
+        if data == self.last_bundle:
+            return
+        self.last_bundle = data
+        self.frames += 1
+        kind = self._key[0] if isinstance(self._key, tuple) else None
+        for k in BASE_ZOOM:
+            if k != kind:
+                self.out.remove_class(f"dnb-kind-{k}")
+        if kind in BASE_ZOOM:
+            self.out.add_class(f"dnb-kind-{kind}")
+        self.out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
-    def _follow(self) -> None:
-        """Listen to every recorder currently relevant (new workers appear over time)."""
-        for recorder in self.recorders():
-            if id(recorder) not in self._listening:
-                self._listening[id(recorder)] = recorder.subscribe(self.changed)
+    def _zoomed(self, zoom: float) -> None:
+        for z in ZOOMS:
+            self.frame.remove_class(f"dnb-zoom-{round(z * 100)}")
+        self.frame.add_class(f"dnb-zoom-{round(zoom * 100)}")
+
+    # -- reading it -----------------------------------------------------------------------------------
+    @property
+    def mermaid(self) -> str:
+        """The Mermaid text drawn last ("" when there is none)."""
+        return str(self.last_bundle.get("text/vnd.mermaid", ""))
+
+    async def settle(self, timeout: float | None = 5.0) -> None:
+        """Wait until everything recorded so far is drawn into the ``Output``."""
+        if self.view is not None:
+            await self.view.settle(timeout)
 
     def stop(self) -> None:
         """Stop following the system; the last picture stays."""
         self._stopped = True
-        for unlisten in self._listening.values():
-            unlisten()
-        self._listening.clear()
-        if self._pending is not None:
-            self._pending.cancel()
+        if self.view is not None:
+            self.view.stop()
 
     def close(self) -> None:
         self.stop()

@@ -53,8 +53,7 @@ class ControlPanel(widgets.VBox):
         self.diagram: DiagramPane | None = None
         if diagram:
             kinds = tuple(dict.fromkeys((diagram_kind, *DEFAULT_KINDS)))
-            self.diagram = DiagramPane(self._subject, self.runner, kinds=kinds, kind=diagram_kind,
-                                       recorders=self._recorders,
+            self.diagram = DiagramPane(self._subject, kinds=kinds, kind=diagram_kind,
                                        placeholder="serve an endpoint to see it here")
             self.pool.subscribe(self.diagram.changed)
             self.call_form.subscribe(self.diagram.changed)
@@ -64,15 +63,25 @@ class ControlPanel(widgets.VBox):
             f"<b>Dynamo control panel</b> · runtime <code>{html.escape(runtime.name)}</code> · "
             f"{html.escape(runtime.backend.description or runtime.backend.kind)} · "
             f"new workers get a {lease_ttl:g} s lease")
-        controls = widgets.VBox([self.serve_form, self.instance_table, self.call_form],
-                                layout=widgets.Layout(width="460px", flex="0 0 460px", margin="0 16px 0 0"))
-        body_children: list[widgets.Widget] = [controls]
+        self.controls = widgets.VBox([self.serve_form, self.instance_table, self.call_form],
+                                     layout=widgets.Layout(width="460px", flex="0 0 460px", margin="0 16px 0 0"))
+        body_children: list[widgets.Widget] = [self.controls]
         if self.diagram is not None:
             self.diagram.layout = widgets.Layout(flex="1 1 auto", min_width="0", width="auto")
             body_children.append(self.diagram)
-        body = widgets.HBox(body_children, layout=widgets.Layout(width="100%", align_items="flex-start"))
-        super().__init__([title, body, self.status], layout=widgets.Layout(width="100%"))
+        self.body = widgets.HBox(body_children, layout=widgets.Layout(width="100%", align_items="flex-start"))
+        if self.diagram is not None:
+            self.diagram.wide.observe(lambda change: self._place_diagram(change["new"]), names="value")
+        super().__init__([title, self.body, self.status], layout=widgets.Layout(width="100%"))
         self.add_class("dnb-control-panel")
+
+    def _place_diagram(self, wide: bool) -> None:
+        """Beside the controls, or below them across the whole panel."""
+        assert self.diagram is not None
+        self.body.layout.flex_flow = "column" if wide else "row"
+        self.controls.layout.flex = "0 0 auto" if wide else "0 0 460px"  # a column's basis is a height
+        self.diagram.layout.width = "100%" if wide else "auto"
+        self.diagram.layout.margin = "12px 0 0 0" if wide else "0"
 
     # -- wiring ------------------------------------------------------------------------------------------
     def _served(self, instance: Instance) -> None:
@@ -122,9 +131,6 @@ class ControlPanel(widgets.VBox):
             newest = newest or (self.pool.instances[-1] if self.pool.instances else None)
             return newest.served if newest is not None else None
         return self._runtimes()
-
-    def _recorders(self) -> list[Any]:
-        return [self.runtime.recorder] + [w.runtime.recorder for w in self.pool.workers]
 
     # -- programmatic use (tests, notebooks) -----------------------------------------------------------------
     async def wait_idle(self, timeout: float | None = 10.0) -> None:

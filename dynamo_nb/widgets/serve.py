@@ -1,7 +1,8 @@
 """The "serve" half of the control panel: name an endpoint, pick a handler, start it in a worker; list instances.
 
 Names are checked as they are typed with the same rules the runtime enforces (SPEC §2), so a bad name shows its
-``InvalidNameError`` message beside the field and the Serve button creates nothing.
+``InvalidNameError`` message beside the field and the Serve button creates nothing. The status line under the
+button speaks of the present: a refusal goes once the form is edited, "serving …" once that instance is not.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ class ServeForm(widgets.VBox):
         self.serve_button.add_class("dnb-serve-button")
         self.status = Message("dnb-serve-status")
         self.serve_button.on_click(lambda _: self.runner.spawn(self.serve(), name="dnb:serve"))
-        self._unlisten = pool.subscribe(self._refresh_workers)
+        self._serving: Instance | None = None  # the instance the status line says is serving
+        self._unlisten = pool.subscribe(self._pool_changed)
+        for box in (*self._fields().values(), self.handler, self.worker, self.lease_ttl):
+            box.observe(lambda _: self._edited(), names="value")
 
         super().__init__([
             widgets.HTML("<b>Serve an endpoint</b>"),
@@ -122,6 +126,7 @@ class ServeForm(widgets.VBox):
     # -- actions ---------------------------------------------------------------------------------------
     async def serve(self) -> Instance | None:
         """Validate, then serve the chosen handler in a (new or chosen) worker. Never raises."""
+        self._serving = None
         if not self.validate():
             self.status.show("fix the name marked above; nothing was created", "error")
             return None
@@ -148,9 +153,23 @@ class ServeForm(widgets.VBox):
             self.serve_button.disabled = False
         self.status.show(f"serving {instance.reference} as instance {instance.instance_id:x} "
                          f"on {instance.worker.name}", "ok")
+        self._serving = instance
         for callback in tuple(self._served_listeners):
             callback(instance)
         return instance
+
+    def _edited(self) -> None:
+        """A refusal was about what the form said before: it no longer applies."""
+        if self.status.level == "error":
+            self.status.clear()
+
+    def _pool_changed(self) -> None:
+        self._refresh_workers()
+        inst = self._serving
+        if inst is not None and (inst.gone or inst.worker.killed
+                                 or inst.served.state.value in ("Stopping", "Deregistered")):
+            self._serving = None
+            self.status.clear()
 
     def _refresh_workers(self) -> None:
         options = [("new worker", _NEW_WORKER)] + [
@@ -269,12 +288,16 @@ class InstanceTable(widgets.VBox):
             except RuntimeError:  # no loop (e.g. built outside the kernel): labels still update on events
                 self._ticker = None
 
+    async def tick(self) -> None:
+        """One step of the countdown: ask discovery about killed workers' leases and keys, update every row."""
+        await self.pool.refresh()
+        for row in self.rows.values():
+            row.update()
+
     async def _tick(self) -> None:
         """Count down until every killed worker's key is gone."""
         while self.pool.pending_expiry():
-            await self.pool.refresh()
-            for row in self.rows.values():
-                row.update()
+            await self.tick()
             await asyncio.sleep(self.TICK)
         for row in self.rows.values():
             row.update()

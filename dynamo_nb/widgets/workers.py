@@ -1,8 +1,9 @@
 """Worker processes for the control panel: each is a separate runtime on the same etcd and NATS.
 
 Serving an endpoint from a panel starts it in a *worker* runtime with a short lease, as a separate Dynamo
-process would. Stopping an instance is the graceful path of seed §6.2; killing a worker is a crash: its keys
-stay in etcd until its lease expires, which the pool counts down. Nothing here imports ipywidgets.
+process would: its connections come from the backend's ``connect_peer()``. Stopping an instance is the graceful
+path of seed §6.2; killing a worker is a crash: its keys stay in etcd until its lease expires, which the pool
+counts down by asking discovery for the lease's time left. Nothing here imports ipywidgets.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -31,19 +31,14 @@ DEFAULT_WORKER_LEASE_TTL = 4.0  # seconds: short enough to watch a crashed worke
 WorkerFactory = Callable[[str, float], Awaitable[DistributedRuntime]]
 
 
-class _SameWorld:
-    """Connects new runtimes to the embedded servers an existing runtime uses (its world may be a private one)."""
+class _Opened:
+    """Hands connections opened beforehand to ``DistributedRuntime.create(world=...)``, which connects a world."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
     def connect(self) -> Backend:
-        from ..backends.embedded import EmbeddedDiscovery, EmbeddedMessaging
-
-        b = self._backend
-        return Backend(kind=b.kind, discovery=EmbeddedDiscovery(b.discovery.store),  # type: ignore[attr-defined]
-                       messaging=EmbeddedMessaging(b.messaging.bus),  # type: ignore[attr-defined]
-                       responses=b.responses, description=b.description)
+        return self._backend
 
 
 @dataclass(eq=False)
@@ -54,8 +49,8 @@ class Worker:
     runtime: DistributedRuntime
     lease_ttl: float
     killed_at: float | None = None
-    expires_at: float | None = None  # time.monotonic() when the lease should run out, once killed
     lease_at_kill: int = 0
+    lease_left: float | None = None  # seconds left on that lease at the last look (None: gone, or not killed)
 
     @property
     def killed(self) -> bool:
@@ -141,14 +136,10 @@ class WorkerPool:
 
     # -- workers ---------------------------------------------------------------------------------------
     async def _default_factory(self, name: str, lease_ttl: float) -> DistributedRuntime:
-        backend = self.runtime.backend
-        common: dict[str, Any] = dict(lease_ttl=lease_ttl, name=name,
-                                      health_check_interval=self.runtime.health_check_interval)
-        if backend.kind == "embedded":
-            return await DistributedRuntime.create(world=_SameWorld(backend), **common)  # type: ignore[arg-type]
-        etcd = os.environ.get("ETCD_ENDPOINTS") or getattr(backend.discovery, "url", None)
-        nats = os.environ.get("NATS_SERVER") or getattr(backend.messaging, "url", None)
-        return await DistributedRuntime.create(etcd_endpoints=etcd, nats_server=nats, **common)
+        """A runtime on new connections to the panel runtime's world or servers (closed when it shuts down)."""
+        backend = await self.runtime.backend.connect_peer()
+        return await DistributedRuntime.create(world=_Opened(backend), lease_ttl=lease_ttl,  # type: ignore[arg-type]
+                                               name=name, health_check_interval=self.runtime.health_check_interval)
 
     async def start_worker(self, lease_ttl: float | None = None) -> Worker:
         """A new worker runtime with its own lease (``lease_ttl`` defaults to the pool's)."""
@@ -229,39 +220,39 @@ class WorkerPool:
         if worker.runtime.closed:
             return
         worker.lease_at_kill = worker.runtime.primary_lease_id if worker.runtime.lease_alive else 0
-        worker.expires_at = self._estimate_expiry(worker)
         worker.killed_at = time.monotonic()
         await worker.runtime.kill()
+        await self._look_up_lease(worker)
         self._changed()
 
-    def _estimate_expiry(self, worker: Worker) -> float:
-        """Last lease refresh + TTL, as a ``time.monotonic()`` instant (etcd itself decides the exact moment)."""
-        runtime = worker.runtime
-        refreshes = [r for r in runtime.recorder.select("lease.grant", "lease.keepalive")
-                     if r.detail.get("lease_id") == runtime.primary_lease_id]
-        last = refreshes[-1].ts if refreshes else time.time()
-        return time.monotonic() + (last + worker.lease_ttl - time.time())
-
     # -- lease countdown ---------------------------------------------------------------------------------
+    async def _look_up_lease(self, worker: Worker) -> bool:
+        """Ask discovery how long the killed worker's lease has left; True when the answer changed."""
+        before = worker.lease_left
+        if worker.lease_at_kill:
+            try:
+                worker.lease_left = await self.runtime.backend.discovery.lease_time_left(worker.lease_at_kill)
+            except Exception as exc:  # etcd briefly unreachable: keep the last answer, look again next time
+                log.debug("looking up lease %x failed: %s", worker.lease_at_kill, exc)
+        return worker.lease_left != before
+
     def lease_remaining(self, worker: Worker) -> float | None:
-        """Seconds until a killed worker's lease expires; None when it is gone (or the worker was not killed)."""
+        """Seconds until a killed worker's lease expires, as discovery said at the last look (:meth:`refresh`);
+        None when it is gone (or the worker was not killed)."""
         if not worker.killed or not worker.lease_at_kill:
             return None
-        store = getattr(self.runtime.backend.discovery, "store", None)
-        if store is not None and hasattr(store, "lease_ttl_remaining"):
-            return store.lease_ttl_remaining(worker.lease_at_kill)
-        if worker.expires_at is None:
-            return None
-        return max(0.0, worker.expires_at - time.monotonic())
+        return worker.lease_left
 
     def pending_expiry(self) -> list[Instance]:
         """Instances of killed workers whose keys are still in etcd."""
         return [i for i in self.instances if i.worker.killed and not i.gone]
 
     async def refresh(self) -> bool:
-        """Look up the keys of killed workers' instances; mark the ones etcd dropped. True if any changed."""
-        changed = False
+        """Look up killed workers' instance keys and leases; mark the instances etcd dropped. True if anything
+        changed; listeners hear of dropped instances (the countdown itself is read with :meth:`lease_remaining`)."""
+        gone = False
         discovery = self.runtime.backend.discovery
+        workers = {id(i.worker): i.worker for i in self.pending_expiry()}
         for instance in self.pending_expiry():
             try:
                 _, kvs = await discovery.get_prefix(instance.served.key)
@@ -270,10 +261,13 @@ class WorkerPool:
                 continue
             if not any(kv.key == instance.served.key for kv in kvs):
                 instance.gone_at = time.monotonic()
-                changed = True
-        if changed:
+                gone = True
+        counted = False
+        for worker in workers.values():  # after the keys: a key seen gone means its lease is gone too
+            counted = await self._look_up_lease(worker) or counted
+        if gone:
             self._changed()
-        return changed
+        return gone or counted
 
     async def wait_expired(self, timeout: float | None = None, interval: float = 0.1) -> None:
         """Wait until every killed worker's keys are gone."""

@@ -206,6 +206,9 @@ class EmbeddedDiscovery:
     async def revoke_lease(self, lease_id: int) -> None:
         self._live().revoke_lease(lease_id)
 
+    async def lease_time_left(self, lease_id: int) -> float | None:
+        return self._live().lease_ttl_remaining(lease_id)
+
     async def create(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
         return self._live().create(key, value, lease_id)
 

@@ -37,7 +37,11 @@ class EmbeddedWorld:
             messaging=EmbeddedMessaging(self.nats),
             responses=self.streams,
             description="embedded (in-process etcd + NATS)",
+            opener=self._connect_peer,
         )
+
+    async def _connect_peer(self) -> Backend:
+        return self.connect()
 
 
 _worlds: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EmbeddedWorld]" = weakref.WeakKeyDictionary()

@@ -38,12 +38,16 @@ async def connect_real(
     request_timeout: float = 5.0,
     response_host: str | None = None,
     name: str | None = None,
+    etcd_auth: dict[str, Any] | None = None,
+    nats_auth: dict[str, Any] | None = None,
 ) -> Backend:
     """Connect to etcd and NATS (in parallel) and set up the TCP response plane.
 
     ``etcd_endpoints`` is one URL, a comma-separated string or a list; credentials come from Dynamo's
-    ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables. Raises :class:`~dynamo_nb.errors.BackendUnavailableError`
-    naming the URL when a server does not answer within ``connect_timeout`` seconds.
+    ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables unless ``etcd_auth`` / ``nats_auth`` give them. Raises
+    :class:`~dynamo_nb.errors.BackendUnavailableError` naming the URL when a server does not answer within
+    ``connect_timeout`` seconds. The backend's ``connect_peer()`` opens the same servers again with the same
+    credentials (read once, here), whatever the environment says by then.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
     from .nats import NatsMessaging, nats_auth_from_env
@@ -56,10 +60,12 @@ async def connect_real(
     if connect_timeout <= 0:
         raise ValueError(f"connect_timeout must be positive, got {connect_timeout}")
 
+    etcd_auth = etcd_auth_from_env() if etcd_auth is None else etcd_auth
+    nats_auth = nats_auth_from_env() if nats_auth is None else nats_auth
     results = await asyncio.gather(
-        EtcdDiscovery.connect(etcd_url, connect_timeout=connect_timeout, auth=etcd_auth_from_env(),
+        EtcdDiscovery.connect(etcd_url, connect_timeout=connect_timeout, auth=etcd_auth,
                               request_timeout=request_timeout),
-        NatsMessaging.connect(nats_url, connect_timeout=connect_timeout, auth=nats_auth_from_env(), name=name),
+        NatsMessaging.connect(nats_url, connect_timeout=connect_timeout, auth=nats_auth, name=name),
         return_exceptions=True,
     )
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -75,12 +81,19 @@ async def connect_real(
     messaging: NatsMessaging = results[1]  # type: ignore[assignment]
     host = response_host or os.environ.get(RESPONSE_HOST_ENV) or "127.0.0.1"
     responses: TcpResponsePlane = TcpResponsePlane(host)
+
+    async def connect_peer() -> Backend:
+        return await connect_real(etcd_url, nats_url, connect_timeout=connect_timeout,
+                                  request_timeout=request_timeout, response_host=host, name=name,
+                                  etcd_auth=etcd_auth, nats_auth=nats_auth)
+
     return Backend(
         kind="real",
         discovery=discovery,
         messaging=messaging,
         responses=responses,
         description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP from {host})",
+        opener=connect_peer,
     )
 
 

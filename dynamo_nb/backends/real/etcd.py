@@ -456,6 +456,14 @@ class EtcdDiscovery:
                                  "lease time-to-live")
         return int(resp.TTL)
 
+    async def lease_time_left(self, lease_id: int) -> float | None:
+        """etcd's LeaseTimeToLive: whole seconds, rounded down; None once the lease is gone."""
+        try:
+            ttl = await self.lease_ttl(lease_id)
+        except LeaseExpiredError:
+            return None
+        return None if ttl < 0 else float(ttl)
+
     async def create(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
         """Create-only put: a transaction that compares the key's version with 0."""
         k = key.encode()
