@@ -47,7 +47,7 @@ NODE_CHARS = 40
 #: Mermaid configuration per diagram type, written as front matter (Mermaid ≥ 10.5 reads it; older ignore it).
 CONFIG: dict[str, dict[str, object]] = {
     "flowchart": {"wrappingWidth": WRAPPING_WIDTH, "nodeSpacing": 30, "rankSpacing": 40, "padding": 10},
-    "sequence": {"actorFontSize": 14, "messageFontSize": 14, "noteFontSize": 14, "width": 110, "actorMargin": 30,
+    "sequence": {"actorFontSize": 14, "messageFontSize": 14, "noteFontSize": 14, "width": 150, "actorMargin": 30,
                  "boxMargin": 8, "noteMargin": 8, "messageMargin": 30, "wrap": True},
     "class": {},
     "state": {},
