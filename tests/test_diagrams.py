@@ -172,7 +172,7 @@ _SEQ = re.compile(r'^(sequenceDiagram| *participant p\d+ as ' + _TEXT + r'| *p\d
 _CLASS = re.compile(r'^(classDiagram| *direction (TB|LR)| *classDef \w+ [\w:#,. -]+| *class C\d+\["' + _TEXT +
                     r'"\] \{| *[-+]' + _TEXT + r'| *\}| *C\d+( "' + _TEXT + r'")? --> ("' + _TEXT + r'" )?C\d+'
                     r'( : ' + _TEXT + r')?| *style C\d+ [\w:#,. -]+)$')
-_STATE = re.compile(r'^(stateDiagram-v2| *direction LR| *classDef \w+ [\w:#,. -]+| *state "' + _TEXT + r'" as s\d+|'
+_STATE = re.compile(r'^(stateDiagram-v2| *direction (LR|TB)| *classDef \w+ [\w:#,. -]+| *state "' + _TEXT + r'" as s\d+|'
                     r' *(s\d+|\[\*\]) --> (s\d+|\[\*\])(: ' + _TEXT + r')?| *note right of s\d+| *end note| *'
                     + _TEXT + r'| *class [s\d,]+ \w+)$')
 
@@ -180,8 +180,9 @@ _STATE = re.compile(r'^(stateDiagram-v2| *direction LR| *classDef \w+ [\w:#,. -]
 def lint_mermaid(text: str) -> None:
     """Every line is one of the statements the builders emit, with all system text escaped."""
     lines = text.rstrip("\n").split("\n")
-    first = next(line for line in lines if line not in ("---", "config:", "  flowchart:")
-                 and not line.startswith("    wrappingWidth"))
+    if lines[0] == "---":  # front matter: the renderer's own configuration, no system text
+        lines = lines[lines.index("---", 1) + 1:]
+    first = lines[0]
     rules = {"flowchart": [_NODE, _EDGE, _FLOW_OTHER], "sequenceDiagram": [_SEQ], "classDiagram": [_CLASS],
              "stateDiagram-v2": [_STATE]}[first.split()[0]]
     for line in lines:

@@ -116,7 +116,7 @@ async def test_a_hook_never_raises(small: dict[str, Any], caplog: pytest.LogCapt
 
 async def test_diagram_saves_by_suffix(small: dict[str, Any], tmp_path: Path) -> None:
     drawn = dynamo_nb.diagram(small["served"], "startup")
-    assert drawn.save(tmp_path / "a.mmd").read_text().startswith("sequenceDiagram")
+    assert drawn.save(tmp_path / "a.mmd").read_text().split("---\n")[-1].startswith("sequenceDiagram")  # after its config
     assert drawn.save(tmp_path / "a.dot").read_text().startswith("digraph G {")
     ET.fromstring(drawn.save(tmp_path / "a.svg").read_text())
     assert drawn.save(tmp_path / "a.txt").read_text().startswith("startup · instance")

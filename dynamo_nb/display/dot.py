@@ -3,7 +3,9 @@ r"""Graphviz DOT text from a diagram model: pure string building, with safe ids 
 Node ids are generated (``n0``, ``n1`` …); the real name is only ever inside a quoted label (``\"`` and ``\\``
 escaped) or an HTML-like label (``&amp;`` ``&lt;`` ``&gt;`` ``&quot;`` escaped), so no name can break the graph.
 Sequence models are drawn with lifelines: every node is pinned at computed coordinates (``layout=neato``), so
-the columns stay straight and the rows keep their order.
+the columns stay straight and the rows keep their order. No text is set below 10 pt (13 px on screen at 100 %),
+and a flowchart that would be wider than a notebook column left to right is laid
+out top to bottom (:mod:`.layout`), so the SVG is not shrunk below legibility where it is shown.
 
 >>> print(quote('say "hi" \\ bye'))
 "say \"hi\" \\ bye"
@@ -13,16 +15,17 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .layout import flow_direction
 from .model import dispatch, START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel
 
 __all__ = ["quote", "html", "render", "flowchart", "sequence", "class_diagram", "state_diagram"]
 
 _FONT = "Helvetica,Arial,sans-serif"
 _HEADER = [
-    f'  graph [fontname="{_FONT}", fontsize=11, bgcolor="white", nodesep=0.35, ranksep=0.55, pad=0.2];',
+    f'  graph [fontname="{_FONT}", fontsize=11, bgcolor="white", nodesep=0.3, ranksep=0.45, pad=0.2];',
     f'  node [fontname="{_FONT}", fontsize=10, shape=box, style="rounded,filled", fillcolor="#ffffff", '
     'color="#555555", fontcolor="#202020"];',
-    f'  edge [fontname="{_FONT}", fontsize=9, color="#555555", fontcolor="#303030"];',
+    f'  edge [fontname="{_FONT}", fontsize=10, color="#555555", fontcolor="#303030"];',
 ]
 
 
@@ -48,6 +51,8 @@ def _style_attrs(name: str | None) -> str:
     return f', style="rounded,filled{dashed}", fillcolor="{st.fill}", color="{st.stroke}", fontcolor="{st.color}"{extra}'
 
 
+_NODE_CHARS = 60  # the widest a node label is estimated (graphviz does not wrap)
+
 _SHAPES = {
     "rect": "box", "round": "box", "stadium": "box", "circle": "circle", "cylinder": "cylinder",
     "hexagon": "hexagon", "subroutine": "component", "note": "note",
@@ -57,7 +62,7 @@ _SHAPES = {
 def flowchart(flow: Flow) -> str:
     ids = {key: f"n{i}" for i, key in enumerate(flow.graph.nodes)}
     cids = {key: f"cluster_{i}" for i, key in enumerate(flow.clusters)}
-    rankdir = {"TB": "TB", "TD": "TB", "BT": "BT", "LR": "LR", "RL": "RL"}.get(flow.direction, "TB")
+    rankdir = {"TB": "TB", "TD": "TB", "BT": "BT", "LR": "LR", "RL": "RL"}.get(flow_direction(flow, _NODE_CHARS), "TB")
     out = ["digraph G {", f"  rankdir={rankdir};", *_HEADER]
 
     def emit_nodes(cluster: str | None, indent: str) -> None:
@@ -164,7 +169,7 @@ def sequence(model: SequenceModel) -> str:
         top, low = tops[first] + 0.26 - 0.05 * depth, lows[last] - 0.05
         out.append(f'  f{n} [shape=box, style=dashed, color="#7e57c2", label="", fixedsize=true, '
                    f"width={right - left:.2f}, height={top - low:.2f}, {pin((left + right) / 2, (top + low) / 2)}];")
-        out.append(f'  fl{n} [shape=plaintext, style="", fontsize=9, fontcolor="#4527a0", width=0, height=0, '
+        out.append(f'  fl{n} [shape=plaintext, style="", fontsize=10, fontcolor="#4527a0", width=0, height=0, '
                    f"margin=0, label={quote(label)}, {pin(left + 0.1 + _CHAR_IN * 0.45 * len(label), top - 0.11)}];")
     for i, (step, _) in enumerate(rows):
         yy = mids[i]
@@ -175,7 +180,7 @@ def sequence(model: SequenceModel) -> str:
             out.append(f'  m{i}a [shape=point, width=0.01, label="", {pin(a, yy - 0.1)}];')
             out.append(f'  m{i}b [shape=point, width=0.01, label="", {pin(b, yy - 0.1)}];')
             out.append(f"  m{i}a -> m{i}b" + (" [style=dashed];" if step.reply else ";"))
-            out.append(f'  l{i} [shape=plaintext, style="", fontsize=9, width=0, height=0, margin=0, '
+            out.append(f'  l{i} [shape=plaintext, style="", fontsize=10, width=0, height=0, margin=0, '
                        f"label={quote(step.text)}, {pin((a + b) / 2, yy + 0.06)}];")
         elif isinstance(step, Note):
             xs_over = [xs[col[k]] for k in step.over]

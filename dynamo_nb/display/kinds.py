@@ -913,8 +913,13 @@ def _event_filter(snap: Snapshot) -> Callable[[str], bool]:
 
 # ------------------------------------------------------------------------------------------------- registry
 def registry(snap: Snapshot, limits: Limits) -> Flow:
-    """Seed §5.1/§5.3: each runtime's registry, who shares what, and the same counts without a registry."""
-    flow = Flow("TB")
+    """Seed §5.1/§5.3: each runtime's registry, who shares what, and the same counts without a registry.
+
+    One node per map (services, stats handlers) and every box laid out left to right, its rows stacked, so the
+    figure grows down, not across: two registries of two components each fit a 1,000 px column. Watchers stay
+    one node each, because clients point at the one they share.
+    """
+    flow = Flow("LR")
     focus = {f.runtime for f in snap.focus if f.kind in ("registry", "runtime")}
     regs = [r for r in snap.registries if not focus or r.runtime in focus] or list(snap.registries)
     if not regs:
@@ -935,36 +940,28 @@ def registry(snap: Snapshot, limits: Limits) -> Flow:
 
 
 def _one_registry(flow: Flow, reg: Any, limits: Limits) -> None:
-    cl = flow.cluster(f"reg:{reg.runtime}", f"Component Registry of {reg.runtime}")
+    cl = flow.cluster(f"reg:{reg.runtime}", f"Component Registry of {reg.runtime}", direction="LR")
     reg_key = flow.node(f"reg:{reg.runtime}", "Registry", f"{_plural(len(reg.services), 'service')} · "
                         f"{_plural(len(reg.watchers), 'watcher')}", shape="hexagon", style="runtime", cluster=cl)
-    svc_cl = flow.cluster(f"svc:{reg.runtime}", "Services Map", parent=cl)
-    watch_cl = flow.cluster(f"watch:{reg.runtime}", "Shared Watchers", parent=cl)
-    stats_cl = flow.cluster(f"stats:{reg.runtime}", "Stats Handlers Map", parent=cl)
-    for i, svc in enumerate(reg.services):
-        if i >= limits.services:
-            flow.edge(reg_key, flow.node(f"more:svc:{reg.runtime}", _more(len(reg.services) - i, "services"),
-                                         style="more", cluster=svc_cl))
-            break
-        eps = ", ".join(svc.endpoints[:4]) + (" …" if len(svc.endpoints) > 4 else "")
-        s_key = flow.node(f"svc:{reg.runtime}:{svc.name}", f"Service {svc.name}",
-                          f"shared by {_plural(len(svc.endpoints), 'endpoint')}" + (f": {eps}" if eps else ""),
-                          style="service", cluster=svc_cl)
-        flow.edge(reg_key, s_key)
-        comp = svc.name.split("|", 1)[-1]
-        h_key = flow.node(f"stats:{reg.runtime}:{svc.name}", f"Handler Map for {comp}",
-                          ", ".join(svc.stats_handlers[:4]) or "no stats handler", style="handler", cluster=stats_cl)
-        flow.edge(reg_key, h_key)
-    if not reg.services:
-        flow.node(f"nosvc:{reg.runtime}", "no service (serves nothing)", style="more", cluster=svc_cl)
+    shown = reg.services[: limits.services]
+    rest = len(reg.services) - len(shown)
+    services = [f"{svc.name}: {', '.join(svc.endpoints) or 'no endpoint'}" for svc in shown]
+    handlers = [f"{svc.name.split('|', 1)[-1]}: {', '.join(svc.stats_handlers) or 'none'}" for svc in shown]
+    if rest:
+        services.append(_more(rest, "services"))
+        handlers.append(_more(rest, "components"))
+    flow.edge(reg_key, flow.node(f"svc:{reg.runtime}", "Services Map",
+                                 *(services or ["no service (serves nothing)"]), style="service", cluster=cl))
+    flow.edge(reg_key, flow.node(f"stats:{reg.runtime}", "Stats Handlers Map",
+                                 *(handlers or ["no stats handler"]), style="handler", cluster=cl))
     for i, w in enumerate(reg.watchers):
         if i >= limits.services:
             flow.edge(reg_key, flow.node(f"more:w:{reg.runtime}", _more(len(reg.watchers) - i, "watchers"),
-                                         style="more", cluster=watch_cl))
+                                         style="more", cluster=cl))
             break
-        w_key = flow.node(f"w:{reg.runtime}:{w.prefix}", f"Watcher {w.prefix}",
+        w_key = flow.node(f"w:{reg.runtime}:{w.prefix}", f"Shared Watcher {w.prefix}",
                           f"shared by {_plural(len(w.sharers), 'client')} · {_plural(w.instances, 'instance')}",
-                          shape="cylinder", style="watcher", cluster=watch_cl)
+                          shape="cylinder", style="watcher", cluster=cl)
         flow.edge(reg_key, w_key)
         for j, (client_id, label) in enumerate(w.sharers):
             if j >= limits.clients:
@@ -975,20 +972,26 @@ def _one_registry(flow: Flow, reg: Any, limits: Limits) -> None:
             c_key = flow.node(f"client:{client_id}", label, shape="stadium", style="client", cluster=cl)
             flow.edge(c_key, w_key, "shares", dashed=True)
     if not reg.watchers:
-        flow.node(f"now:{reg.runtime}", "no watcher (no client)", style="more", cluster=watch_cl)
+        flow.edge(reg_key, flow.node(f"now:{reg.runtime}", "no watcher (no client)", style="more", cluster=cl))
 
 
 def _comparison(flow: Flow, regs: Sequence[Any], totals: dict[str, int], limits: Limits) -> None:
     """Seed §5.3, from the real counts: one watcher per client and one service per endpoint without a registry."""
-    root = flow.cluster("cmp", "without vs with Registry (real counts)")
-    wo = flow.cluster("cmp:without", f"without Registry: {_plural(totals['sharers'], 'watcher')}, "
-                                     f"{_plural(totals['endpoints'], 'service')}", parent=root)
-    wi = flow.cluster("cmp:with", f"with Registry: {_plural(totals['watchers'], 'watcher')}, "
-                                  f"{_plural(totals['services'], 'service')}", parent=root)
-    watchers = sorted(((reg.runtime, w) for reg in regs for w in reg.watchers if w.sharers),
+    watchers = sorted(((reg.runtime, w) for reg in regs for w in reg.watchers if len(w.sharers) > 1),
                       key=lambda rw: -len(rw[1].sharers))[: limits.comparisons]
     services = sorted(((reg.runtime, s) for reg in regs for s in reg.services if len(s.endpoints) > 1),
                       key=lambda rs: -len(rs[1].endpoints))[: limits.comparisons]
+    if not watchers and not services:
+        flow.node("cmp:none", "without vs with Registry: nothing shared yet",
+                  f"{_plural(totals['sharers'], 'client')} on {_plural(totals['watchers'], 'watcher')}, "
+                  f"{_plural(totals['endpoints'], 'endpoint')} on {_plural(totals['services'], 'service')}",
+                  style="more")
+        return
+    root = flow.cluster("cmp", "without vs with Registry (real counts)", direction="LR")
+    wo = flow.cluster("cmp:without", f"without Registry: {_plural(totals['sharers'], 'watcher')}, "
+                                     f"{_plural(totals['endpoints'], 'service')}", parent=root, direction="LR")
+    wi = flow.cluster("cmp:with", f"with Registry: {_plural(totals['watchers'], 'watcher')}, "
+                                  f"{_plural(totals['services'], 'service')}", parent=root, direction="LR")
     for runtime, w in watchers:
         comp = w.prefix.rsplit("/", 1)[-1]
         shared = flow.node(f"cmp:w:{runtime}:{w.prefix}", f"one shared watcher for {comp}", shape="cylinder",
@@ -1009,9 +1012,6 @@ def _comparison(flow: Flow, regs: Sequence[Any], totals: dict[str, int], limits:
             flow.edge(a, b)
             flow.edge(flow.node(f"cmp:wi:e:{runtime}:{svc.name}:{ep}", f"endpoint {ep}", style="endpoint",
                                 cluster=wi), one)
-    if not watchers and not services:
-        flow.node("cmp:none", "nothing shared yet: no two clients of one component, no two endpoints of one "
-                  "component", style="more", cluster=root)
 
 
 # ------------------------------------------------------------------------------------------------- topology

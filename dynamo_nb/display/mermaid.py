@@ -6,6 +6,11 @@ could end a label, a message or a statement. Node ids are generated (``n0``, ``n
 so a ``/``, ``|`` or quote in a name cannot break a diagram. The output renders with Mermaid 10 and 11 (the
 versions JupyterLab ≥ 4.1 ships).
 
+Every diagram starts with a front-matter ``config`` that keeps it readable in a notebook column: Mermaid's text is
+16 px (14 px in sequence diagrams, and class-diagram multiplicities, 11 px by default, raised to 14 px), and since
+a frontend shrinks a figure wider than its column, text with it, Mermaid wraps long labels and sequence messages
+itself (the text stays as the system wrote it) and wide flowcharts go top-to-bottom (:mod:`.layout`).
+
 >>> escape('say "hi" | <b> #1; done')
 'say #quot;hi#quot; #124; #lt;b#gt; #35;1#59; done'
 """
@@ -15,9 +20,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from .layout import flow_direction
 from .model import dispatch, START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel, Step
 
-__all__ = ["escape", "render", "flowchart", "sequence", "class_diagram", "state_diagram"]
+__all__ = ["escape", "render", "flowchart", "sequence", "class_diagram", "state_diagram", "CONFIG", "front_matter"]
 
 _ENTITIES = {
     "#": "#35;",
@@ -35,6 +41,32 @@ _ENTITIES = {
 }
 _UNSAFE = re.compile(r"[#\"&<>|;`{}%\\]")
 WRAPPING_WIDTH = 360
+#: characters per line a node label is estimated to wrap at (Mermaid wraps at WRAPPING_WIDTH px of 16 px text)
+NODE_CHARS = 40
+
+#: Mermaid configuration per diagram type, written as front matter (Mermaid ≥ 10.5 reads it; older ignore it).
+CONFIG: dict[str, dict[str, object]] = {
+    "flowchart": {"wrappingWidth": WRAPPING_WIDTH, "nodeSpacing": 30, "rankSpacing": 40, "padding": 10},
+    "sequence": {"actorFontSize": 14, "messageFontSize": 14, "noteFontSize": 14, "width": 150, "actorMargin": 30,
+                 "boxMargin": 8, "noteMargin": 8, "messageMargin": 30, "wrap": True},
+    "class": {},
+    "state": {},
+}
+# class diagrams draw multiplicities ("1", "*") at 11 px; the same size as the members instead
+_THEME_CSS = {"class": ".edgeTerminals { font-size: 14px; }"}
+
+
+def front_matter(diagram: str) -> list[str]:
+    """The ``---`` block that configures one diagram type (``flowchart``, ``sequence``, ``class``, ``state``)."""
+    out = ["---", "config:"]
+    if diagram in _THEME_CSS:
+        out.append(f"  themeCSS: \"{_THEME_CSS[diagram]}\"")
+    settings = CONFIG[diagram]
+    if settings:
+        out.append(f"  {diagram}:")
+        out += [f"    {key}: {str(value).lower() if isinstance(value, bool) else value}"
+                for key, value in settings.items()]
+    return out + ["---"] if len(out) > 2 else []
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Before parsing, Mermaid trims the last ";" of any line where "style" or "classDef" is followed by ":…#…;",
 # which would eat an entity code; a zero-width space inside those words keeps user text out of that rule.
@@ -77,8 +109,7 @@ _SHAPES = {
 def flowchart(flow: Flow) -> str:
     ids = {key: f"n{i}" for i, key in enumerate(flow.graph.nodes)}
     cids = {key: f"c{i}" for i, key in enumerate(flow.clusters)}
-    # Labels like "lease 1a2b3c4d5e6f7a8b · running" are wider than Mermaid's default 200 px wrapping width.
-    out = ["---", "config:", "  flowchart:", f"    wrappingWidth: {WRAPPING_WIDTH}", "---", f"flowchart {flow.direction}"]
+    out = [*front_matter("flowchart"), f"flowchart {flow_direction(flow, NODE_CHARS)}"]
     styles = [data["style"] for _, data in flow.nodes()]
     out += _class_defs(styles)
 
@@ -112,7 +143,7 @@ def flowchart(flow: Flow) -> str:
 # ------------------------------------------------------------------------------------------------ sequence
 def sequence(model: SequenceModel) -> str:
     ids = {p.key: f"p{i}" for i, p in enumerate(model.participants)}
-    out = ["sequenceDiagram"]
+    out = [*front_matter("sequence"), "sequenceDiagram"]
     for p in model.participants:
         out.append(f"  participant {ids[p.key]} as {_lines(p.label.split(chr(10)))}")
 
@@ -120,7 +151,8 @@ def sequence(model: SequenceModel) -> str:
         for step in steps:
             if isinstance(step, Message):
                 arrow = "-->>" if step.reply else "->>"
-                out.append(f"{indent}{ids[step.src]}{arrow}{ids[step.dst]}: {_lines(step.text.split(chr(10)))}")
+                out.append(f"{indent}{ids[step.src]}{arrow}{ids[step.dst]}: "
+                           f"{_lines(step.text.split(chr(10)))}")
             elif isinstance(step, Note):
                 over = ",".join(ids[k] for k in step.over)
                 out.append(f"{indent}Note over {over}: {_lines(step.text.split(chr(10)))}")
@@ -138,7 +170,7 @@ def sequence(model: SequenceModel) -> str:
 # ------------------------------------------------------------------------------------------ class diagram
 def class_diagram(model: ClassModel) -> str:
     ids = {box.key: f"C{i}" for i, box in enumerate(model.classes)}
-    out = ["classDiagram", f"  direction {model.direction}"]
+    out = [*front_matter("class"), "classDiagram", f"  direction {model.direction}"]
     for box in model.classes:
         out.append(f'  class {ids[box.key]}["{escape(box.title)}"] {{')
         for attr in box.attributes:
@@ -159,7 +191,8 @@ def class_diagram(model: ClassModel) -> str:
 
 # ------------------------------------------------------------------------------------------ state diagram
 def state_diagram(model: StateModel) -> str:
-    out = ["stateDiagram-v2", "  direction LR"]
+    # Top to bottom, as in the seed's figure: left to right, seven states and their labels outgrow a column.
+    out = [*front_matter("state"), "stateDiagram-v2", "  direction TB"]
     styles = ["current" if model.current else None, "visited" if model.visited else None]
     out += _class_defs(styles)
     ids = {START: START}
