@@ -165,6 +165,7 @@ def target(system: System, kind: str) -> Any:
 _TEXT = r'(?:[^"#;{}%<>|`\\]|#\w+;|<br/>)*'  # escaped text: hostile characters only as entity codes
 _NODE = re.compile(r'^ *n\d+(\["|\("|\(\["|\(\("|\[\("|\{\{"|\[\["|>")' + _TEXT + r'("\]|"\)|"\]\)|"\)\)|"\)\]|"\}\}|"\]\]|"\])$')
 _EDGE = re.compile(r'^ *n\d+ (-->|-\.->|==>)(\|"' + _TEXT + r'"\|)? n\d+$')
+_STACK = re.compile(r'^  c\d+ ~~~ c\d+$')  # a layout hint: one box below another
 _FLOW_OTHER = re.compile(r'^( *subgraph c\d+\["' + _TEXT + r'"\]| *direction (LR|TB)| *end| *classDef \w+ [\w:#,. -]+|'
                          r' *class [n\d,]+ \w+|flowchart (LR|TB)|---|config:|  flowchart:|    wrappingWidth: \d+)$')
 _SEQ = re.compile(r'^(sequenceDiagram| *participant p\d+ as ' + _TEXT + r'| *p\d+(->>|-->>)p\d+: ' + _TEXT +
@@ -183,7 +184,7 @@ def lint_mermaid(text: str) -> None:
     if lines[0] == "---":  # front matter: the renderer's own configuration, no system text
         lines = lines[lines.index("---", 1) + 1:]
     first = lines[0]
-    rules = {"flowchart": [_NODE, _EDGE, _FLOW_OTHER], "sequenceDiagram": [_SEQ], "classDiagram": [_CLASS],
+    rules = {"flowchart": [_NODE, _EDGE, _STACK, _FLOW_OTHER], "sequenceDiagram": [_SEQ], "classDiagram": [_CLASS],
              "stateDiagram-v2": [_STATE]}[first.split()[0]]
     for line in lines:
         assert any(rule.match(line) for rule in rules), f"unexpected Mermaid line: {line!r}"
@@ -211,7 +212,7 @@ async def test_goldens_show_what_the_seed_figures_show(system: System) -> None:
     """Spot checks that read like the seed's figures, independent of the golden files."""
     d = {kind: normalize(dynamo_nb.diagram(target(system, kind), kind).mermaid, system) for kind in KINDS}
     assert "Namespace: development" in d["hierarchy"] and "Namespace: dynamo" in d["hierarchy"]
-    assert '"calls ×1 · client#35;fe-to-proc"' in d["hierarchy"]
+    assert '"calls ×1<br/>via client#35;fe-to-proc"' in d["hierarchy"]
     assert "+etcd_path() dynamo/components/Worker" in d["structure"]
     assert "+service_name() dynamo#124;Worker" in d["structure"] and "+path() dynamo/Worker" in d["structure"]
     assert 'n0["Namespace dynamo"]' in d["reference"] and "Endpoint generate" in d["reference"]
@@ -253,8 +254,8 @@ async def test_client_hierarchy_shows_its_instances_and_the_client(system: Syste
     assert f"instance {system.served['worker-1'].lease_id:x}" in text
     assert f"{system.served['worker-2'].lease_id:x}" not in text  # stopped: gone from the watcher
     assert "processor (application code)" in text  # who made the calls
-    assert f"calls ×2 · client#35;{system.clients['router'].id}\"" in text  # to worker-1, live
-    assert f"calls ×1 · client#35;{system.clients['router'].id} · to 1 instance no longer live" in text
+    assert f"calls ×2<br/>via client#35;{system.clients['router'].id}\"" in text  # to worker-1, live
+    assert f"calls ×1<br/>via client#35;{system.clients['router'].id}<br/>to 1 instance no longer live" in text
     assert "Component Frontend" not in text
 
 
@@ -348,7 +349,7 @@ async def test_awkward_names_and_hostile_text_never_break_a_diagram(make_runtime
     hierarchy = dynamo_nb.diagram(rt).mermaid
     assert mm.escape(HOSTILE) in hierarchy
     assert "Component a-b_C" in hierarchy and "Endpoint chat/completions" in hierarchy
-    assert "dynamo#124;a-b_C" in hierarchy
+    assert "dynamo#124;a-b_C" in dynamo_nb.diagram(rt, "structure").mermaid  # the service name, escaped
     pubsub = dynamo_nb.diagram(rt, "pubsub")
     assert "#quot;text#quot;" in pubsub.mermaid and HOSTILE[:20] in pubsub.text.replace('\\"', '"')
 

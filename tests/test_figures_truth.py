@@ -96,7 +96,7 @@ async def test_a_client_that_made_no_call_draws_no_call(world: EmbeddedWorld) ->
         assert "no call yet" in own.mermaid and "calls" not in own.mermaid
         await (await client.round_robin("x")).collect()
         assert [text for _, _, text in calls(dynamo_nb.diagram([idle, worker], "hierarchy"))] == [
-            f"calls ×1 · client#{client.id}"]
+            f"calls ×1\nvia client#{client.id}"]
     finally:
         await idle.shutdown()
         await worker.shutdown()
@@ -133,7 +133,7 @@ async def test_components_sort_as_a_person_counts_and_four_workers_are_all_drawn
         for w in workers:
             await w.endpoint("dynamo.Pool.generate").endpoint_builder().handler(answer).start()
         text = dynamo_nb.diagram([rt, *workers], "hierarchy").text
-        order = [line.split()[1] for line in text.splitlines() if line.strip().startswith("[Component")]
+        order = [line.split()[1].rstrip("]") for line in text.splitlines() if line.strip().startswith("[Component")]
         assert order == ["Pool", "Worker0", "Worker1", "Worker2", "Worker10"]
         assert text.count("└─ instance") + text.count("├─ instance") == 8  # 4 pool workers + 4 components
         assert "more instances" not in text and "more components" not in text

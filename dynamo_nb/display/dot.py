@@ -79,6 +79,10 @@ def flowchart(flow: Flow) -> str:
             out.append(f"{indent}}}")
 
     emit_nodes(None, "  ")
+    for upper, lower in flow.stacked:  # an invisible edge ranks one box below the other
+        a, b = flow.first_member(upper), flow.first_member(lower)
+        if a is not None and b is not None:
+            out.append(f"  {ids[a]} -> {ids[b]} [style=invis];")
     for src, dst, data in flow.edges():
         attrs = []
         if data["label"]:

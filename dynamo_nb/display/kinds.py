@@ -192,7 +192,7 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
     When the whole tree would not fit in ``limits.nodes``, each endpoint's instances become one summary node
     and fewer components and endpoints are listed before "+N more".
     """
-    flow = Flow("TB")
+    flow = Flow("TB", fit=False)  # it fits by stacking the namespace boxes
     budget = [limits.nodes]
 
     def room() -> bool:
@@ -212,12 +212,16 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
     ep_keys: dict[str, str] = {}
     styles: set[str] = set()
     n_ns = shown(len(scoped), limits.namespaces)
+    previous_ns: str | None = None
     for ns in scoped[:n_ns]:
         if not room():
             break
         # A handle drawn on its own is the seed's §1 figure: say what the boxes mean ("contains many").
         ns_cl = flow.cluster(f"ns:{ns.name}", f"Namespace: {ns.name}"
                              + (" · contains many components" if handles_only else ""), direction="LR")
+        if previous_ns is not None:
+            flow.stack(previous_ns, ns_cl)  # namespaces one below the other: a figure as wide as one of them
+        previous_ns = ns_cl
         if not ns.components:
             node(f"none:{ns.name}", "no components known yet", style="more", cluster=ns_cl)
         n_comp = shown(len(ns.components), max_components)
@@ -226,15 +230,13 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
                 break
             comp = _component_names(snap, comp)
             c_cl = flow.cluster(f"c:{ns.name}/{comp.name}", f"Component {comp.name}"
-                                + (f" · {comp.service_name}" if comp.service_name else "")
                                 + (" · contains many endpoints" if handles_only else ""), parent=ns_cl,
                                 direction="TB")
             if not comp.endpoints:
                 node(f"none:{ns.name}/{comp.name}", "no endpoint known yet", style="more", cluster=c_cl)
             n_ep = shown(len(comp.endpoints), max_endpoints)
             for ep in comp.endpoints[:n_ep]:
-                e_key = node(f"e:{ep.reference}", f"Endpoint {ep.name}", ep.reference, style="endpoint",
-                             cluster=c_cl)
+                e_key = node(f"e:{ep.reference}", f"Endpoint {ep.name}", style="endpoint", cluster=c_cl)
                 ep_keys[ep.reference] = e_key
                 if not ep.instances:
                     flow.edge(e_key, node(f"none:{ep.reference}", "no live instance", style="more", cluster=c_cl))
@@ -334,8 +336,8 @@ def _calls(flow: Flow, snap: Snapshot, places: dict[tuple[str, int], str], ep_ke
             slot[2].add(call.callee_instance)
     for (source, target), (count, clients, gone_ids) in arrows.items():
         via = ", ".join(f"client#{c}" for c in sorted(clients)[:3]) + (" …" if len(clients) > 3 else "")
-        past = f" · to {_plural(len(gone_ids), 'instance')} no longer live" if gone_ids else ""
-        flow.edge(source, target, f"calls ×{count} · {via}{past}", dashed=True)
+        past = f"\nto {_plural(len(gone_ids), 'instance')} no longer live" if gone_ids else ""
+        flow.edge(source, target, f"calls ×{count}\nvia {via}{past}", dashed=True)
     for client in snap.clients:
         if client.id in focus_clients and client.calls == 0 and client.reference in ep_keys:
             key = flow.node(f"client:{client.id}", f"client#{client.id} · {client.runtime}",
@@ -348,7 +350,6 @@ def _calls(flow: Flow, snap: Snapshot, places: dict[tuple[str, int], str], ep_ke
 def structure(snap: Snapshot, limits: Limits) -> ClassModel:
     """Seed §3.1/§3.3: the object model as a class diagram, with real names and derived paths."""
     model = ClassModel(direction="TB")
-    styles: set[str] = set()
     count = [0]
 
     def box(key: str, title: str, attributes: list[str], methods: list[str], style: str) -> bool:
@@ -408,20 +409,18 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
                 model.relations.append(Relation(c_key, e_key, "1", "*"))
                 for ii, inst in enumerate(ep.instances):
                     i_key = f"i:{ep.reference}:{inst.instance_id}"
-                    attrs = [f"+instance_id: {hex_id(inst.instance_id)}", f"+key: {inst.key}",
-                             f"+subject: {inst.subject}"]
+                    # key and subject are long and a class box cannot wrap them: the reference figure shows them
+                    attrs = [f"+instance_id: {hex_id(inst.instance_id)}"]
                     if inst.runtime:
+                        # the state in words, beside the colour that shows it (a class diagram has no room for a key)
                         attrs.append(f"+state: {inst.state} on {inst.runtime}")
                     title = f"Instance {hex_id(inst.instance_id)} of {ep.name}"  # endpoints of one runtime share it
-                    styles.add(_instance_style(inst))
                     if ii >= limits.instances or not box(i_key, title, attrs, [], _instance_style(inst)):
                         more(e_key, f"more:i:{ep.reference}", len(ep.instances) - ii, "instances")
                         break
                     model.relations.append(Relation(e_key, i_key, "1", "*"))
     if not model.classes:
         model.classes.append(ClassBox("empty", "nothing known yet", [], [], "more"))
-    for style in (s for s in STYLE_MEANING if s in styles):  # the colour key: one small box per colour used
-        model.classes.append(ClassBox(f"legend:{style}", f"colour: {STYLE_MEANING[style]}", [], [], style))
     return model
 
 

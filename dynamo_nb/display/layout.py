@@ -70,7 +70,8 @@ def _node_px(lines: "tuple[str, ...]", wrap_chars: int) -> tuple[float, float]:
 
 
 def flow_direction(flow: "Flow", wrap_chars: int, column: int = COLUMN_PX) -> str:
-    """The direction to draw ``flow`` in: its own, unless that is wider than ``column`` and the other is narrower.
+    """The direction to draw ``flow`` in: its own, unless that is wider than ``column`` and the other is narrower
+    (and the figure allows turning: one that lays itself out with stacked boxes does not).
 
     Width is estimated from ranks along solid edges: left-to-right, the sum over ranks of the widest node;
     top-to-bottom, the widest rank's total.
@@ -78,7 +79,7 @@ def flow_direction(flow: "Flow", wrap_chars: int, column: int = COLUMN_PX) -> st
     import networkx as nx
 
     own = "TB" if flow.direction in ("TB", "TD") else flow.direction
-    if own not in ("LR", "TB") or not flow.graph.number_of_nodes():
+    if own not in ("LR", "TB") or not flow.graph.number_of_nodes() or not flow.fit:
         return own
     solid = nx.DiGraph()
     solid.add_nodes_from(flow.graph.nodes)

@@ -127,9 +127,11 @@ def flowchart(flow: Flow) -> str:
             out.append(f"{indent}end")
 
     emit_nodes(None, "  ")
+    for upper, lower in flow.stacked:  # an invisible link ranks one box below the other
+        out.append(f"  {cids[upper]} ~~~ {cids[lower]}")
     for src, dst, data in flow.edges():
         arrow = "==>" if data["thick"] else ("-.->" if data["dashed"] else "-->")
-        label = f'|"{escape(data["label"])}"|' if data["label"] else ""
+        label = f'|"{_lines(data["label"].split(chr(10)))}"|' if data["label"] else ""
         out.append(f"  {ids[src]} {arrow}{label} {ids[dst]}")
     by_style: dict[str, list[str]] = {}
     for key, data in flow.nodes():

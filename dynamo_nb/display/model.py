@@ -75,11 +75,13 @@ START = "[*]"
 class Flow:
     """A flowchart: nodes, edges and nested clusters, in insertion order (which is drawing order)."""
 
-    def __init__(self, direction: str = "TB") -> None:
+    def __init__(self, direction: str = "TB", *, fit: bool = True) -> None:
         import networkx  # imported on first use: ``import dynamo_nb`` stays light
 
         self.graph: "nx.DiGraph" = networkx.DiGraph(direction=direction)
         self.clusters: dict[str, dict[str, Any]] = {}
+        self.stacked: list[tuple[str, str]] = []
+        self.fit = fit  # may a renderer turn a too-wide figure the other way? (not one laid out with boxes)
 
     @property
     def direction(self) -> str:
@@ -100,6 +102,22 @@ class Flow:
         """A box around nodes; ``direction`` lays out its inside (Mermaid only; graphviz has one direction)."""
         self.clusters[key] = {"label": label, "parent": parent, "direction": direction}
         return key
+
+    def stack(self, upper: str, lower: str) -> None:
+        """Lay cluster ``lower`` out below cluster ``upper`` (a layout hint, not an edge of the graph): side by side,
+        boxes that are not linked make a figure as wide as all of them together."""
+        self.stacked.append((upper, lower))
+
+    def first_member(self, cluster: str) -> str | None:
+        """A node inside ``cluster`` or one of its sub-clusters (renderers that can only link nodes use it)."""
+        inside = self.members(cluster)
+        if inside:
+            return inside[0]
+        for child in self.children(cluster):
+            found = self.first_member(child)
+            if found is not None:
+                return found
+        return None
 
     def nodes(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(self.graph.nodes(data=True))

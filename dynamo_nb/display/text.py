@@ -44,7 +44,7 @@ def _flow(flow: Flow) -> str:
         out.append("links:")
         for src, dst, data in rest:
             arrow = "⇢" if data["dashed"] else "→"
-            text = f" ({data['label']})" if data["label"] else ""
+            text = f" ({' · '.join(data['label'].splitlines())})" if data["label"] else ""
             out.append(f"  {label[src]} {arrow} {label[dst]}{text}")
     return "\n".join(out)
 
