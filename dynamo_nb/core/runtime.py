@@ -27,12 +27,37 @@ if TYPE_CHECKING:
     from .client import Client
     from .served import ServedEndpoint
 
-__all__ = ["DistributedRuntime", "EtcdClient", "DEFAULT_LEASE_TTL"]
+__all__ = ["DistributedRuntime", "EtcdClient", "DEFAULT_LEASE_TTL", "PROFILE_ENV", "choose_profile"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_TTL = 10.0  # Dynamo's primary lease TTL (seconds)
+DEFAULT_LEASE_TTL = 10.0  # the seed's primary lease TTL (seconds); the dynamo profile brings its own (30 s)
+PROFILE_ENV = "DYNAMO_NB_PROFILE"
 _runtime_ids = itertools.count(1)
+
+
+def choose_profile(profile: "str | SeedProfile | None" = None, request_plane: str | None = None) -> SeedProfile:
+    """The naming profile of a new runtime: the argument, else ``DYNAMO_NB_PROFILE``, else the seed's.
+
+    For ``"dynamo"`` the request plane is the argument, else Dynamo's ``DYN_REQUEST_PLANE``, else ``"tcp"``
+    (Dynamo 1.6's default), and the advertised codec is ``DYN_REQUEST_PLANE_CODEC``, else msgpack when it is
+    installed, else JSON.
+    """
+    if profile is not None and not isinstance(profile, str):
+        if request_plane is not None and getattr(profile, "serve_plane", None) != request_plane:
+            raise ValueError(f"request_plane={request_plane!r} contradicts the profile given ({profile!r})")
+        return profile
+    name = (profile or os.environ.get(PROFILE_ENV) or "seed").strip().lower()
+    if name == "seed":
+        if request_plane not in (None, "nats"):
+            raise ValueError(f"the seed profile has only the NATS request plane, not {request_plane!r}")
+        return SEED
+    if name == "dynamo":
+        from ..transport.dynamo import DynamoProfile
+
+        plane = (request_plane or os.environ.get("DYN_REQUEST_PLANE") or "tcp").strip().lower()
+        return DynamoProfile(plane, codec=os.environ.get("DYN_REQUEST_PLANE_CODEC") or None)
+    raise ValueError(f"unknown profile {name!r}: use 'seed' or 'dynamo'")
 
 
 class EtcdClient:
@@ -106,18 +131,25 @@ class DistributedRuntime(Drawable):
         *,
         etcd_endpoints: str | Sequence[str] | None = None,
         nats_server: str | None = None,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lease_ttl: float | None = None,
         world: "EmbeddedWorld | None" = None,
         name: str | None = None,
         health_check_interval: float = 1.0,
         drain_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        profile: "str | SeedProfile | None" = None,
+        request_plane: str | None = None,
     ) -> "DistributedRuntime":
         """Connect and grant the primary lease.
 
         Servers come from the arguments, else from ``ETCD_ENDPOINTS`` / ``NATS_SERVER``; with neither, the
-        embedded world of this event loop (or ``world``) is used.
+        embedded world of this event loop (or ``world``) is used. ``profile="dynamo"`` registers, serves and
+        calls as a real Dynamo 1.6 process does, on ``request_plane="tcp"`` (its default) or ``"nats"``
+        (see :func:`choose_profile`); ``lease_ttl`` then defaults to Dynamo's 30 s.
         """
+        chosen = choose_profile(profile, request_plane)
+        if lease_ttl is None:
+            lease_ttl = chosen.lease_ttl or DEFAULT_LEASE_TTL
         etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
         nats_server = nats_server or os.environ.get("NATS_SERVER") or None
         if world is None and (etcd_endpoints or nats_server):
@@ -129,7 +161,7 @@ class DistributedRuntime(Drawable):
 
             backend = (world or default_world()).connect()
         runtime = cls(backend, lease_ttl=lease_ttl, name=name, health_check_interval=health_check_interval,
-                      drain_timeout=drain_timeout)
+                      drain_timeout=drain_timeout, profile=chosen)
         try:
             await runtime._grant_primary_lease()
         except BaseException:
@@ -399,7 +431,8 @@ class DistributedRuntime(Drawable):
                 pass
 
     async def _close_backend(self) -> None:
-        for part in (self.backend.messaging, self.backend.discovery, self.backend.responses):
+        for part in (*self.backend.requests.values(), self.backend.messaging, self.backend.discovery,
+                     self.backend.responses):
             try:
                 await part.close()
             except Exception as exc:
