@@ -40,12 +40,16 @@ class EndpointStats:
     num_errors: int = 0
     last_error: str = ""
     processing_time_ns: int = 0
+    wire_name: str = ""  # the name in $SRV replies, when the profile names it otherwise (Dynamo: ns_comp-ep-lease)
 
-    def as_stats(self, data: Any) -> dict[str, Any]:
+    def as_stats(self, data: Any, with_data: bool = True) -> dict[str, Any]:
         avg = self.processing_time_ns // self.num_requests if self.num_requests else 0
-        return {"name": self.name, "subject": self.subject, "queue_group": "q",
-                "num_requests": self.num_requests, "num_errors": self.num_errors, "last_error": self.last_error,
-                "processing_time": self.processing_time_ns, "average_processing_time": avg, "data": data}
+        doc = {"name": self.wire_name or self.name, "subject": self.subject, "queue_group": "q",
+               "num_requests": self.num_requests, "num_errors": self.num_errors, "last_error": self.last_error,
+               "processing_time": self.processing_time_ns, "average_processing_time": avg}
+        if with_data or data is not None:
+            doc["data"] = data
+        return doc
 
 
 class ServiceGroup:
@@ -69,7 +73,14 @@ class ServiceGroup:
         return [f"$SRV.{verb}{suffix}" for verb in ("PING", "INFO", "STATS")
                 for suffix in ("", f".{self.slug}", f".{self.slug}.{self.id}")]
 
+    @property
+    def listening(self) -> bool:
+        """Whether it answers ``$SRV`` (a real Dynamo worker on the TCP plane has no NATS service)."""
+        return bool(self._subs)
+
     async def start(self) -> None:
+        if not self.runtime.profile.nats_service_enabled:
+            return
         messaging = self.runtime.backend.messaging
         for subject in self.control_subjects():
             self._subs.append(await messaging.subscribe(subject, self._on_control))
@@ -83,21 +94,26 @@ class ServiceGroup:
                 pass
 
     def _base(self, kind: str) -> dict[str, Any]:
+        profile = self.runtime.profile
         return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.slug, "id": self.id,
-                "version": self.VERSION, "metadata": {"service_name": self.service_name}}
+                "version": profile.service_version,
+                "metadata": profile.service_metadata(self.namespace, self.component)}
 
     def ping(self) -> dict[str, Any]:
         return self._base("ping")
 
     def info(self) -> dict[str, Any]:
         doc = self._base("info")
-        doc["description"] = f"dynamo component {self.service_name}"
-        doc["endpoints"] = [{"name": s.name, "subject": s.subject, "queue_group": "q", "metadata": {}}
+        doc["description"] = self.runtime.profile.service_description(self.namespace, self.component)
+        doc["endpoints"] = [{"name": s.wire_name or s.name, "subject": s.subject, "queue_group": "q", "metadata": {}}
                             for s in self.endpoints.values()]
         return doc
 
     def stats(self) -> dict[str, Any]:
         doc = self._base("stats")
+        with_data = self.runtime.profile.stats_data
+        if not with_data:
+            del doc["metadata"]  # as a real Dynamo worker answers
         doc["started"] = self.started.isoformat().replace("+00:00", "Z")
         handlers = self.runtime.registry.stats_handlers.get(self.service_name, {})
         endpoints = []
@@ -109,7 +125,7 @@ class ServiceGroup:
                     data = handler()
                 except Exception as exc:  # a broken stats handler must not break STATS for everyone
                     data = {"error": f"{type(exc).__name__}: {exc}"}
-            endpoints.append(stats.as_stats(data))
+            endpoints.append(stats.as_stats(data, with_data))
         doc["endpoints"] = endpoints
         return doc
 
