@@ -1,0 +1,67 @@
+"""(c) A real Dynamo deployment seen from dynamo_nb: instances appear and leave, and our values match theirs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import pytest
+
+from dynamo_nb import diagram
+
+pytestmark = pytest.mark.dynamo_interop
+
+
+@pytest.mark.parametrize("plane", ["tcp", "nats"])
+async def test_appear_and_vanish_within_a_second(peers, nb_runtime, plane):
+    runtime = await nb_runtime(plane)
+    client = await runtime.endpoint("demo.backend.generate").client()
+    loop = asyncio.get_running_loop()
+    peer = await peers("worker.py", "demo.backend.generate", plane=plane, codec="json")
+    ready = await peer.ready()
+    seen_at = loop.time()
+    await client.wait_for_instances(timeout=1.0)
+    assert loop.time() - seen_at < 1.0
+    [info] = client.instances()
+    assert (info.instance_id, info.plane, info.codec, info.device_type) == (
+        ready["connection_id"], plane, "json", "cuda")  # a real worker says "cuda" even without a GPU
+    text = diagram(runtime, "hierarchy").mermaid
+    assert f"{ready['connection_id']:x}" in text
+
+    peer.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(1.0):
+        while client.instance_ids():
+            await client.watcher.wait_changed()
+    await asyncio.wait_for(peer.proc.wait(), 5)
+
+
+@pytest.mark.parametrize("plane", ["tcp", "nats"])
+async def test_our_value_has_the_peer_byte_shape(peers, nb_runtime, plane):
+    peer = await peers("worker.py", "demo.backend.generate", plane=plane)
+    ready = await peer.ready()
+    runtime = await nb_runtime(plane)
+
+    async def ours(request):
+        yield 1
+
+    served = await runtime.endpoint("demo.nbworker.generate").endpoint_builder().handler(ours).start()
+    etcd = runtime.etcd_client()
+    async with asyncio.timeout(10):
+        while not (theirs := await etcd.kv_get_prefix("v1/instances/demo/backend/")):
+            await asyncio.sleep(0.05)
+    [mine] = await etcd.kv_get_prefix("v1/instances/demo/nbworker/")
+    theirs_doc, mine_doc = json.loads(theirs[0]["value"]), json.loads(mine["value"])
+    assert list(theirs_doc) == list(mine_doc)  # same keys, same order
+    assert list(theirs_doc["transport"]) == list(mine_doc["transport"])
+    assert theirs[0]["key"] == f"v1/instances/demo/backend/generate/{ready['connection_id']:x}"
+    assert mine["key"] == f"v1/instances/demo/nbworker/generate/{served.instance_id:x}"
+
+    def normalised(doc, value):
+        doc = dict(doc, component="c", instance_id=0, device_type="d")
+        doc["transport"] = {k: "addr" for k in doc["transport"]}
+        return json.dumps(doc, separators=(",", ":"))
+
+    assert normalised(theirs_doc, theirs[0]["value"]) == normalised(mine_doc, mine["value"])
+    assert theirs[0]["value"].decode() == json.dumps(theirs_doc, separators=(",", ":"))  # compact, like ours
+    assert mine["value"].decode() == json.dumps(mine_doc, separators=(",", ":"))
