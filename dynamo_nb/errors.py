@@ -15,7 +15,8 @@
     │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
     ├── ProtocolError (ValueError)            bytes on the wire that do not follow the profile
     │   └── FrameError                        bytes that are not a well-formed TwoPart frame
-    ├── RegistrationError                     the instance key already exists (create-only put failed)
+    ├── RegistrationError                     the instance key already exists (create-only put failed), or
+    │                                         the runtime is attached read-only (it registers nothing)
     ├── LeaseExpiredError                     the primary lease is gone; the runtime can no longer register
     ├── EndpointError                         calling an endpoint went wrong
     │   ├── NoInstancesError                  no instance answered: none registered, or the registered ones

@@ -143,11 +143,14 @@ class SharedWatcher:
     forgetting every instance (a failure mode Dynamo's users have reported).
     """
 
-    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
+    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str, *, scan: bool = False) -> None:
         self.runtime = runtime
         self.namespace = namespace
         self.component = component
-        self.prefix = runtime.profile.instance_prefix(namespace, component)
+        self.scan = scan  # watch the whole deployment (every namespace and component), not one component
+        self.prefix = (runtime.profile.scan_prefix.rstrip("/") if scan
+                       else runtime.profile.instance_prefix(namespace, component))
+        self.watch_prefix = runtime.profile.scan_prefix if scan else self.prefix + "/"
         self.instances: dict[str, InstanceInfo] = {}
         self._by_endpoint: dict[str, dict[int, InstanceInfo]] = {}
         self.sharers: dict[int, str] = {}
@@ -185,10 +188,10 @@ class SharedWatcher:
 
     async def _sync(self) -> None:
         """Read the prefix and make ``instances`` equal to it, announcing only the differences."""
-        revision, kvs = await self.runtime.backend.discovery.get_prefix(self.prefix + "/")
+        revision, kvs = await self.runtime.backend.discovery.get_prefix(self.watch_prefix)
         seen: dict[str, InstanceInfo] = {}
         for kv in kvs:
-            info = self.runtime.profile.parse_instance(self.prefix, kv.key, kv.value)
+            info = self._parse(kv.key, kv.value)
             if info is not None:
                 seen[kv.key] = info
         for key in set(self.instances) - set(seen):
@@ -199,10 +202,14 @@ class SharedWatcher:
         self.revision = revision
         self._ready.set()
 
+    def _parse(self, key: str, value: bytes) -> InstanceInfo | None:
+        profile = self.runtime.profile
+        return profile.parse_any_instance(key, value) if self.scan else profile.parse_instance(self.prefix, key, value)
+
     def _apply(self, event: WatchEvent, info: InstanceInfo | None = None) -> None:
         if event.kind == "put":
             if info is None:
-                info = self.runtime.profile.parse_instance(self.prefix, event.key, event.value)
+                info = self._parse(event.key, event.value)
                 if info is None:
                     return
             self.instances[event.key] = info
@@ -224,7 +231,7 @@ class SharedWatcher:
         delay = 0.05
         while True:
             try:
-                self._watch = await self.runtime.backend.discovery.watch_prefix(self.prefix + "/", self.revision + 1)
+                self._watch = await self.runtime.backend.discovery.watch_prefix(self.watch_prefix, self.revision + 1)
                 async for event in self._watch:
                     self.revision = max(self.revision, event.revision)
                     self._apply(event)
@@ -299,6 +306,18 @@ class Registry(Drawable):
                 await watcher.start()
                 self.watchers[prefix] = watcher
             watcher.sharers[sharer_id] = sharer
+            return watcher
+
+    async def scan(self, sharer: str = "scan") -> SharedWatcher:
+        """One watcher over everything registered (every namespace and component), kept live; shared."""
+        key = "scan:" + self.runtime.profile.scan_prefix
+        async with self._lock(key):
+            watcher = self.watchers.get(key)
+            if watcher is None:
+                watcher = SharedWatcher(self.runtime, "", "", scan=True)
+                await watcher.start()
+                self.watchers[key] = watcher
+            watcher.sharers[0] = sharer
             return watcher
 
     async def release_watcher(self, watcher: SharedWatcher, sharer_id: int) -> None:

@@ -114,6 +114,7 @@ class DistributedRuntime(Drawable):
         self.lease_alive = False
         self.closed = False
         self.killed = False
+        self.read_only = False  # attach(): watches and draws a deployment, registers nothing
         self._served: list[ServedEndpoint] = []
         self._clients: set[Client] = set()
         self._event_subscriptions: set[EventSubscription] = set()
@@ -150,20 +151,40 @@ class DistributedRuntime(Drawable):
         chosen = choose_profile(profile, request_plane)
         if lease_ttl is None:
             lease_ttl = chosen.lease_ttl or DEFAULT_LEASE_TTL
-        etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
-        nats_server = nats_server or os.environ.get("NATS_SERVER") or None
-        if world is None and (etcd_endpoints or nats_server):
-            from ..backends.real import connect_real
-
-            backend = await connect_real(etcd_endpoints, nats_server, connect_timeout=connect_timeout)
-        else:
-            from ..backends.embedded import default_world
-
-            backend = (world or default_world()).connect()
+        backend = await _connect(etcd_endpoints, nats_server, world, connect_timeout)
         runtime = cls(backend, lease_ttl=lease_ttl, name=name, health_check_interval=health_check_interval,
                       drain_timeout=drain_timeout, profile=chosen)
         try:
             await runtime._grant_primary_lease()
+        except BaseException:
+            await runtime._close_backend()
+            raise
+        return runtime
+
+    @classmethod
+    async def attach(
+        cls,
+        *,
+        etcd_endpoints: str | Sequence[str] | None = None,
+        nats_server: str | None = None,
+        profile: "str | SeedProfile | None" = None,
+        request_plane: str | None = None,
+        world: "EmbeddedWorld | None" = None,
+        name: str | None = None,
+        connect_timeout: float = 5.0,
+    ) -> "DistributedRuntime":
+        """A read-only runtime that watches everything registered (no names given in advance) and draws it live.
+
+        It takes no lease and registers nothing (serving or publishing raises); its clients can still call.
+        Servers and profile come as for :meth:`create`.
+        """
+        chosen = choose_profile(profile, request_plane)
+        backend = await _connect(etcd_endpoints, nats_server, world, connect_timeout)
+        runtime = cls(backend, lease_ttl=chosen.lease_ttl or DEFAULT_LEASE_TTL, profile=chosen,
+                      name=name or f"attached-{next(_runtime_ids)}")
+        runtime.read_only = True
+        try:
+            await runtime.registry.scan(runtime.name)
         except BaseException:
             await runtime._close_backend()
             raise
@@ -281,6 +302,10 @@ class DistributedRuntime(Drawable):
     async def _acquire_lease(self, served: "ServedEndpoint") -> int:
         """The primary lease for a new instance (granted anew if the last stop revoked it)."""
         self._check_open()
+        if self.read_only:
+            from ..errors import RegistrationError
+
+            raise RegistrationError(f"{self.name} is attached read-only: it draws the deployment, it serves nothing")
         async with self._lease_lock:
             if not self.lease_alive:
                 await self._grant_primary_lease()
@@ -339,6 +364,10 @@ class DistributedRuntime(Drawable):
     # -- events ------------------------------------------------------------------------------------------
     async def _publish_event(self, subject: str, data: Any, scope: str, event: str) -> None:
         self._check_open()
+        if self.read_only:
+            from ..errors import RegistrationError
+
+            raise RegistrationError(f"{self.name} is attached read-only: it publishes nothing")
         try:
             payload = json.dumps(data).encode()
         except (TypeError, ValueError) as exc:
@@ -448,3 +477,17 @@ class DistributedRuntime(Drawable):
         state = "killed" if self.killed else ("shut down" if self.closed else "running")
         return (f"DistributedRuntime({self.name!r}, backend={self.backend.kind}, lease={self.primary_lease_id:x}, "
                 f"{state}, served={len(self._served)}, clients={len(self._clients)})")
+
+
+async def _connect(etcd_endpoints: str | Sequence[str] | None, nats_server: str | None,
+                   world: "EmbeddedWorld | None", connect_timeout: float) -> Backend:
+    """Servers from the arguments, else ``ETCD_ENDPOINTS`` / ``NATS_SERVER``, else the embedded world."""
+    etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
+    nats_server = nats_server or os.environ.get("NATS_SERVER") or None
+    if world is None and (etcd_endpoints or nats_server):
+        from ..backends.real import connect_real
+
+        return await connect_real(etcd_endpoints, nats_server, connect_timeout=connect_timeout)
+    from ..backends.embedded import default_world
+
+    return (world or default_world()).connect()

@@ -175,15 +175,6 @@ class DynamoProfile(SeedProfile):
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
-        """An instance anywhere under ``v1/instances/`` (its value names its component), for a full scan."""
-        try:
-            doc = json.loads(value)
-            prefix = self.instance_prefix(doc["namespace"], doc["component"])
-        except (ValueError, KeyError, TypeError):
-            return None
-        return self.parse_instance(prefix, key, value) if isinstance(prefix, str) else None
-
     # -- bodies ---------------------------------------------------------------------------------------
     def encode(self, obj: Any, codec: str = "json") -> bytes:
         return codecs.encode(obj, codec)

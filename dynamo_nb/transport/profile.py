@@ -131,6 +131,17 @@ class SeedProfile:
         except (ValueError, KeyError, TypeError):
             return None
 
+    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root)
+
+    def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
+        """An instance anywhere in the store (its value names its component), for a scan; None otherwise."""
+        try:
+            doc = _loads(value)
+            prefix = self.instance_prefix(doc["namespace"], doc["component"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return self.parse_instance(prefix, key, value) if isinstance(prefix, str) else None
+
     # -- service ($SRV) ---------------------------------------------------------------------------------
     def service_description(self, namespace: str, component: str) -> str:
         return f"dynamo component {self.service_name(namespace, component)}"

@@ -65,3 +65,41 @@ async def test_our_value_has_the_peer_byte_shape(peers, nb_runtime, plane):
     assert normalised(theirs_doc, theirs[0]["value"]) == normalised(mine_doc, mine["value"])
     assert theirs[0]["value"].decode() == json.dumps(theirs_doc, separators=(",", ":"))  # compact, like ours
     assert mine["value"].decode() == json.dumps(mine_doc, separators=(",", ":"))
+
+
+async def test_attach_scans_everything_and_draws_it_live(peers, nb_runtime, local_cluster):
+    import dynamo_nb
+    from dynamo_nb.errors import RegistrationError
+
+    attached = await dynamo_nb.attach(etcd_endpoints=local_cluster.etcd_endpoints,
+                                      nats_server=local_cluster.nats_server, profile="dynamo")
+    try:
+        assert attached.read_only and not attached.lease_alive
+        # "/" in an endpoint name: registered and served on the TCP plane; a 1.6.1 NATS-plane worker registered
+        # such an endpoint here but never answered on its subject (nor $SRV), so the NATS peer uses a plain name
+        tcp = await peers("worker.py", "prod.Router.chat/completions", plane="tcp")
+        nats = await peers("worker.py", "demo.backend.generate", plane="nats")
+        ids = {(await tcp.ready())["connection_id"], (await nats.ready())["connection_id"]}
+        watcher = attached.registry.watchers["scan:v1/instances/"]
+        async with asyncio.timeout(10):
+            while {i.instance_id for i in watcher.instances.values()} != ids:
+                await watcher.wait_changed()
+        refs = sorted(ep.reference() for ep in attached.known_endpoints())
+        assert refs == ["demo.backend.generate", "prod.Router.chat/completions"]
+        text = diagram(attached, "hierarchy").mermaid
+        assert all(f"{i:x}" in text for i in ids) and "Router" in text
+        # the attached runtime calls, too, each instance on its own plane
+        client = await attached.endpoint("prod.Router.chat/completions").client()
+        await client.wait_for_instances(timeout=5)
+        assert await (await client.generate({"n": 1})).collect() == [{"i": 0, "echo": None}]
+        with pytest.raises(RegistrationError):
+            async def h(request):
+                yield request
+            await attached.endpoint("demo.x.y").endpoint_builder().handler(h).start()
+
+        await nats.stop()
+        async with asyncio.timeout(1.0):
+            while len(watcher.instances) != 1:
+                await watcher.wait_changed()
+    finally:
+        await attached.shutdown()
