@@ -83,3 +83,13 @@ async def test_sigkilled_worker_never_hangs(peers, nb_runtime, plane):
     with pytest.raises(NoInstancesError):
         async with asyncio.timeout(2):
             await client.generate({"n": 1})
+
+
+async def test_scrape_stats_of_a_real_nats_plane_worker(peers, nb_runtime):
+    peer, ready, runtime, client = await _worker(peers, nb_runtime, "nats", None)
+    await (await client.generate({"n": 1})).collect()
+    replies = await runtime.endpoint("demo.backend.generate").component.scrape_stats(timeout=0.5)
+    [reply] = replies
+    assert (reply["name"], reply["version"]) == ("demo_backend", "1.6.1")
+    [entry] = reply["endpoints"]
+    assert entry["name"] == f"demo_backend-generate-{ready['connection_id']:x}" and entry["num_requests"] >= 1
