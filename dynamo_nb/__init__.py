@@ -33,8 +33,16 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+async def attach(**kwargs: Any) -> DistributedRuntime:
+    """``await attach(etcd_endpoints=..., nats_server=..., profile="dynamo")``: a read-only runtime that draws
+    everything registered, live (see :meth:`DistributedRuntime.attach`)."""
+    return await DistributedRuntime.attach(**kwargs)
+
+
 __all__ = [
     "DistributedRuntime",
+    "attach",
     "Namespace",
     "Component",
     "Endpoint",

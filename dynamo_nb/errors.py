@@ -8,14 +8,15 @@
     ├── BackendError                          etcd / NATS / response-stream trouble
     │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL)
     │   ├── BackendTimeoutError (TimeoutError)          a server or peer did not answer in time (request, flush)
-    │   ├── NoRespondersError                 nobody listens on a subject
+    │   ├── NoRespondersError                 nobody listens on a subject (or a TCP request-plane address)
     │   ├── PayloadTooLargeError (ValueError) a message exceeds the server's max payload
     │   └── ResponseStreamError (ConnectionError)       the call-home response stream (SPEC §8)
     │       ├── StreamRefusedError (ConnectionRefusedError)  the worker cannot connect back to the caller
     │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
     ├── ProtocolError (ValueError)            bytes on the wire that do not follow the profile
     │   └── FrameError                        bytes that are not a well-formed TwoPart frame
-    ├── RegistrationError                     the instance key already exists (create-only put failed)
+    ├── RegistrationError                     the instance key already exists (create-only put failed), or
+    │                                         the runtime is attached read-only (it registers nothing)
     ├── LeaseExpiredError                     the primary lease is gone; the runtime can no longer register
     ├── EndpointError                         calling an endpoint went wrong
     │   ├── NoInstancesError                  no instance answered: none registered, or the registered ones
@@ -123,9 +124,9 @@ class BackendTimeoutError(BackendError, TimeoutError):
 class NoRespondersError(BackendError):
     """A request found no subscriber on its subject."""
 
-    def __init__(self, subject: str):
+    def __init__(self, subject: str, reason: str = ""):
         self.subject = subject
-        super().__init__(f"no responders on subject {subject!r}")
+        super().__init__(reason or f"no responders on subject {subject!r}")
 
 
 class PayloadTooLargeError(BackendError, ValueError):
@@ -209,11 +210,14 @@ class InstanceNotFoundError(EndpointError, LookupError):
 
 
 class RemoteError(EndpointError):
-    """The remote handler raised; ``remote_type`` and ``remote_message`` say what."""
+    """The remote handler raised; ``remote_type`` and ``remote_message`` say what (``error_class`` is Dynamo's)."""
 
-    def __init__(self, remote_type: str, remote_message: str, endpoint: str = "", instance_id: int | None = None):
+    def __init__(self, remote_type: str, remote_message: str, endpoint: str = "", instance_id: int | None = None,
+                 details: dict | None = None):
         self.remote_type = remote_type
         self.remote_message = remote_message
+        self.details = details  # the remote error document, when the profile has one (Dynamo's DynamoError)
+        self.error_class = str(details.get("class", "")) if details else ""  # Dynamo: InvalidRequest, Internal, ...
         self.endpoint = endpoint
         self.instance_id = instance_id
         where = f" in {endpoint}" if endpoint else ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .errors import InvalidNameError, InvalidReferenceError
 
@@ -41,6 +42,15 @@ __all__ = [
     "namespace_event_subject",
     "EndpointRef",
     "parse_endpoint_ref",
+    "DYNAMO_INSTANCE_ROOT",
+    "dynamo_instance_prefix",
+    "dynamo_instance_key",
+    "parse_dynamo_instance_key",
+    "dynamo_nats_subject",
+    "dynamo_tcp_path",
+    "dynamo_service_endpoint_name",
+    "dynamo_event_subject",
+    "dynamo_event_channel_key",
 ]
 
 NAMESPACE_ALLOWED = "a-z 0-9 - _"
@@ -175,3 +185,91 @@ def parse_endpoint_ref(ref: str) -> EndpointRef:
         )
     ns, comp, ep = parts
     return EndpointRef(validate_namespace(ns), validate_component(comp), validate_endpoint(ep))
+
+
+# -- Dynamo 1.6 layout (the ``dynamo`` profile): keys and subjects of the real runtime ----------------------
+
+DYNAMO_INSTANCE_ROOT = "v1/instances"
+
+
+def dynamo_instance_prefix(namespace: str, component: str) -> str:
+    """etcd prefix of a component's instances in Dynamo 1.6.
+
+    >>> dynamo_instance_prefix("demo", "backend")
+    'v1/instances/demo/backend'
+    """
+    return f"{DYNAMO_INSTANCE_ROOT}/{namespace}/{component}"
+
+
+def dynamo_instance_key(namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+    """``v1/instances/{ns}/{comp}/{ep}/{lease:x}`` (lower-case hex, no padding; ``/`` in ``ep`` adds levels).
+
+    >>> dynamo_instance_key("demo", "backend", "generate", 0x51c6a233e0443d07)
+    'v1/instances/demo/backend/generate/51c6a233e0443d07'
+    """
+    return f"{dynamo_instance_prefix(namespace, component)}/{endpoint}/{lease_id:x}"
+
+
+def parse_dynamo_instance_key(prefix: str, key: str) -> tuple[str, int] | None:
+    """``(endpoint, lease_id)`` of a key under a component prefix; the id is the last level.
+
+    >>> parse_dynamo_instance_key("v1/instances/dynamo/Processor", "v1/instances/dynamo/Processor/chat/completions/51c6a233e0443e1f")
+    ('chat/completions', 5892575506150473247)
+    >>> parse_dynamo_instance_key("v1/instances/demo/backend", "v1/instances/demo/backend/generate") is None
+    True
+    """
+    if not key.startswith(prefix + "/"):
+        return None
+    endpoint, sep, lease_hex = key[len(prefix) + 1:].rpartition("/")
+    if not sep or not endpoint or not lease_hex:
+        return None
+    try:
+        return endpoint, int(lease_hex, 16)
+    except ValueError:
+        return None
+
+
+def dynamo_nats_subject(namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+    """NATS request-plane subject; the endpoint stays verbatim.
+
+    >>> dynamo_nats_subject("dynamo", "Processor", "chat/completions", 0x51c6a233e0443e98)
+    'dynamo_Processor.chat/completions-51c6a233e0443e98'
+    """
+    return f"{service_slug(namespace, component)}.{endpoint}-{lease_id:x}"
+
+
+def dynamo_tcp_path(namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+    """TCP request-plane route; the endpoint is percent-encoded into one path segment.
+
+    >>> dynamo_tcp_path("dynamo", "Processor", "chat/completions", 0x51c6a233e0443d07)
+    '51c6a233e0443d07/dynamo/Processor/chat%2Fcompletions'
+    """
+    return f"{lease_id:x}/{namespace}/{component}/{quote(endpoint, safe='')}"
+
+
+def dynamo_service_endpoint_name(namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+    """Name of an endpoint in the ``$SRV`` INFO/STATS replies of a NATS-plane Dynamo worker.
+
+    >>> dynamo_service_endpoint_name("demo", "backend", "generate", 0x51c6a233e0443d07)
+    'demo_backend-generate-51c6a233e0443d07'
+    """
+    return f"{service_slug(namespace, component)}-{endpoint}-{lease_id:x}"
+
+
+def dynamo_event_subject(namespace: str, component: str, endpoint: str, topic: str) -> str:
+    """NATS subject of an endpoint-scoped event (``DYN_EVENT_PLANE=nats``).
+
+    >>> dynamo_event_subject("demo", "backend", "generate", "kv_metrics")
+    'namespace.demo.component.backend.endpoint.generate.kv_metrics'
+    """
+    return f"namespace.{namespace}.component.{component}.endpoint.{endpoint}.{topic}"
+
+
+def dynamo_event_channel_key(namespace: str, component: str, endpoint: str, topic: str, publisher_id: int) -> str:
+    """etcd key under which a publisher announces its event channel.
+
+    >>> dynamo_event_channel_key("demo", "backend", "generate", "kv_metrics", 0xab)
+    'v1/event_channels/namespace/demo/component/backend/endpoint/generate/topic/kv_metrics/ab'
+    """
+    return (f"v1/event_channels/namespace/{namespace}/component/{component}/endpoint/{endpoint}"
+            f"/topic/{topic}/{publisher_id:x}")

@@ -1,6 +1,7 @@
 """The two narrow interfaces the object model talks through: discovery (etcd) and messaging (NATS).
 
-Plus the response plane: how a worker streams responses back to the caller (Dynamo's ``tcp_server`` call-home).
+Plus the request planes (how a request reaches a worker: a NATS subject, or Dynamo 1.6's TCP listener routed by
+path) and the response plane: how a worker streams responses back to the caller (Dynamo's ``tcp_server`` call-home).
 Each has an embedded implementation (``backends.embedded``) and a real one (etcd via aetcd, NATS via nats-py,
 TCP via asyncio streams). The object model imports only this module, never a backend library.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "ResponseSender",
     "ResponseReceiver",
     "ResponsePlane",
+    "RequestPlane",
     "Backend",
     "PeerOpener",
 ]
@@ -169,6 +171,10 @@ class ResponseSender(Protocol):
         """Call ``callback`` once when the caller closes the stream (it stopped reading)."""
         ...
 
+    def on_control(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback("stop"|"kill")`` when the caller sends a control frame (Dynamo's cancellation)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -178,6 +184,10 @@ class ResponseReceiver(Protocol):
     connection_info: dict[str, Any]
 
     def __aiter__(self) -> AsyncIterator[tuple[bytes, bytes]]: ...
+
+    def send_control(self, header: bytes) -> bool:
+        """Send a header-only control frame to the worker (best effort); True if it went out."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -197,6 +207,39 @@ class ResponsePlane(Protocol):
 PeerOpener = Callable[[], Awaitable["Backend"]]
 
 
+class RequestPlane(Protocol):
+    """How a request reaches a worker and its one-message ack comes back (Dynamo: NATS or TCP).
+
+    A worker ``serve``s a route; callers ``request`` the address the worker advertised in etcd
+    (``address_for(route)``). The ack is empty when the worker accepted the request (responses then follow over
+    the response plane), and a refusal text otherwise.
+    """
+
+    kind: str  # "nats" | "tcp"
+
+    @property
+    def address(self) -> str:
+        """This runtime's listener (``host:port`` on TCP, once started; empty on NATS)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def serve(self, route: str, cb: Callable[[Msg], Awaitable[None]]) -> Subscription:
+        """Deliver requests for ``route`` to ``cb``; ``cb`` acks with ``msg.respond()``."""
+        ...
+
+    def address_for(self, route: str) -> str:
+        """What callers put in ``request(target=...)`` to reach ``route`` here."""
+        ...
+
+    async def request(self, target: str, payload: bytes, *, headers: dict[str, str], timeout: float) -> bytes:
+        """Send one request, return its ack; :class:`~dynamo_nb.errors.NoRespondersError` when nothing
+        listens there, :class:`~dynamo_nb.errors.BackendTimeoutError` when no ack came within ``timeout``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Backend:
     """What a runtime is wired to: one of each interface, and a label for displays.
@@ -211,9 +254,21 @@ class Backend:
     responses: ResponsePlane
     description: str = ""
     opener: PeerOpener | None = field(default=None, repr=False, compare=False)
+    requests: dict[str, RequestPlane] = field(default_factory=dict)  # by kind: "nats", "tcp"
 
     async def connect_peer(self) -> "Backend":
         """New connections to the same world or servers, as another process would open: close them separately."""
         if self.opener is None:
             raise BackendError(f"this {self.kind} backend does not know how to connect another peer")
         return await self.opener()
+
+    def request_plane(self, kind: str) -> RequestPlane:
+        """The request plane of that kind (NATS always; TCP where the backend has one)."""
+        plane = self.requests.get(kind)
+        if plane is None:
+            if kind != "nats":
+                raise BackendError(f"the {self.kind} backend has no {kind!r} request plane")
+            from .nats_plane import NatsRequestPlane
+
+            plane = self.requests[kind] = NatsRequestPlane(self.messaging)
+        return plane

@@ -39,12 +39,15 @@ _client_ids = itertools.count(1)
 class ResponseStream:
     """The items one call streams back; async-iterate it, or ``aclose()`` to stop early (the handler sees it)."""
 
-    def __init__(self, client: "Client", receiver: "ResponseReceiver", request_id: str, instance_id: int) -> None:
+    def __init__(self, client: "Client", receiver: "ResponseReceiver", request_id: str, instance_id: int,
+                 codec: str = "json") -> None:
         self.client = client
         self.request_id = request_id
         self.instance_id = instance_id
+        self.codec = codec
         self.items = 0
         self.complete = False
+        self.stopped = False  # stop() asked the worker to end the stream early
         self._receiver = receiver
         self._frames = receiver.__aiter__()
         self._prologue_seen = False
@@ -61,7 +64,7 @@ class ResponseStream:
                 header, body = await self._frames.__anext__()
             except StopAsyncIteration:
                 await self.aclose()
-                if self.complete:
+                if self.complete or self.stopped:  # a stopped Dynamo worker just closes: a clean end
                     raise
                 raise StreamIncompleteError(endpoint, f"instance {self.instance_id:x} closed the stream "
                                                       f"after {self.items} item(s)") from None
@@ -77,11 +80,12 @@ class ResponseStream:
                         raise RemoteError("PrologueError", str(error), endpoint, self.instance_id)
                     continue
                 if header and not body:  # the sentinel closes the stream
+                    self.complete = self.complete or self.stopped
                     await self.aclose()
                     if not self.complete:
                         raise StreamIncompleteError(endpoint, "sentinel before complete_final")
                     raise StopAsyncIteration
-                item = profile.parse_body(body)
+                item = profile.parse_body(body, self.codec)
             except ProtocolError as exc:
                 await self.aclose()
                 raise EndpointError(f"malformed response from {endpoint} instance {self.instance_id:x}: {exc}") from exc
@@ -91,14 +95,28 @@ class ResponseStream:
             if item.kind == "final":
                 self.complete = True
                 continue
+            if item.kind == "skip":
+                continue
             await self.aclose()
-            raise RemoteError(item.error_type, item.error_message, endpoint, self.instance_id)
+            raise RemoteError(item.error_type, item.error_message, endpoint, self.instance_id, details=item.details)
         raise StopAsyncIteration
+
+    async def stop(self) -> None:
+        """Ask the worker to stop soon (Dynamo's ``"stop"``) and keep reading: what it sends until then still
+        arrives, and the stream then ends cleanly. Profiles without control frames close the stream instead."""
+        if self._closed or self.complete:
+            return
+        self.stopped = True
+        if not (self.client.runtime.profile.cancel_with_control and self._receiver.send_control(
+                self.client.runtime.profile.STOP)):
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the stream; if it was not complete, the worker's handler is told to stop."""
         if not self._closed:
             self._closed = True
+            if not self.complete and self.client.runtime.profile.cancel_with_control:
+                self._receiver.send_control(self.client.runtime.profile.KILL)  # as Dynamo's callers do
             await self._receiver.close()
 
     def __del__(self) -> None:
@@ -245,11 +263,13 @@ class Client(Drawable):
     async def _call(self, info: InstanceInfo, request: Any) -> ResponseStream:
         runtime = self.runtime
         profile, backend = runtime.profile, runtime.backend
-        body = profile.encode(request)
+        codec = profile.call_codec(info)  # the instance's own codec: each worker is called as it asks
+        plane = backend.request_plane(info.plane)
+        body = profile.encode(request, codec)
         request_id = str(uuid.uuid4())
         receiver = await backend.responses.open_receiver(request_id)
-        payload = encode_frame(profile.request_header(request_id, receiver.connection_info), body)
-        if len(payload) > backend.messaging.max_payload:
+        payload = encode_frame(profile.request_header(request_id, receiver.connection_info, codec), body)
+        if info.plane == "nats" and len(payload) > backend.messaging.max_payload:
             await receiver.close()
             raise PayloadTooLargeError(len(payload), backend.messaging.max_payload, what="request")
         self.calls += 1
@@ -261,14 +281,18 @@ class Client(Drawable):
                                            instance_id=info.instance_id, subject=info.subject, client_id=self.id,
                                            caller=caller_ref, caller_instance=caller_id).ts
         try:
-            ack = await backend.messaging.request(info.subject, payload, timeout=self.ACK_TIMEOUT)
+            ack = await plane.request(info.subject, payload, headers={"request-id": request_id},
+                                      timeout=self.ACK_TIMEOUT)
         except BaseException:
             await receiver.close()
             raise
-        if ack.data:
+        if ack:
             await receiver.close()
-            raise EndpointError(f"instance {info.instance_id:x} refused the request: {ack.data[:200]!r}")
-        return ResponseStream(self, receiver, request_id, info.instance_id)
+            text = ack[:200].decode(errors="replace")
+            if text.startswith("Server unavailable"):  # the worker no longer serves it (stopping): try another
+                raise NoRespondersError(info.subject, f"instance {info.instance_id:x} refused the request: {text}")
+            raise EndpointError(f"instance {info.instance_id:x} refused the request: {text}")
+        return ResponseStream(self, receiver, request_id, info.instance_id, codec)
 
     async def close(self) -> None:
         if not self._closed:

@@ -40,12 +40,16 @@ class EndpointStats:
     num_errors: int = 0
     last_error: str = ""
     processing_time_ns: int = 0
+    wire_name: str = ""  # the name in $SRV replies, when the profile names it otherwise (Dynamo: ns_comp-ep-lease)
 
-    def as_stats(self, data: Any) -> dict[str, Any]:
+    def as_stats(self, data: Any, with_data: bool = True) -> dict[str, Any]:
         avg = self.processing_time_ns // self.num_requests if self.num_requests else 0
-        return {"name": self.name, "subject": self.subject, "queue_group": "q",
-                "num_requests": self.num_requests, "num_errors": self.num_errors, "last_error": self.last_error,
-                "processing_time": self.processing_time_ns, "average_processing_time": avg, "data": data}
+        doc = {"name": self.wire_name or self.name, "subject": self.subject, "queue_group": "q",
+               "num_requests": self.num_requests, "num_errors": self.num_errors, "last_error": self.last_error,
+               "processing_time": self.processing_time_ns, "average_processing_time": avg}
+        if with_data or data is not None:
+            doc["data"] = data
+        return doc
 
 
 class ServiceGroup:
@@ -69,7 +73,14 @@ class ServiceGroup:
         return [f"$SRV.{verb}{suffix}" for verb in ("PING", "INFO", "STATS")
                 for suffix in ("", f".{self.slug}", f".{self.slug}.{self.id}")]
 
+    @property
+    def listening(self) -> bool:
+        """Whether it answers ``$SRV`` (a real Dynamo worker on the TCP plane has no NATS service)."""
+        return bool(self._subs)
+
     async def start(self) -> None:
+        if not self.runtime.profile.nats_service_enabled:
+            return
         messaging = self.runtime.backend.messaging
         for subject in self.control_subjects():
             self._subs.append(await messaging.subscribe(subject, self._on_control))
@@ -83,21 +94,26 @@ class ServiceGroup:
                 pass
 
     def _base(self, kind: str) -> dict[str, Any]:
+        profile = self.runtime.profile
         return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.slug, "id": self.id,
-                "version": self.VERSION, "metadata": {"service_name": self.service_name}}
+                "version": profile.service_version,
+                "metadata": profile.service_metadata(self.namespace, self.component)}
 
     def ping(self) -> dict[str, Any]:
         return self._base("ping")
 
     def info(self) -> dict[str, Any]:
         doc = self._base("info")
-        doc["description"] = f"dynamo component {self.service_name}"
-        doc["endpoints"] = [{"name": s.name, "subject": s.subject, "queue_group": "q", "metadata": {}}
+        doc["description"] = self.runtime.profile.service_description(self.namespace, self.component)
+        doc["endpoints"] = [{"name": s.wire_name or s.name, "subject": s.subject, "queue_group": "q", "metadata": {}}
                             for s in self.endpoints.values()]
         return doc
 
     def stats(self) -> dict[str, Any]:
         doc = self._base("stats")
+        with_data = self.runtime.profile.stats_data
+        if not with_data:
+            del doc["metadata"]  # as a real Dynamo worker answers
         doc["started"] = self.started.isoformat().replace("+00:00", "Z")
         handlers = self.runtime.registry.stats_handlers.get(self.service_name, {})
         endpoints = []
@@ -109,7 +125,7 @@ class ServiceGroup:
                     data = handler()
                 except Exception as exc:  # a broken stats handler must not break STATS for everyone
                     data = {"error": f"{type(exc).__name__}: {exc}"}
-            endpoints.append(stats.as_stats(data))
+            endpoints.append(stats.as_stats(data, with_data))
         doc["endpoints"] = endpoints
         return doc
 
@@ -127,11 +143,14 @@ class SharedWatcher:
     forgetting every instance (a failure mode Dynamo's users have reported).
     """
 
-    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
+    def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str, *, scan: bool = False) -> None:
         self.runtime = runtime
         self.namespace = namespace
         self.component = component
-        self.prefix = runtime.profile.instance_prefix(namespace, component)
+        self.scan = scan  # watch the whole deployment (every namespace and component), not one component
+        self.prefix = (runtime.profile.scan_prefix.rstrip("/") if scan
+                       else runtime.profile.instance_prefix(namespace, component))
+        self.watch_prefix = runtime.profile.scan_prefix if scan else self.prefix + "/"
         self.instances: dict[str, InstanceInfo] = {}
         self._by_endpoint: dict[str, dict[int, InstanceInfo]] = {}
         self.sharers: dict[int, str] = {}
@@ -169,10 +188,10 @@ class SharedWatcher:
 
     async def _sync(self) -> None:
         """Read the prefix and make ``instances`` equal to it, announcing only the differences."""
-        revision, kvs = await self.runtime.backend.discovery.get_prefix(self.prefix + "/")
+        revision, kvs = await self.runtime.backend.discovery.get_prefix(self.watch_prefix)
         seen: dict[str, InstanceInfo] = {}
         for kv in kvs:
-            info = self.runtime.profile.parse_instance(self.prefix, kv.key, kv.value)
+            info = self._parse(kv.key, kv.value)
             if info is not None:
                 seen[kv.key] = info
         for key in set(self.instances) - set(seen):
@@ -183,10 +202,14 @@ class SharedWatcher:
         self.revision = revision
         self._ready.set()
 
+    def _parse(self, key: str, value: bytes) -> InstanceInfo | None:
+        profile = self.runtime.profile
+        return profile.parse_any_instance(key, value) if self.scan else profile.parse_instance(self.prefix, key, value)
+
     def _apply(self, event: WatchEvent, info: InstanceInfo | None = None) -> None:
         if event.kind == "put":
             if info is None:
-                info = self.runtime.profile.parse_instance(self.prefix, event.key, event.value)
+                info = self._parse(event.key, event.value)
                 if info is None:
                     return
             self.instances[event.key] = info
@@ -208,7 +231,7 @@ class SharedWatcher:
         delay = 0.05
         while True:
             try:
-                self._watch = await self.runtime.backend.discovery.watch_prefix(self.prefix + "/", self.revision + 1)
+                self._watch = await self.runtime.backend.discovery.watch_prefix(self.watch_prefix, self.revision + 1)
                 async for event in self._watch:
                     self.revision = max(self.revision, event.revision)
                     self._apply(event)
@@ -283,6 +306,18 @@ class Registry(Drawable):
                 await watcher.start()
                 self.watchers[prefix] = watcher
             watcher.sharers[sharer_id] = sharer
+            return watcher
+
+    async def scan(self, sharer: str = "scan") -> SharedWatcher:
+        """One watcher over everything registered (every namespace and component), kept live; shared."""
+        key = "scan:" + self.runtime.profile.scan_prefix
+        async with self._lock(key):
+            watcher = self.watchers.get(key)
+            if watcher is None:
+                watcher = SharedWatcher(self.runtime, "", "", scan=True)
+                await watcher.start()
+                self.watchers[key] = watcher
+            watcher.sharers[0] = sharer
             return watcher
 
     async def release_watcher(self, watcher: SharedWatcher, sharer_id: int) -> None:

@@ -27,12 +27,37 @@ if TYPE_CHECKING:
     from .client import Client
     from .served import ServedEndpoint
 
-__all__ = ["DistributedRuntime", "EtcdClient", "DEFAULT_LEASE_TTL"]
+__all__ = ["DistributedRuntime", "EtcdClient", "DEFAULT_LEASE_TTL", "PROFILE_ENV", "choose_profile"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_TTL = 10.0  # Dynamo's primary lease TTL (seconds)
+DEFAULT_LEASE_TTL = 10.0  # the seed's primary lease TTL (seconds); the dynamo profile brings its own (30 s)
+PROFILE_ENV = "DYNAMO_NB_PROFILE"
 _runtime_ids = itertools.count(1)
+
+
+def choose_profile(profile: "str | SeedProfile | None" = None, request_plane: str | None = None) -> SeedProfile:
+    """The naming profile of a new runtime: the argument, else ``DYNAMO_NB_PROFILE``, else the seed's.
+
+    For ``"dynamo"`` the request plane is the argument, else Dynamo's ``DYN_REQUEST_PLANE``, else ``"tcp"``
+    (Dynamo 1.6's default), and the advertised codec is ``DYN_REQUEST_PLANE_CODEC``, else msgpack when it is
+    installed, else JSON.
+    """
+    if profile is not None and not isinstance(profile, str):
+        if request_plane is not None and getattr(profile, "serve_plane", None) != request_plane:
+            raise ValueError(f"request_plane={request_plane!r} contradicts the profile given ({profile!r})")
+        return profile
+    name = (profile or os.environ.get(PROFILE_ENV) or "seed").strip().lower()
+    if name == "seed":
+        if request_plane not in (None, "nats"):
+            raise ValueError(f"the seed profile has only the NATS request plane, not {request_plane!r}")
+        return SEED
+    if name == "dynamo":
+        from ..transport.dynamo import DynamoProfile
+
+        plane = (request_plane or os.environ.get("DYN_REQUEST_PLANE") or "tcp").strip().lower()
+        return DynamoProfile(plane, codec=os.environ.get("DYN_REQUEST_PLANE_CODEC") or None)
+    raise ValueError(f"unknown profile {name!r}: use 'seed' or 'dynamo'")
 
 
 class EtcdClient:
@@ -89,6 +114,7 @@ class DistributedRuntime(Drawable):
         self.lease_alive = False
         self.closed = False
         self.killed = False
+        self.read_only = False  # attach(): watches and draws a deployment, registers nothing
         self._served: list[ServedEndpoint] = []
         self._clients: set[Client] = set()
         self._event_subscriptions: set[EventSubscription] = set()
@@ -106,32 +132,59 @@ class DistributedRuntime(Drawable):
         *,
         etcd_endpoints: str | Sequence[str] | None = None,
         nats_server: str | None = None,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lease_ttl: float | None = None,
         world: "EmbeddedWorld | None" = None,
         name: str | None = None,
         health_check_interval: float = 1.0,
         drain_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        profile: "str | SeedProfile | None" = None,
+        request_plane: str | None = None,
     ) -> "DistributedRuntime":
         """Connect and grant the primary lease.
 
         Servers come from the arguments, else from ``ETCD_ENDPOINTS`` / ``NATS_SERVER``; with neither, the
-        embedded world of this event loop (or ``world``) is used.
+        embedded world of this event loop (or ``world``) is used. ``profile="dynamo"`` registers, serves and
+        calls as a real Dynamo 1.6 process does, on ``request_plane="tcp"`` (its default) or ``"nats"``
+        (see :func:`choose_profile`); ``lease_ttl`` then defaults to Dynamo's 30 s.
         """
-        etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
-        nats_server = nats_server or os.environ.get("NATS_SERVER") or None
-        if world is None and (etcd_endpoints or nats_server):
-            from ..backends.real import connect_real
-
-            backend = await connect_real(etcd_endpoints, nats_server, connect_timeout=connect_timeout)
-        else:
-            from ..backends.embedded import default_world
-
-            backend = (world or default_world()).connect()
+        chosen = choose_profile(profile, request_plane)
+        if lease_ttl is None:
+            lease_ttl = chosen.lease_ttl or DEFAULT_LEASE_TTL
+        backend = await _connect(etcd_endpoints, nats_server, world, connect_timeout)
         runtime = cls(backend, lease_ttl=lease_ttl, name=name, health_check_interval=health_check_interval,
-                      drain_timeout=drain_timeout)
+                      drain_timeout=drain_timeout, profile=chosen)
         try:
             await runtime._grant_primary_lease()
+        except BaseException:
+            await runtime._close_backend()
+            raise
+        return runtime
+
+    @classmethod
+    async def attach(
+        cls,
+        *,
+        etcd_endpoints: str | Sequence[str] | None = None,
+        nats_server: str | None = None,
+        profile: "str | SeedProfile | None" = None,
+        request_plane: str | None = None,
+        world: "EmbeddedWorld | None" = None,
+        name: str | None = None,
+        connect_timeout: float = 5.0,
+    ) -> "DistributedRuntime":
+        """A read-only runtime that watches everything registered (no names given in advance) and draws it live.
+
+        It takes no lease and registers nothing (serving or publishing raises); its clients can still call.
+        Servers and profile come as for :meth:`create`.
+        """
+        chosen = choose_profile(profile, request_plane)
+        backend = await _connect(etcd_endpoints, nats_server, world, connect_timeout)
+        runtime = cls(backend, lease_ttl=chosen.lease_ttl or DEFAULT_LEASE_TTL, profile=chosen,
+                      name=name or f"attached-{next(_runtime_ids)}")
+        runtime.read_only = True
+        try:
+            await runtime.registry.scan(runtime.name)
         except BaseException:
             await runtime._close_backend()
             raise
@@ -249,6 +302,10 @@ class DistributedRuntime(Drawable):
     async def _acquire_lease(self, served: "ServedEndpoint") -> int:
         """The primary lease for a new instance (granted anew if the last stop revoked it)."""
         self._check_open()
+        if self.read_only:
+            from ..errors import RegistrationError
+
+            raise RegistrationError(f"{self.name} is attached read-only: it draws the deployment, it serves nothing")
         async with self._lease_lock:
             if not self.lease_alive:
                 await self._grant_primary_lease()
@@ -307,6 +364,10 @@ class DistributedRuntime(Drawable):
     # -- events ------------------------------------------------------------------------------------------
     async def _publish_event(self, subject: str, data: Any, scope: str, event: str) -> None:
         self._check_open()
+        if self.read_only:
+            from ..errors import RegistrationError
+
+            raise RegistrationError(f"{self.name} is attached read-only: it publishes nothing")
         try:
             payload = json.dumps(data).encode()
         except (TypeError, ValueError) as exc:
@@ -399,7 +460,8 @@ class DistributedRuntime(Drawable):
                 pass
 
     async def _close_backend(self) -> None:
-        for part in (self.backend.messaging, self.backend.discovery, self.backend.responses):
+        for part in (*self.backend.requests.values(), self.backend.messaging, self.backend.discovery,
+                     self.backend.responses):
             try:
                 await part.close()
             except Exception as exc:
@@ -415,3 +477,17 @@ class DistributedRuntime(Drawable):
         state = "killed" if self.killed else ("shut down" if self.closed else "running")
         return (f"DistributedRuntime({self.name!r}, backend={self.backend.kind}, lease={self.primary_lease_id:x}, "
                 f"{state}, served={len(self._served)}, clients={len(self._clients)})")
+
+
+async def _connect(etcd_endpoints: str | Sequence[str] | None, nats_server: str | None,
+                   world: "EmbeddedWorld | None", connect_timeout: float) -> Backend:
+    """Servers from the arguments, else ``ETCD_ENDPOINTS`` / ``NATS_SERVER``, else the embedded world."""
+    etcd_endpoints = etcd_endpoints or os.environ.get("ETCD_ENDPOINTS") or None
+    nats_server = nats_server or os.environ.get("NATS_SERVER") or None
+    if world is None and (etcd_endpoints or nats_server):
+        from ..backends.real import connect_real
+
+        return await connect_real(etcd_endpoints, nats_server, connect_timeout=connect_timeout)
+    from ..backends.embedded import default_world
+
+    return (world or default_world()).connect()

@@ -145,7 +145,8 @@ class ServedEndpoint(Drawable):
         self.lifecycle.subscribe(self._record_transition)
         self.lease_id = 0
         self.key = ""
-        self.subject = ""
+        self.subject = ""  # the request route: a NATS subject, or the TCP listener's path
+        self.address = ""  # what callers are told in etcd (the subject, or "host:port/path" on TCP)
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
@@ -216,7 +217,8 @@ class ServedEndpoint(Drawable):
                 endpoint=ep.reference())
             from .registry import EndpointStats
 
-            self.stats = EndpointStats(ep.name, self.subject)
+            self.stats = EndpointStats(ep.name, self.subject,
+                                       wire_name=runtime.profile.service_endpoint_name(ns, comp, ep.name, lease_id))
             self.service.endpoints[ep.name] = self.stats
             rec(Kind.SERVICE_ENDPOINT, "EndpointBuilder", "NATS", service=self.service.service_name,
                 endpoint=ep.name, subject=self.subject)
@@ -224,10 +226,13 @@ class ServedEndpoint(Drawable):
                 runtime.registry.add_stats_handler(self.service.service_name, ep.name, self._stats_handler)
             rec(Kind.PUSH_ENDPOINT, "EndpointBuilder", "Handler", subject=self.subject)
 
-            value = runtime.profile.instance_value(ns, comp, ep.name, lease_id)
+            plane = runtime.backend.request_plane(runtime.profile.serve_plane)
+            await plane.start()  # the TCP listener's port goes into the value
+            self.address = plane.address_for(self.subject)
+            value = runtime.profile.instance_value(ns, comp, ep.name, lease_id, address=self.address)
             created_key, self._sub = await asyncio.gather(
                 runtime.backend.discovery.create(self.key, value, lease_id),
-                runtime.backend.messaging.subscribe(self.subject, self._on_request, queue="q"),
+                plane.serve(self.subject, self._on_request),
             )
             rec(Kind.KV_CREATE, "EndpointBuilder", "etcd", key=self.key, lease_id=lease_id, ok=created_key,
                 namespace=ns, component=comp, endpoint=ep.name, subject=self.subject)
@@ -275,11 +280,16 @@ class ServedEndpoint(Drawable):
             self.service.endpoints.pop(self.endpoint.name, None)
         self._bind(lease_id)
         ep = self.endpoint
-        value = self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, lease_id)
-        self._sub = await self.runtime.backend.messaging.subscribe(self.subject, self._on_request, queue="q")
+        plane = self.runtime.backend.request_plane(self.runtime.profile.serve_plane)
+        self.address = plane.address_for(self.subject)
+        value = self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, lease_id,
+                                                    address=self.address)
+        self._sub = await plane.serve(self.subject, self._on_request)
         await self.runtime.backend.discovery.create(self.key, value, lease_id)
         if self.stats is not None and self.service is not None:
             self.stats.subject = self.subject
+            self.stats.wire_name = self.runtime.profile.service_endpoint_name(
+                ep.namespace.name, ep.component.name, ep.name, lease_id)
             self.service.endpoints[ep.name] = self.stats
         self.runtime.recorder.record(Kind.KV_CREATE, self.actor, "etcd", key=self.key, lease_id=lease_id,
                                      ok=True, replaces=old_key, namespace=ep.namespace.name,
@@ -287,9 +297,12 @@ class ServedEndpoint(Drawable):
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self) -> bool:
-        """Lease alive and the component's service answers a PING over messaging."""
+        """Lease alive and the component's service answers a PING over messaging (or, on a request plane
+        without ``$SRV``, such as Dynamo's TCP plane, the listener is open)."""
         if self.service is None or self._sub is None or not self.runtime.lease_alive:
             return False
+        if not self.runtime.profile.nats_service_enabled:
+            return bool(self.runtime.backend.request_plane(self.runtime.profile.serve_plane).address)
         try:
             await self.runtime.backend.messaging.request(
                 f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
@@ -311,17 +324,21 @@ class ServedEndpoint(Drawable):
         profile = self.runtime.profile
         try:
             header, body = decode_frame(msg.data)
-            request_id, connection_info = profile.parse_request_header(header)
-            request = profile.decode(body)
+            control = profile.parse_request(header)
+            request = profile.decode(body, control.codec)
         except (FrameError, ProtocolError) as exc:
             self._count_error(f"bad request: {exc}")
             log.warning("%s: dropped a malformed request on %s: %s", self.actor, msg.subject, exc)
             if msg.reply:
-                await msg.respond(profile.encode({"error": f"malformed request: {exc}"}))
+                # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
+                refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
+                           else f"malformed request: {exc}".encode())
+                await msg.respond(refusal)
             return
         # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
         # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).
-        task = asyncio.get_running_loop().create_task(self._stream(request_id, connection_info, request))
+        task = asyncio.get_running_loop().create_task(
+            self._stream(control.request_id, control.connection_info, request, control.codec))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if msg.reply:
@@ -332,7 +349,8 @@ class ServedEndpoint(Drawable):
             self.stats.num_errors += 1
             self.stats.last_error = message
 
-    async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any) -> None:
+    async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any,
+                      codec: str = "json") -> None:
         runtime, profile = self.runtime, self.runtime.profile
         started = time.perf_counter_ns()
         if self.stats is not None:
@@ -348,6 +366,7 @@ class ServedEndpoint(Drawable):
         context = RequestContext(request_id)
         context._task = asyncio.current_task()
         sender.on_peer_closed(lambda: self._caller_left(context))
+        sender.on_control(lambda word: self._caller_stops(context, word))
         items = 0
         outcome = "complete"
         stream: AsyncIterator[Any] | None = None
@@ -355,10 +374,11 @@ class ServedEndpoint(Drawable):
             result = self.handler(request, context) if self._arity == 2 else self.handler(request)  # type: ignore[call-arg]
             stream = result if hasattr(result, "__anext__") else _as_stream(result)
             await sender.send(profile.prologue(None), None)
-            max_payload = runtime.backend.messaging.max_payload
+            max_payload = (runtime.backend.messaging.max_payload if profile.limit_items_to_nats_payload
+                           else float("inf"))
             try:
                 async for item in stream:
-                    body = profile.item(item)
+                    body = profile.item(item, codec)
                     if len(body) > max_payload:
                         raise PayloadTooLargeError(len(body), max_payload, what="item")
                     await sender.send(None, body)
@@ -374,9 +394,9 @@ class ServedEndpoint(Drawable):
                 outcome = "error"
                 name = type(exc).__name__
                 self._count_error(f"{name}: {exc}")
-                await sender.send(None, profile.error_item(name, str(exc)))
+                await sender.send(None, profile.error_item_for(exc, codec))
             if outcome != "stopped":
-                await sender.send(None, profile.FINAL)
+                await sender.send(None, profile.final(codec))
                 await sender.send(profile.SENTINEL, None)
         except (ConnectionError, asyncio.CancelledError) as exc:
             outcome = "cancelled" if context._stopped else ("killed" if self.killed else "broken")
@@ -399,6 +419,12 @@ class ServedEndpoint(Drawable):
                                     after_stop=self.lifecycle.state is not State.RUNNING
                                     and self.lifecycle.state is not State.HEALTHY)
 
+    def _caller_stops(self, context: RequestContext, word: str) -> None:
+        """Dynamo's control frames: ``"stop"`` ends the stream after the current item, ``"kill"`` at once."""
+        context._stopped = True
+        if word == "kill":
+            self._caller_left(context)
+
     def _caller_left(self, context: RequestContext) -> None:
         """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
         context._stopped = True
@@ -419,7 +445,7 @@ class ServedEndpoint(Drawable):
             if self._health_task is not None:
                 self._health_task.cancel()
             if self._sub is not None:
-                await self._sub.unsubscribe()
+                await self._sub.unsubscribe()  # on TCP, later requests get the unknown-endpoint refusal
                 self._sub = None
             rec(Kind.UNLISTEN, self.actor, "NATS", subject=self.subject)
             inflight = {task for task in self._inflight if not task.done()}  # finished ones may linger a turn

@@ -1,8 +1,9 @@
 """Naming and codec profiles: the one place that knows keys, values, subjects and body encoding on the wire.
 
 ``SEED`` is the profile of the source document (keys ``{ns}/components/{comp}/{ep}:{lease:x}``, subjects
-``{ns}|{comp}.{ep}-{lease:x}``, JSON bodies). A profile for Dynamo 1.x (``v1/instances/...``, msgpack) can sit
-beside it without touching the object model.
+``{ns}|{comp}.{ep}-{lease:x}``, JSON bodies). ``transport/dynamo.py`` holds the profile of the real Dynamo 1.6
+runtime beside it; both answer the same methods, so the object model never knows which one it runs on. Methods
+take the call's ``codec`` (Dynamo picks it per request); the seed ignores it and stays JSON, byte for byte.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from .. import names
 from ..errors import ProtocolError
 
-__all__ = ["InstanceInfo", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
+__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,31 @@ class InstanceInfo:
     component: str
     endpoint: str
     instance_id: int
-    subject: str
+    subject: str  # the request-plane address: a NATS subject, or "host:port/path" on the TCP plane
     transport: dict[str, Any] = field(default_factory=dict, compare=False)
+    plane: str = "nats"  # "nats" | "tcp": which request plane reaches this instance
+    codec: str = "json"  # the body codec the instance advertises
+    device_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """The control header of one request, as the worker reads it."""
+
+    request_id: str
+    connection_info: dict[str, Any]
+    codec: str = "json"  # payload_codec: how the body is encoded, and how every response body must be
 
 
 @dataclass(frozen=True)
 class ResponseItem:
     """One decoded body frame of a response stream."""
 
-    kind: str  # "data" | "error" | "final"
+    kind: str  # "data" | "error" | "final" | "skip" (an annotation without data: nothing to yield)
     data: Any = None
     error_type: str = ""
     error_message: str = ""
+    details: dict[str, Any] | None = None  # the remote error document, when the profile carries one
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -48,6 +62,15 @@ class SeedProfile:
 
     name = "seed"
     transport_name = "nats_tcp"
+    serve_plane = "nats"  # the request plane this runtime's workers listen on
+    codec = "json"
+    lease_ttl: float | None = None  # None: the runtime's default
+    cancel_with_control = False  # an early close is only the socket closing (no "kill" frame)
+    limit_items_to_nats_payload = True  # items must fit one NATS message (SPEC: the seed's check)
+    nats_service_enabled = True  # answer $SRV.PING/INFO/STATS
+    service_version = "0.1.0"
+    STOP = b'"stop"'
+    KILL = b'"kill"'
 
     # -- names ---------------------------------------------------------------------------------------
     def component_path(self, namespace: str, component: str) -> str:
@@ -79,8 +102,13 @@ class SeedProfile:
     def endpoint_subject(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
         return names.endpoint_subject(namespace, component, endpoint, lease_id)
 
-    def instance_value(self, namespace: str, component: str, endpoint: str, lease_id: int) -> bytes:
-        """The JSON stored at the instance key (SPEC §3), keys in the seed's order."""
+    def request_route(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+        """Where the serving plane routes this instance's requests (for the seed: its NATS subject)."""
+        return self.endpoint_subject(namespace, component, endpoint, lease_id)
+
+    def instance_value(self, namespace: str, component: str, endpoint: str, lease_id: int, *,
+                       address: str | None = None) -> bytes:
+        """The JSON stored at the instance key (SPEC §3), keys in the seed's order (``address`` is implied)."""
         return json.dumps({
             "component": component,
             "endpoint": endpoint,
@@ -103,21 +131,53 @@ class SeedProfile:
         except (ValueError, KeyError, TypeError):
             return None
 
+    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root)
+
+    def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
+        """An instance anywhere in the store (its value names its component), for a scan; None otherwise."""
+        try:
+            doc = _loads(value)
+            prefix = self.instance_prefix(doc["namespace"], doc["component"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return self.parse_instance(prefix, key, value) if isinstance(prefix, str) else None
+
+    # -- service ($SRV) ---------------------------------------------------------------------------------
+    def service_description(self, namespace: str, component: str) -> str:
+        return f"dynamo component {self.service_name(namespace, component)}"
+
+    def service_metadata(self, namespace: str, component: str) -> dict[str, Any]:
+        return {"service_name": self.service_name(namespace, component)}
+
+    def service_endpoint_name(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
+        return endpoint
+
+    stats_data = True  # STATS entries carry the stats handler's ``data``
+
     # -- bodies ---------------------------------------------------------------------------------------
-    def encode(self, obj: Any) -> bytes:
+    def encode(self, obj: Any, codec: str = "json") -> bytes:
         try:
             return _dumps(obj).encode()
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cannot encode {type(obj).__name__} as JSON: {exc}") from exc
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes, codec: str = "json") -> Any:
         try:
             return _loads(data)
         except ValueError as exc:
             raise ProtocolError(f"body is not JSON: {exc}") from exc
 
     # -- request control header ------------------------------------------------------------------------
-    def request_header(self, request_id: str, connection_info: dict[str, Any]) -> bytes:
+    def call_codec(self, info: InstanceInfo) -> str:
+        """The codec to call an instance with (the seed: always JSON)."""
+        return "json"
+
+    def parse_request(self, header: bytes) -> RequestHeader:
+        """The control header as the worker needs it (the seed has no ``payload_codec``: JSON)."""
+        request_id, info = self.parse_request_header(header)
+        return RequestHeader(request_id, info, "json")
+
+    def request_header(self, request_id: str, connection_info: dict[str, Any], codec: str = "json") -> bytes:
         return _dumps({
             "id": request_id,
             "request_type": "single_in",
@@ -170,8 +230,15 @@ class SeedProfile:
         except (ValueError, AttributeError) as exc:
             raise ProtocolError(f"bad prologue: {exc}") from exc
 
-    def item(self, data: Any) -> bytes:
+    def item(self, data: Any, codec: str = "json") -> bytes:
         return b'{"data":' + self.encode(data) + b',"complete_final":false}'
+
+    def error_item_for(self, exc: BaseException, codec: str = "json") -> bytes:
+        """The body that tells the caller the handler raised ``exc``."""
+        return self.error_item(type(exc).__name__, str(exc))
+
+    def final(self, codec: str = "json") -> bytes:
+        return self.FINAL
 
     def error_item(self, error_type: str, message: str) -> bytes:
         return _dumps({"data": None, "error": {"type": error_type, "message": message},
@@ -180,7 +247,7 @@ class SeedProfile:
     FINAL = b'{"complete_final":true}'
     SENTINEL = b'"sentinel"'
 
-    def parse_body(self, body: bytes) -> ResponseItem:
+    def parse_body(self, body: bytes, codec: str = "json") -> ResponseItem:
         if body == self.FINAL:
             return _FINAL_ITEM
         doc = self.decode(body)

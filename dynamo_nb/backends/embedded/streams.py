@@ -23,6 +23,7 @@ class _Receiver:
         self._queue: Channel[tuple[bytes, bytes]] = Channel()
         self.closed = False
         self._on_close: list = []
+        self._on_control: list = []
 
     def __aiter__(self) -> "_Receiver":
         return self
@@ -33,6 +34,12 @@ class _Receiver:
             self._queue.put(_EOF)  # stay ended for any later read
             raise StopAsyncIteration
         return frame
+
+    def send_control(self, header: bytes) -> bool:
+        word = header.strip(b'"').decode(errors="replace")
+        for callback in tuple(self._on_control):
+            callback(word)
+        return bool(self._on_control)
 
     async def close(self) -> None:
         if not self.closed:
@@ -65,9 +72,13 @@ class _Sender:
         else:
             self._receiver._on_close.append(callback)
 
+    def on_control(self, callback) -> None:
+        self._receiver._on_control.append(callback)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._receiver._on_control.clear()
             self._receiver._queue.put(_EOF)
 
 

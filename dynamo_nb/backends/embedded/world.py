@@ -9,6 +9,7 @@ from ..base import Backend
 from .bus import DEFAULT_MAX_PAYLOAD, EmbeddedMessaging, EmbeddedNats
 from .clock import Clock
 from .kv import EmbeddedDiscovery, EmbeddedEtcd
+from .requests import EmbeddedRoutes, EmbeddedTcpPlane
 from .streams import EmbeddedResponsePlane
 
 __all__ = ["EmbeddedWorld", "default_world"]
@@ -24,6 +25,7 @@ class EmbeddedWorld:
         self.etcd = EmbeddedEtcd(clock)
         self.nats = EmbeddedNats(max_payload)
         self.streams = EmbeddedResponsePlane()
+        self.routes = EmbeddedRoutes()
 
     @property
     def clock(self) -> Clock:
@@ -31,7 +33,7 @@ class EmbeddedWorld:
 
     def connect(self) -> Backend:
         """A fresh set of connections, as one process would open to real servers."""
-        return Backend(
+        backend = Backend(
             kind="embedded",
             discovery=EmbeddedDiscovery(self.etcd),
             messaging=EmbeddedMessaging(self.nats),
@@ -39,6 +41,8 @@ class EmbeddedWorld:
             description="embedded (in-process etcd + NATS)",
             opener=self._connect_peer,
         )
+        backend.requests["tcp"] = EmbeddedTcpPlane(self.routes)
+        return backend
 
     async def _connect_peer(self) -> Backend:
         return self.connect()

@@ -7,7 +7,9 @@ where they are not installed (the embedded backend needs neither).
 If only one of the two servers is named, the other gets Dynamo's default (``http://127.0.0.1:2379`` for etcd,
 ``nats://127.0.0.1:4222`` for NATS — Dynamo's ``localhost`` defaults, pinned to IPv4 loopback); if that server
 is not there either, the error names the default URL it tried. The response listener binds 127.0.0.1 unless
-``response_host=`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address (workers on other hosts must reach it).
+``response_host=``, ``DYN_TCP_RESPONSE_STREAM_HOST`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address
+(workers on other hosts must reach it). The TCP request plane (Dynamo 1.6's default) listens only once a worker
+serves on it, on ``DYN_TCP_RPC_HOST`` or the same host.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ async def connect_real(
     from .etcd import EtcdDiscovery, etcd_auth_from_env
     from .nats import NatsMessaging, nats_auth_from_env
     from .tcp import TcpResponsePlane
+    from .tcp_request import TcpRequestPlane
 
     if not etcd_endpoints and not nats_server:
         raise ValueError("connect_real needs etcd_endpoints or nats_server (or ETCD_ENDPOINTS / NATS_SERVER)")
@@ -79,7 +82,8 @@ async def connect_real(
         raise failures[0]
     discovery: EtcdDiscovery = results[0]  # type: ignore[assignment]
     messaging: NatsMessaging = results[1]  # type: ignore[assignment]
-    host = response_host or os.environ.get(RESPONSE_HOST_ENV) or "127.0.0.1"
+    host = (response_host or os.environ.get("DYN_TCP_RESPONSE_STREAM_HOST") or os.environ.get(RESPONSE_HOST_ENV)
+            or "127.0.0.1")
     responses: TcpResponsePlane = TcpResponsePlane(host)
 
     async def connect_peer() -> Backend:
@@ -87,7 +91,7 @@ async def connect_real(
                                   request_timeout=request_timeout, response_host=host, name=name,
                                   etcd_auth=etcd_auth, nats_auth=nats_auth)
 
-    return Backend(
+    backend = Backend(
         kind="real",
         discovery=discovery,
         messaging=messaging,
@@ -95,6 +99,8 @@ async def connect_real(
         description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP from {host})",
         opener=connect_peer,
     )
+    backend.requests["tcp"] = TcpRequestPlane(response_host or os.environ.get(RESPONSE_HOST_ENV))
+    return backend
 
 
 def __getattr__(name: str) -> Any:
@@ -107,6 +113,10 @@ def __getattr__(name: str) -> Any:
         from . import nats
 
         return nats.NatsMessaging
+    if name == "TcpRequestPlane":
+        from . import tcp_request
+
+        return tcp_request.TcpRequestPlane
     if name in ("TcpResponsePlane", "TcpReceiver", "TcpSender"):
         from . import tcp
 

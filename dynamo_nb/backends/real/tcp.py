@@ -146,6 +146,11 @@ class TcpReceiver:
             self._conn.resume()
         return frame
 
+    def send_control(self, header: bytes) -> bool:
+        """Send one header-only control frame to the worker (best effort, never blocks); True if it went."""
+        conn = self._conn
+        return conn is not None and conn.send(PREFIX.pack(len(header), 0, 0) + header)
+
     async def close(self) -> None:
         """Stop listening: unregister, and close the socket so the worker's handler learns the caller left."""
         if self.closed:
@@ -255,6 +260,15 @@ class _Inbound:
             receiver._end()
         self.close()
 
+    def send(self, data: bytes) -> bool:
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return sock.send(data) == len(data)
+        except OSError:  # full or gone: a cancel is best effort
+            return False
+
     def pause(self) -> None:
         self._paused = True
         self._unwatch()
@@ -305,8 +319,10 @@ class TcpSender:
         self._peer_closed = False
         self._closed = False
         self._callbacks: list[Callable[[], None]] = []
+        self._control_callbacks: list[Callable[[str], None]] = []
+        self._control = FrameDecoder()
         self.frames_sent = 0
-        # The caller never talks, so "readable" means it hung up. Most short streams are over within the loop
+        # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are over within the loop
         # turn that opened them; watching starts on the next turn, which spares those two epoll calls.
         self._watching = False
         loop.call_soon(self._watch_peer)
@@ -329,6 +345,24 @@ class TcpSender:
             data = b""
         if not data:
             self._peer_gone()
+            return
+        # Dynamo's callers send header-only control frames: "stop" (finish soon) and "kill" (stop now).
+        try:
+            frames = self._control.feed(data)
+        except FrameError:
+            log.debug("ignoring garbage from the caller on a response stream")
+            self._control = FrameDecoder()
+            return
+        for header, _ in frames:
+            word = header.strip(b'"').decode(errors="replace")
+            if word in ("stop", "kill"):
+                for callback in tuple(self._control_callbacks):
+                    try:
+                        callback(word)
+                    except Exception:
+                        log.exception("control callback failed")
+            else:
+                log.debug("ignoring control frame %r", header[:40])
 
     def _on_writable(self) -> None:
         sock = self._sock
@@ -456,6 +490,10 @@ class TcpSender:
             callback()
         else:
             self._callbacks.append(callback)
+
+    def on_control(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback("stop"|"kill")`` for each control frame the caller sends."""
+        self._control_callbacks.append(callback)
 
     async def close(self) -> None:
         """Send what is buffered and close; unsent bytes finish in the background."""

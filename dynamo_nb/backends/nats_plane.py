@@ -1,0 +1,44 @@
+"""The NATS request plane: a request is a NATS request to the instance's subject (queue group ``q``).
+
+Thin on purpose: it only gives the :class:`~dynamo_nb.backends.base.Messaging` interface the shape of a
+:class:`~dynamo_nb.backends.base.RequestPlane`, so the seed's wire stays exactly what it was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:  # base builds this plane on demand: import it only for types
+    from .base import Messaging, Msg, Subscription
+
+__all__ = ["NatsRequestPlane"]
+
+
+class NatsRequestPlane:
+    """Requests over messaging; works on every backend that has one."""
+
+    kind = "nats"
+    address = ""
+
+    def __init__(self, messaging: "Messaging") -> None:
+        self.messaging = messaging
+
+    async def start(self) -> None:
+        pass
+
+    async def serve(self, route: str, cb: "Callable[[Msg], Awaitable[None]]") -> "Subscription":
+        return await self.messaging.subscribe(route, cb, queue="q")
+
+    def address_for(self, route: str) -> str:
+        return route
+
+    async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
+                      timeout: float) -> bytes:
+        """The ack; headers are optional on this plane (real workers accept a header-less request)."""
+        return (await self.messaging.request(target, payload, timeout=timeout)).data
+
+    async def close(self) -> None:
+        pass  # the messaging connection is the backend's to close
+
+    def __repr__(self) -> str:
+        return f"NatsRequestPlane({self.messaging.url})"
