@@ -50,6 +50,7 @@ async def test_live_view_updates_are_saved_by_a_headless_run(tmp_path: Path) -> 
     if "image/svg+xml" in data:  # the update carries the whole bundle
         assert "generate" in data["image/svg+xml"]
     assert len(nb.cells[2].outputs) == 1  # live() as the last expression is shown once, not twice
-    assert "Service dynamo#124;Worker" in nb.cells[2].outputs[0]["data"]["text/vnd.mermaid"]
+    registry = nb.cells[2].outputs[0]["data"]["text/vnd.mermaid"]
+    assert "Services Map" in registry and "dynamo#124;Worker" in registry
     assert nb.cells[3].outputs[-1]["text"].split()[1] == "2"
     assert nb.cells[4].outputs[-1]["text"].split() == ["True", "True", "2"]

@@ -140,18 +140,23 @@ class DistributedRuntime(Drawable):
         connect_timeout: float = 5.0,
         profile: "str | SeedProfile | None" = None,
         request_plane: str | None = None,
+        backend: Backend | None = None,
     ) -> "DistributedRuntime":
         """Connect and grant the primary lease.
 
         Servers come from the arguments, else from ``ETCD_ENDPOINTS`` / ``NATS_SERVER``; with neither, the
-        embedded world of this event loop (or ``world``) is used. ``profile="dynamo"`` registers, serves and
+        embedded world of this event loop (or ``world``) is used. ``backend`` hands over connections opened
+        beforehand (``other.backend.connect_peer()``: a second process on the same servers); the runtime closes
+        them when it shuts down. ``profile="dynamo"`` registers, serves and
         calls as a real Dynamo 1.6 process does, on ``request_plane="tcp"`` (its default) or ``"nats"``
         (see :func:`choose_profile`); ``lease_ttl`` then defaults to Dynamo's 30 s.
         """
+        if backend is not None and (etcd_endpoints or nats_server or world is not None):
+            raise ValueError("give either backend= (connections already open) or servers / world=, not both")
         chosen = choose_profile(profile, request_plane)
         if lease_ttl is None:
             lease_ttl = chosen.lease_ttl or DEFAULT_LEASE_TTL
-        backend = await _connect(etcd_endpoints, nats_server, world, connect_timeout)
+        backend = backend or await _connect(etcd_endpoints, nats_server, world, connect_timeout)
         runtime = cls(backend, lease_ttl=lease_ttl, name=name, health_check_interval=health_check_interval,
                       drain_timeout=drain_timeout, profile=chosen)
         try:

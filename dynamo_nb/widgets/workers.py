@@ -31,16 +31,6 @@ DEFAULT_WORKER_LEASE_TTL = 4.0  # seconds: short enough to watch a crashed worke
 WorkerFactory = Callable[[str, float], Awaitable[DistributedRuntime]]
 
 
-class _Opened:
-    """Hands connections opened beforehand to ``DistributedRuntime.create(world=...)``, which connects a world."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def connect(self) -> Backend:
-        return self._backend
-
-
 @dataclass(eq=False)
 class Worker:
     """One worker runtime (a "process") started by the pool."""
@@ -138,8 +128,9 @@ class WorkerPool:
     async def _default_factory(self, name: str, lease_ttl: float) -> DistributedRuntime:
         """A runtime on new connections to the panel runtime's world or servers (closed when it shuts down)."""
         backend = await self.runtime.backend.connect_peer()
-        return await DistributedRuntime.create(world=_Opened(backend), lease_ttl=lease_ttl,  # type: ignore[arg-type]
-                                               name=name, health_check_interval=self.runtime.health_check_interval)
+        return await DistributedRuntime.create(backend=backend, lease_ttl=lease_ttl, name=name,
+                                               profile=self.runtime.profile,
+                                               health_check_interval=self.runtime.health_check_interval)
 
     async def start_worker(self, lease_ttl: float | None = None) -> Worker:
         """A new worker runtime with its own lease (``lease_ttl`` defaults to the pool's)."""
