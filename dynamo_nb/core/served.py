@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Union
 
 from ..backends.base import Msg, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
+from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
 from ..transport.profile import ProtocolError
 from .drawable import Drawable
@@ -315,7 +316,8 @@ class ServedEndpoint(Drawable):
             request = profile.decode(body)
         except (FrameError, ProtocolError) as exc:
             self._count_error(f"bad request: {exc}")
-            log.warning("%s: dropped a malformed request on %s: %s", self.actor, msg.subject, exc)
+            warn_limited(log, f"malformed:{self.subject}", "%s: dropped a malformed request on %s: %s",
+                         self.actor, msg.subject, exc)
             if msg.reply:
                 await msg.respond(profile.encode({"error": f"malformed request: {exc}"}))
             return
@@ -343,7 +345,8 @@ class ServedEndpoint(Drawable):
             sender = await runtime.backend.responses.connect(connection_info)
         except Exception as exc:
             self._count_error(f"cannot reach caller: {exc}")
-            log.warning("%s: cannot open response stream for %s: %s", self.actor, request_id, exc)
+            warn_limited(log, f"callback:{self.subject}", "%s: cannot open response stream for %s: %s",
+                         self.actor, request_id[:100], exc)
             return
         context = RequestContext(request_id)
         context._task = asyncio.current_task()

@@ -29,6 +29,7 @@ from collections import deque
 from typing import Any, Callable
 
 from ...errors import StreamClosedError, StreamRefusedError
+from ...ratelog import warn_limited
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
@@ -190,7 +191,7 @@ class _Inbound:
 
     def _handshake_overdue(self) -> None:
         if self._sock is not None and self._receiver is None:
-            log.warning("dropping a response connection that sent no handshake")
+            warn_limited(log, "no-handshake", "dropping a response connection that sent no handshake")
             self.close()
 
     def _watch(self) -> None:
@@ -222,7 +223,7 @@ class _Inbound:
             try:
                 frames = self._decoder.feed(data)
             except FrameError as exc:
-                log.warning("dropping a response connection that sent a bad frame: %s", exc)
+                warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
                 self.close()
                 return
             if not frames:
@@ -238,8 +239,9 @@ class _Inbound:
     def _handshake(self, header: bytes) -> bool:
         try:
             subject = json.loads(header)["subject"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropping a response connection without a handshake (got %r)", header[:100])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            warn_limited(log, "bad-handshake", "dropping a response connection without a handshake (got %r)",
+                         header[:100])
             return False
         receiver = self._plane._receivers.get(subject) if isinstance(subject, str) else None
         if receiver is None or not receiver._attach(self):
