@@ -30,6 +30,7 @@ from ...errors import (
 )
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
+from .urls import redact, redact_text
 
 __all__ = ["NatsMessaging", "NatsSubscriptionHandle", "nats_auth_from_env"]
 
@@ -87,10 +88,14 @@ class NatsSubscriptionHandle:
 
 
 class NatsMessaging:
-    """One process's NATS connection, as the object model's :class:`~dynamo_nb.backends.base.Messaging`."""
+    """One process's NATS connection, as the object model's :class:`~dynamo_nb.backends.base.Messaging`.
+
+    ``url`` is the server URL with any password or token in it replaced by ``***``: it is what every description,
+    repr, log line and error shows.
+    """
 
     def __init__(self, url: str, nc: NatsClient) -> None:
-        self.url = url
+        self.url = redact(url)
         self._nc = nc
         self._publish = nc.publish
         self._closed = False
@@ -104,12 +109,13 @@ class NatsMessaging:
         """Connect, or raise :class:`BackendUnavailableError` naming ``url`` within ``connect_timeout`` s."""
         messaging: NatsMessaging | None = None
         last_error: list[BaseException] = []
+        raw_url, url = url, redact(url)  # the raw one only goes to nats-py
 
         async def error_cb(exc: Exception) -> None:
             if messaging is None:
                 last_error.append(exc)
             else:
-                log.debug("NATS %s: %s", url, exc)
+                log.debug("NATS %s: %s", url, redact_text(str(exc), raw_url))
 
         async def disconnected_cb() -> None:
             if messaging is not None and not messaging._closed:
@@ -121,7 +127,7 @@ class NatsMessaging:
                 messaging.reconnects += 1
                 log.warning("NATS %s: reconnected", url)
 
-        servers = [u.strip() for u in url.split(",") if u.strip()]  # NATS_SERVER may list several
+        servers = [u.strip() for u in raw_url.split(",") if u.strip()]  # NATS_SERVER may list several
         if not servers:
             raise ValueError(f"no NATS server in {url!r}")
         nc = NatsClient()
@@ -143,7 +149,7 @@ class NatsMessaging:
         try:
             await bounded(nc.connect(**options), connect_timeout)
         except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
-            detail = _explain(last_error, exc)
+            detail = redact_text(_explain(last_error, exc), raw_url)
             try:
                 await nc.close()
             except Exception:
@@ -152,7 +158,7 @@ class NatsMessaging:
         # Connected: from now on reconnect for as long as it takes (a restarted server on the same port).
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = _RECONNECT_WAIT
-        messaging = cls(url, nc)
+        messaging = cls(raw_url, nc)
         return messaging
 
     # -- Messaging --------------------------------------------------------------------------------------
