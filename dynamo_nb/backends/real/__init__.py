@@ -7,13 +7,15 @@ where they are not installed (the embedded backend needs neither).
 If only one of the two servers is named, the other gets Dynamo's default (``http://127.0.0.1:2379`` for etcd,
 ``nats://127.0.0.1:4222`` for NATS — Dynamo's ``localhost`` defaults, pinned to IPv4 loopback); if that server
 is not there either, the error names the default URL it tried. The response listener binds 127.0.0.1 unless
-``response_host=`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address (workers on other hosts must reach it).
+``response_host=`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address (workers on other hosts must reach it);
+bound to ``0.0.0.0`` it advertises ``DYNAMO_NB_RESPONSE_ADVERTISE``, or the local address that reaches NATS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..base import Backend
@@ -46,6 +48,7 @@ async def connect_real(
     naming the URL when a server does not answer within ``connect_timeout`` seconds.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
+    from .addresses import advertise_host
     from .nats import NatsMessaging, nats_auth_from_env
     from .tcp import TcpResponsePlane
 
@@ -74,13 +77,15 @@ async def connect_real(
     discovery: EtcdDiscovery = results[0]  # type: ignore[assignment]
     messaging: NatsMessaging = results[1]  # type: ignore[assignment]
     host = response_host or os.environ.get(RESPONSE_HOST_ENV) or "127.0.0.1"
-    responses: TcpResponsePlane = TcpResponsePlane(host)
+    nats_host = urlsplit(nats_url.split(",")[0].strip()).hostname
+    responses: TcpResponsePlane = TcpResponsePlane(host, advertise_host=advertise_host(host, nats_host))
     return Backend(
         kind="real",
         discovery=discovery,
         messaging=messaging,
         responses=responses,
-        description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP from {host})",
+        description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP at {responses.advertise_host}"
+                    + (f", bound to {host})" if host != responses.advertise_host else ")"),
     )
 
 

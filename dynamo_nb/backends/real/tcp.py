@@ -33,6 +33,7 @@ from ...ratelog import warn_limited
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
+from .addresses import resolve
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 
@@ -577,12 +578,19 @@ class TcpResponsePlane:
         except (ProtocolError, ValueError) as exc:
             raise StreamRefusedError(f"cannot call back: {exc}") from exc
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:  # a host name is resolved off the loop, bounded: a forged request must not freeze this worker
+            family, sockaddr = await resolve(host, port, self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise StreamRefusedError(f"cannot call back {host}:{port}: the name did not resolve within "
+                                     f"{self.connect_timeout} s") from None
+        except OSError as exc:
+            raise StreamRefusedError(f"cannot call back {host}:{port}: {exc}") from None
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keep_alive(sock)
-            error = sock.connect_ex((host, port))
+            error = sock.connect_ex(sockaddr)
             connected = error == 0
             if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
