@@ -6,6 +6,7 @@ bad bytes written the way a careless operator or an adversary would: straight in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, AsyncIterator
@@ -133,3 +134,44 @@ def test_the_rate_limited_logger_reports_what_it_held_back(caplog):
     assert logged.count(True) == 2 and logged[0] and logged[-1]
     assert [r.getMessage() for r in caplog.records] == ["bad 0", "bad 50 (49 more like this in the last 10 s)"]
     assert ratelog.counts("dynamo_nb.test_ratelog") == {"k": 51}
+
+
+async def test_a_worker_whose_key_vanished_registers_again_and_is_never_healthy_unreachable(make_runtime):
+    from dynamo_nb import State
+    from dynamo_nb.errors import BackendUnavailableError
+
+    worker, served, caller = await serve_and_call(make_runtime)
+    await served.wait_for_state(State.HEALTHY, timeout=10)
+    client = await caller.endpoint(REF).client()
+    await client.wait_for_instances(timeout=10)
+
+    # Deleted while the lease lives: the health check puts it back.
+    await caller.etcd_client().kv_delete(served.key)
+    await eventually(lambda: caller.recorder.select("watch.delete", key=served.key), timeout=10)
+    await eventually(lambda: client.instance_ids() == [served.lease_id], timeout=10)
+    assert worker.recorder.select("kv.create", replaces=served.key)
+    assert await (await client.generate("back")).collect() == [{"echo": "back"}]
+
+    # Deleted, and putting it back fails (etcd refuses writes): the worker leaves Healthy and says why.
+    discovery = worker.backend.discovery
+    real_put = discovery.put
+
+    async def refused(*args: Any, **kwargs: Any) -> int:
+        raise BackendUnavailableError("etcd", "test://", "writes refused")
+
+    discovery.put = refused
+    try:
+        await caller.etcd_client().kv_delete(served.key)
+        await served.wait_for_state(State.RUNNING, timeout=10)
+        assert "instance key" in served.health_reason and "writes refused" in served.health_reason
+        reasons = [r.detail.get("reason") for r in worker.recorder.select("lifecycle")]
+        assert any(reason and "writes refused" in reason for reason in reasons)
+        assert client.instance_ids() == []
+        for _ in range(5):  # it stays out of Healthy while it cannot be reached
+            await served.wait_for_state(State.RUNNING, timeout=10)
+            assert served.state is State.RUNNING
+            await asyncio.sleep(worker.health_check_interval)
+    finally:
+        discovery.put = real_put
+    await served.wait_for_state(State.HEALTHY, timeout=10)
+    await eventually(lambda: client.instance_ids() == [served.lease_id], timeout=10)

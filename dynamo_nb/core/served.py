@@ -15,6 +15,7 @@ from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
 from ..transport.profile import ProtocolError
 from .drawable import Drawable
+from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
 from .recorder import Kind
 from .snapshot import Focus, InstanceSnap, Part
@@ -154,6 +155,7 @@ class ServedEndpoint(Drawable):
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
+        self.health_reason = ""  # why the last health check failed ("" when it passed)
         self._stop_lock = asyncio.Lock()
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
@@ -191,8 +193,9 @@ class ServedEndpoint(Drawable):
         await self._stopped.wait()
 
     def _record_transition(self, state: State, ts: float) -> None:
+        reason = {"reason": self.health_reason} if state is State.RUNNING and self.health_reason else {}
         self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=state.value,
-                                     instance_id=self.lease_id)
+                                     instance_id=self.lease_id, **reason)
 
     # -- start (seed §4.4) ---------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -288,15 +291,21 @@ class ServedEndpoint(Drawable):
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self) -> bool:
-        """Lease alive and the component's service answers a PING over messaging."""
+        """Lease alive, the component's service answers a PING, and the instance key is there (restored if not).
+
+        When it fails, ``health_reason`` says why (the Running record carries it too).
+        """
         if self.service is None or self._sub is None or not self.runtime.lease_alive:
+            self.health_reason = "not listening, or the lease is gone"
             return False
         try:
             await self.runtime.backend.messaging.request(
                 f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
-            return True
-        except Exception:
+        except Exception as exc:
+            self.health_reason = f"the service did not answer a PING: {exc}"
             return False
+        self.health_reason = await ensure_registered(self)
+        return not self.health_reason
 
     async def _health_loop(self) -> None:
         interval = self.runtime.health_check_interval
