@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import os
+import uuid
 from typing import Any, Awaitable, Callable
 
 import nats
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 _INITIAL_ATTEMPTS = 3  # tries per URL before the first connect gives up (a refused port fails each at once)
 _RECONNECT_WAIT = 0.25  # seconds between reconnect attempts once connected
 _PENDING_SIZE = 8 * 1024 * 1024  # bytes nats-py buffers while reconnecting
+_SETTLE = 3.0  # seconds after a reconnect in which a silent subject is blamed on the outage, not on the workers
+_PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after a request timed out, is frozen
 
 
 def nats_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -101,6 +104,7 @@ class NatsMessaging:
         self._closed = False
         self.disconnects = 0
         self.reconnects = 0
+        self.reconnected_at = float("-inf")  # loop time of the last reconnect
 
     # -- connecting ---------------------------------------------------------------------------------
     @classmethod
@@ -125,6 +129,7 @@ class NatsMessaging:
         async def reconnected_cb() -> None:
             if messaging is not None:
                 messaging.reconnects += 1
+                messaging.reconnected_at = asyncio.get_running_loop().time()
                 log.warning("NATS %s: reconnected", url)
 
         servers = [u.strip() for u in raw_url.split(",") if u.strip()]  # NATS_SERVER may list several
@@ -220,21 +225,51 @@ class NatsMessaging:
         return NatsSubscriptionHandle(sub, subject, queue)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``."""
+        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``.
+
+        A request that finds nobody, or no answer, while NATS itself is the trouble (disconnected, restarted a
+        moment ago so workers are still subscribing again, or connected but frozen) raises
+        :class:`BackendUnavailableError` saying so, instead of blaming the workers.
+        """
         self._check_open()
         try:
             m = await self._nc.request(subject, data, timeout=timeout)
         except nats.errors.NoRespondersError:
-            raise NoRespondersError(subject) from None
+            raise self._outage() or NoRespondersError(subject) from None
         except nats.errors.MaxPayloadError:
             raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
         except nats.errors.TimeoutError:
-            raise BackendTimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+            raise (self._outage() or await self._frozen()
+                   or BackendTimeoutError(f"no reply on {subject!r} within {timeout} s")) from None
         except nats.errors.OutboundBufferLimitError:
             raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
         except nats.errors.ConnectionClosedError as exc:
             raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
+
+    def _outage(self) -> BackendUnavailableError | None:
+        if not self._nc.is_connected:
+            return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; "
+                                           "calls fail until NATS is back")
+        since = asyncio.get_running_loop().time() - self.reconnected_at
+        if since < _SETTLE:
+            return BackendUnavailableError("NATS", self.url, f"NATS came back {since:.1f} s ago after an outage; "
+                                           "workers are still subscribing again, try again shortly")
+        return None
+
+    async def _frozen(self) -> BackendUnavailableError | None:
+        """After a silent request: does the server itself still answer? A request nobody serves must come back
+        at once with "no responders" from a live server (its own round trip, not nats-py's PING bookkeeping)."""
+        try:
+            await self._nc.request(f"_dynamo_nb.probe.{uuid.uuid4().hex}", b"", timeout=_PROBE_TIMEOUT)
+        except nats.errors.NoRespondersError:
+            return None
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return BackendUnavailableError("NATS", self.url, "connected, but the server answers nothing (frozen or "
+                                           f"overloaded: no answer to a probe within {_PROBE_TIMEOUT} s)")
+        except nats.errors.Error:
+            return self._outage()
+        return None
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Round trip to the server: everything sent before (subscriptions included) has been processed."""
