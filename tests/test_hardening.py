@@ -86,10 +86,15 @@ async def test_bad_instance_values_are_skipped_and_never_hide_the_live_instance(
 
 
 async def test_a_valid_key_overwritten_with_garbage_drops_that_instance(make_runtime):
-    worker, served, caller = await serve_and_call(make_runtime)
-    client = await caller.endpoint(REF).client()
+    caller = await make_runtime()
+    endpoint = caller.endpoint(REF)
+    key = endpoint.instance_key(0xabc)  # written by hand: no worker restores it
+    kv = caller.etcd_client()
+    await kv.kv_put(key, caller.profile.instance_value(NS, COMP, EP, 0xabc))
+    client = await endpoint.client()
     await client.wait_for_instances(timeout=10)
-    await caller.etcd_client().kv_put(served.key, b'{"lease_id": Infinity}')
+    assert client.instance_ids() == [0xabc]
+    await kv.kv_put(key, b'{"lease_id": Infinity}')
     await eventually(lambda: client.instance_ids() == [], timeout=10)
     assert client.watcher.rejected == 1
 
