@@ -205,6 +205,31 @@ def _kill_leftovers() -> None:
 
 atexit.register(_kill_leftovers)
 
+_SIGNALS_HOOKED = False
+
+
+def _on_fatal_signal(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP with no handler of the program's: clean up as atexit would, then die of the signal."""
+    _kill_leftovers()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _hook_fatal_signals() -> None:
+    """Python runs no atexit hook when a signal without a handler ends it: remove servers and dirs then too.
+
+    Only signals the program left at their default are taken (SIGINT already ends Python through
+    KeyboardInterrupt, which runs atexit); only from the main thread, where handlers can be set.
+    """
+    global _SIGNALS_HOOKED
+    if _SIGNALS_HOOKED or threading.current_thread() is not threading.main_thread():
+        return
+    _SIGNALS_HOOKED = True
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _on_fatal_signal)
+
 
 class _Server:
     """One server process: how it was launched, its log, and how to stop it."""
@@ -487,6 +512,7 @@ class LocalCluster(Drawable):
             nats_bin = find_binary("nats-server")
             etcd_bin = find_binary("etcd")
             self.state = "starting"
+            _hook_fatal_signals()
             self.data_dir = Path(tempfile.mkdtemp(prefix="dynamo_nb-cluster-"))
             _LIVE_DIRS.add(str(self.data_dir))
             self._nats = _Server("nats-server", self.data_dir / "nats.log")

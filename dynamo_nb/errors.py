@@ -5,8 +5,12 @@
     DynamoError
     ├── InvalidNameError (ValueError)         a namespace/component/endpoint name breaks its rule
     ├── InvalidReferenceError (ValueError)    "ns.Component.endpoint" is malformed
+    ├── ConfigurationError (ValueError)       settings that cannot work together (a client certificate without its
+    │                                         key, two sets of credentials), refused before any connection
     ├── BackendError                          etcd / NATS / response-stream trouble
-    │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL)
+    │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL), or is
+    │   │                                               connected but frozen, or the connection is being re-made
+    │   ├── CertificateError                  TLS failed: a CA, certificate or key that is unreadable or wrong
     │   ├── BackendTimeoutError (TimeoutError)          a server or peer did not answer in time (request, flush)
     │   ├── NoRespondersError                 nobody listens on a subject (or a TCP request-plane address)
     │   ├── PayloadTooLargeError (ValueError) a message exceeds the server's max payload
@@ -52,8 +56,10 @@ __all__ = [
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
+    "ConfigurationError",
     "BackendError",
     "BackendUnavailableError",
+    "CertificateError",
     "BackendTimeoutError",
     "NoRespondersError",
     "PayloadTooLargeError",
@@ -103,6 +109,10 @@ class InvalidReferenceError(DynamoError, ValueError):
     """An endpoint reference is not of the form ``namespace.Component.endpoint``."""
 
 
+class ConfigurationError(DynamoError, ValueError):
+    """Settings that cannot work (half a key pair, conflicting credentials): refused before anything connects."""
+
+
 class BackendError(DynamoError):
     """Something went wrong talking to etcd or NATS (or their embedded doubles)."""
 
@@ -115,6 +125,15 @@ class BackendUnavailableError(BackendError, ConnectionError):
         self.url = url
         msg = f"cannot reach {what} at {url}"
         super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class CertificateError(BackendError):
+    """TLS could not be set up: a CA, certificate or key that is not what it should be (names the server)."""
+
+    def __init__(self, what: str, url: str, detail: str):
+        self.what = what
+        self.url = url
+        super().__init__(f"TLS with {what} at {url} failed, a certificate problem: {detail}")
 
 
 class BackendTimeoutError(BackendError, TimeoutError):

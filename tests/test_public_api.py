@@ -23,8 +23,8 @@ PINNED = {
 
 # The whole tree, as ``dynamo_nb.errors`` exports it.
 ERRORS = {
-    "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",
-    "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError", "ResponseStreamError", "StreamRefusedError",
+    "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "BackendError",
+    "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError", "ResponseStreamError", "StreamRefusedError",
     "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
     "NoInstancesError", "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "IllegalTransitionError",
     "UndeclaredFieldError", "RuntimeClosedError", "WaitTimeoutError", "DotError", "DotNotFoundError", "DotFailedError",
@@ -38,7 +38,7 @@ BUILTIN_BASES = {
     "BackendTimeoutError": TimeoutError, "WaitTimeoutError": TimeoutError, "ResponseStreamError": ConnectionError,
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
     "InstanceNotFoundError": LookupError, "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
-    "UndeclaredFieldError": KeyError,
+    "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,
 }

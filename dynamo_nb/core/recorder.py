@@ -71,7 +71,7 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
     Kind.LISTEN: ("subject", "queue"),
     Kind.READY: ("subject", "instance_id"),
     Kind.UNLISTEN: ("subject",),
-    Kind.LIFECYCLE: ("state", "instance_id"),
+    Kind.LIFECYCLE: ("state", "instance_id", "reason"),
     Kind.CALL: ("request_id", "instance_id", "subject", "client_id", "caller", "caller_instance"),
     Kind.REQUEST: ("request_id", "instance_id"),
     Kind.RESPONSE: ("request_id", "items", "outcome", "instance_id", "after_stop"),

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..backends.base import Msg, Subscription, WatchEvent
+from ..ratelog import warn_limited
 from ..transport.profile import InstanceInfo
 from .drawable import Drawable
 from .recorder import Kind
@@ -140,7 +141,8 @@ class SharedWatcher:
     """One etcd prefix watch per component, shared by every client of that component in the runtime.
 
     Keeps the live instance map current; if the watch breaks it re-reads from the last revision rather than
-    forgetting every instance (a failure mode Dynamo's users have reported).
+    forgetting every instance (a failure mode Dynamo's users have reported). A value that does not check out is
+    skipped, counted in ``rejected`` and logged at most once per interval: one bad key must not hide the others.
     """
 
     def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str, *, scan: bool = False) -> None:
@@ -156,6 +158,7 @@ class SharedWatcher:
         self.sharers: dict[int, str] = {}
         self.revision = 0
         self.resyncs = 0
+        self.rejected = 0  # instance values skipped because they did not check out
         self._listeners: list[Callable[[str, InstanceInfo], None]] = []
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -204,15 +207,27 @@ class SharedWatcher:
 
     def _parse(self, key: str, value: bytes) -> InstanceInfo | None:
         profile = self.runtime.profile
-        return profile.parse_any_instance(key, value) if self.scan else profile.parse_instance(self.prefix, key, value)
+        try:
+            if self.scan:
+                return profile.parse_any_instance(key, value)
+            return profile.parse_instance(self.prefix, key, value)
+        except Exception as exc:  # whatever a value holds, it must not break discovery for everyone
+            self.rejected += 1
+            warn_limited(log, f"instance:{self.prefix}", "skipped the value of %s: %s", key[:200], exc)
+            return None
 
     def _apply(self, event: WatchEvent, info: InstanceInfo | None = None) -> None:
         if event.kind == "put":
             if info is None:
                 info = self._parse(event.key, event.value)
                 if info is None:
-                    return
-            self.instances[event.key] = info
+                    # A key that no longer holds a valid instance no longer names one.
+                    event = WatchEvent("delete", event.key, b"", event.revision)
+                    info = self.instances.pop(event.key, None)
+                    if info is None:
+                        return
+            if event.kind == "put":
+                self.instances[event.key] = info
         else:
             info = self.instances.pop(event.key, None)
             if info is None:

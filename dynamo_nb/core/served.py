@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Union
 
 from ..backends.base import Msg, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
+from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
 from ..transport.profile import ProtocolError
 from .drawable import Drawable
+from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
 from .recorder import Kind
 from .snapshot import Focus, InstanceSnap, Part
@@ -154,6 +156,7 @@ class ServedEndpoint(Drawable):
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
+        self.health_reason = ""  # why the last health check failed ("" when it passed)
         self._stop_lock = asyncio.Lock()
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
@@ -191,8 +194,9 @@ class ServedEndpoint(Drawable):
         await self._stopped.wait()
 
     def _record_transition(self, state: State, ts: float) -> None:
+        reason = {"reason": self.health_reason} if state is State.RUNNING and self.health_reason else {}
         self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=state.value,
-                                     instance_id=self.lease_id)
+                                     instance_id=self.lease_id, **reason)
 
     # -- start (seed §4.4) ---------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -297,18 +301,27 @@ class ServedEndpoint(Drawable):
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self) -> bool:
-        """Lease alive and the component's service answers a PING over messaging (or, on a request plane
-        without ``$SRV``, such as Dynamo's TCP plane, the listener is open)."""
+        """Lease alive, the component's service answers a PING over messaging (or, on a request plane without
+        ``$SRV``, such as Dynamo's TCP plane, the listener is open), and the instance key is there (restored if not).
+
+        When it fails, ``health_reason`` says why (the Running record carries it too).
+        """
         if self.service is None or self._sub is None or not self.runtime.lease_alive:
+            self.health_reason = "not listening, or the lease is gone"
             return False
         if not self.runtime.profile.nats_service_enabled:
-            return bool(self.runtime.backend.request_plane(self.runtime.profile.serve_plane).address)
-        try:
-            await self.runtime.backend.messaging.request(
-                f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
-            return True
-        except Exception:
-            return False
+            if not self.runtime.backend.request_plane(self.runtime.profile.serve_plane).address:
+                self.health_reason = "the request-plane listener is not open"
+                return False
+        else:
+            try:
+                await self.runtime.backend.messaging.request(
+                    f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
+            except Exception as exc:
+                self.health_reason = f"the service did not answer a PING: {exc}"
+                return False
+        self.health_reason = await ensure_registered(self)
+        return not self.health_reason
 
     async def _health_loop(self) -> None:
         interval = self.runtime.health_check_interval
@@ -328,7 +341,8 @@ class ServedEndpoint(Drawable):
             request = profile.decode(body, control.codec)
         except (FrameError, ProtocolError) as exc:
             self._count_error(f"bad request: {exc}")
-            log.warning("%s: dropped a malformed request on %s: %s", self.actor, msg.subject, exc)
+            warn_limited(log, f"malformed:{self.subject}", "%s: dropped a malformed request on %s: %s",
+                         self.actor, msg.subject, exc)
             if msg.reply:
                 # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
                 refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
@@ -361,7 +375,8 @@ class ServedEndpoint(Drawable):
             sender = await runtime.backend.responses.connect(connection_info)
         except Exception as exc:
             self._count_error(f"cannot reach caller: {exc}")
-            log.warning("%s: cannot open response stream for %s: %s", self.actor, request_id, exc)
+            warn_limited(log, f"callback:{self.subject}", "%s: cannot open response stream for %s: %s",
+                         self.actor, request_id[:100], exc)
             return
         context = RequestContext(request_id)
         context._task = asyncio.current_task()

@@ -26,6 +26,7 @@ from typing import Any
 from .. import names
 from ..errors import InvalidNameError, ProtocolError
 from . import codec as codecs
+from . import validate
 from .profile import InstanceInfo, RequestHeader, ResponseItem, SeedProfile
 
 __all__ = ["DynamoProfile", "PLANES", "DYNAMO_VERSION", "dynamo_error"]
@@ -141,15 +142,26 @@ class DynamoProfile(SeedProfile):
     def parse_instance(self, prefix: str, key: str, value: bytes) -> InstanceInfo | None:
         """An instance found under ``prefix``, or None (not an instance, or a name dynamo_nb cannot show).
 
-        Never raises: a real deployment may hold names dynamo_nb's rules reject (they are logged once).
+        A real deployment may hold names dynamo_nb's rules reject: those are logged once and skipped. A value
+        that cannot be believed (too big or deep, a lease id out of range, a subject that is no subject) raises
+        :class:`ProtocolError`, which the watcher counts and skips.
         """
         parsed = names.parse_dynamo_instance_key(prefix, key)
         if parsed is None:
             return None
         endpoint, lease_id = parsed
+        if len(value) > validate.MAX_VALUE_BYTES:
+            raise ProtocolError(f"value of {len(value)} bytes exceeds {validate.MAX_VALUE_BYTES}")
+        doc = validate.check_depth(validate.loads(value))
+        if not isinstance(doc, dict):
+            raise ProtocolError("value is not a JSON object")
+        if validate.check_lease_id(doc.get("instance_id")) != lease_id:
+            raise ProtocolError(f"value claims instance {doc.get('instance_id')!r} under a key for {lease_id:x}")
+        transport = doc.get("transport")
+        if isinstance(transport, dict) and "nats_tcp" in transport:
+            validate.check_subject(transport["nats_tcp"])
         try:
-            doc = json.loads(value)
-            if doc.get("type", "Endpoint") != "Endpoint" or int(doc["instance_id"]) != lease_id:
+            if doc.get("type", "Endpoint") != "Endpoint":
                 return None
             transport = doc["transport"]
             if "tcp" in transport:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import names
 from ..errors import ProtocolError
+from . import validate
 
 __all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
 
@@ -54,7 +55,7 @@ class ResponseItem:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
 
 
 class SeedProfile:
@@ -118,18 +119,14 @@ class SeedProfile:
         }).encode()
 
     def parse_instance(self, prefix: str, key: str, value: bytes) -> InstanceInfo | None:
-        """Decode a key/value found under a component prefix; None for keys that are not instances."""
-        parsed = names.parse_instance_key(prefix, key)
-        if parsed is None:
+        """Decode a key/value found under a component prefix; None for keys that are not instances.
+
+        An instance key whose value does not check out (:mod:`.validate`) raises :class:`ProtocolError`.
+        """
+        if names.parse_instance_key(prefix, key) is None:
             return None
-        endpoint, lease_id = parsed
-        try:
-            doc = _loads(value)
-            subject = doc["transport"][self.transport_name]
-            return InstanceInfo(doc["namespace"], doc["component"], doc["endpoint"], int(doc["lease_id"]),
-                                subject, doc["transport"])
-        except (ValueError, KeyError, TypeError):
-            return None
+        endpoint, _, lease_hex = key[len(prefix) + 1:].rpartition(":")
+        return InstanceInfo(**validate.instance_fields(endpoint, lease_hex, value, self.transport_name))
 
     scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root)
 
@@ -158,13 +155,13 @@ class SeedProfile:
     def encode(self, obj: Any, codec: str = "json") -> bytes:
         try:
             return _dumps(obj).encode()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(f"cannot encode {type(obj).__name__} as JSON: {exc}") from exc
 
     def decode(self, data: bytes, codec: str = "json") -> Any:
         try:
             return _loads(data)
-        except ValueError as exc:
+        except ProtocolError as exc:
             raise ProtocolError(f"body is not JSON: {exc}") from exc
 
     # -- request control header ------------------------------------------------------------------------

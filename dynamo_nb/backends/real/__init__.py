@@ -8,14 +8,16 @@ If only one of the two servers is named, the other gets Dynamo's default (``http
 ``nats://127.0.0.1:4222`` for NATS — Dynamo's ``localhost`` defaults, pinned to IPv4 loopback); if that server
 is not there either, the error names the default URL it tried. The response listener binds 127.0.0.1 unless
 ``response_host=``, ``DYN_TCP_RESPONSE_STREAM_HOST`` or ``DYNAMO_NB_RESPONSE_HOST`` names another address
-(workers on other hosts must reach it). The TCP request plane (Dynamo 1.6's default) listens only once a worker
-serves on it, on ``DYN_TCP_RPC_HOST`` or the same host.
+(workers on other hosts must reach it); bound to ``0.0.0.0`` it advertises ``DYNAMO_NB_RESPONSE_ADVERTISE``, or the
+local address that reaches NATS. The TCP request plane (Dynamo 1.6's default) listens only once a worker serves on
+it, on ``DYN_TCP_RPC_HOST`` or the same host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..base import Backend
@@ -52,6 +54,7 @@ async def connect_real(
     credentials (read once, here), whatever the environment says by then.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
+    from .addresses import advertise_host
     from .nats import NatsMessaging, nats_auth_from_env
     from .tcp import TcpResponsePlane
     from .tcp_request import TcpRequestPlane
@@ -84,7 +87,8 @@ async def connect_real(
     messaging: NatsMessaging = results[1]  # type: ignore[assignment]
     host = (response_host or os.environ.get("DYN_TCP_RESPONSE_STREAM_HOST") or os.environ.get(RESPONSE_HOST_ENV)
             or "127.0.0.1")
-    responses: TcpResponsePlane = TcpResponsePlane(host)
+    nats_host = urlsplit(nats_url.split(",")[0].strip()).hostname
+    responses: TcpResponsePlane = TcpResponsePlane(host, advertise_host=advertise_host(host, nats_host))
 
     async def connect_peer() -> Backend:
         return await connect_real(etcd_url, nats_url, connect_timeout=connect_timeout,
@@ -96,7 +100,8 @@ async def connect_real(
         discovery=discovery,
         messaging=messaging,
         responses=responses,
-        description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP from {host})",
+        description=f"etcd {discovery.url} + NATS {messaging.url} (responses over TCP at {responses.advertise_host}"
+                    + (f", bound to {host})" if host != responses.advertise_host else ")"),
         opener=connect_peer,
     )
     backend.requests["tcp"] = TcpRequestPlane(response_host or os.environ.get(RESPONSE_HOST_ENV))

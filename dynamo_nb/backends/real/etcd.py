@@ -22,7 +22,7 @@ import math
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
@@ -30,8 +30,11 @@ import grpc
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
-from ...errors import BackendError, BackendUnavailableError, LeaseExpiredError, RuntimeClosedError
+from ...errors import (BackendError, BackendUnavailableError, CertificateError, ConfigurationError,
+                       LeaseExpiredError, RuntimeClosedError)
 from ..base import KeyValue, WatchEvent
+from .tls import check_tls_material, is_certificate_failure
+from .urls import split_credentials
 
 __all__ = ["EtcdDiscovery", "EtcdWatch", "EtcdEndpoint", "parse_etcd_endpoints", "etcd_auth_from_env"]
 
@@ -86,12 +89,14 @@ async def _await_call(call: Any) -> Any:
 
 @dataclass(frozen=True)
 class EtcdEndpoint:
-    """One etcd client URL, split."""
+    """One etcd client URL, split; ``url`` never holds the credentials a URL may carry (they are kept apart)."""
 
     url: str
     host: str
     port: int
     tls: bool
+    username: str | None = field(default=None, repr=False, compare=False)
+    password: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def target(self) -> str:
@@ -109,15 +114,15 @@ def parse_etcd_endpoints(endpoints: str | Sequence[str]) -> list[EtcdEndpoint]:
     for raw in (item.strip() for item in items):
         if not raw:
             continue
-        text = raw if "://" in raw else f"http://{raw}"
+        text, username, password = split_credentials(raw if "://" in raw else f"http://{raw}")
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"bad etcd endpoint {raw!r}: expected http(s)://host:port")
+            raise ValueError(f"bad etcd endpoint {text!r}: expected http(s)://host:port")
         try:
             port = parts.port or 2379
         except ValueError:
-            raise ValueError(f"bad etcd endpoint {raw!r}: bad port") from None
-        out.append(EtcdEndpoint(text, parts.hostname, port, parts.scheme == "https"))
+            raise ValueError(f"bad etcd endpoint {text!r}: bad port") from None
+        out.append(EtcdEndpoint(text, parts.hostname, port, parts.scheme == "https", username, password))
     if not out:
         raise ValueError(f"no etcd endpoint in {endpoints!r}")
     return out
@@ -139,6 +144,21 @@ def etcd_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
             except OSError as exc:
                 raise ValueError(f"{var}={path!r} cannot be read: {exc}") from exc
     return auth
+
+
+def _url_credentials(endpoints: list[EtcdEndpoint], auth: dict[str, Any]) -> dict[str, Any]:
+    """``auth`` with the user and password a URL carries: used, never dropped; conflicting ones refused."""
+    found = {(e.username, e.password or "") for e in endpoints if e.username is not None}
+    if not found:
+        return auth
+    url = ",".join(e.url for e in endpoints)
+    if len(found) > 1:
+        raise ConfigurationError(f"etcd endpoints {url} carry different credentials; give one user for all")
+    (username, password), = found
+    if auth.get("username") is not None and (auth["username"], auth.get("password", "")) != (username, password):
+        raise ConfigurationError(f"etcd at {url}: the URL names user {username!r} but ETCD_AUTH_USERNAME/PASSWORD "
+                                 "say otherwise; give the credentials once")
+    return {**auth, "username": username, "password": password}
 
 
 def _is_ip(host: str) -> bool:
@@ -312,7 +332,9 @@ class EtcdDiscovery:
         self.request_timeout = request_timeout
         self._username = username
         self._password = password
-        self._tls = any(e.tls for e in endpoints) or bool(ca or cert)
+        self._tls = any(e.tls for e in endpoints) or bool(ca or cert or key)
+        if ca or cert or key:  # before gRPC sees them: half a key pair aborts the process inside gRPC
+            check_tls_material(self.url, ca, cert, key)
         self._ca, self._cert, self._key = ca, cert, key
         self._metadata: tuple[tuple[str, str], ...] | None = None
         self._channel: grpc.Channel | None = None
@@ -325,6 +347,7 @@ class EtcdDiscovery:
                       auth: dict[str, Any] | None = None, request_timeout: float = 5.0) -> "EtcdDiscovery":
         """Open the channel and make one call; :class:`BackendUnavailableError` naming the URL if it fails."""
         parsed = parse_etcd_endpoints(endpoints)
+        auth = _url_credentials(parsed, dict(auth or {}))
         try:
             _grpc_target(parsed)
             candidates = [parsed]
@@ -338,6 +361,9 @@ class EtcdDiscovery:
             try:
                 await discovery._open(_grpc_target(group), max(0.05, deadline - loop.time()))
                 return discovery
+            except CertificateError:
+                await discovery.close()
+                raise
             except BackendUnavailableError as exc:
                 errors.append(str(exc))
                 await discovery.close()
@@ -366,7 +392,7 @@ class EtcdDiscovery:
                 rpc.RangeRequest(key=b"\0dynamo_nb/ping", limit=1, serializable=True), timeout=timeout))
         except grpc.RpcError as exc:
             if exc.code() in _UNREACHABLE:
-                raise BackendUnavailableError("etcd", self.url, exc.details() or exc.code().name) from None
+                raise self._unreachable(exc) from None
             # Any other answer (permission denied, ...) still proves the server is reachable.
 
     async def _authenticate(self, timeout: float) -> None:
@@ -376,14 +402,23 @@ class EtcdDiscovery:
             resp = await _await_call(rpc.AuthStub(self._channel).Authenticate.future(request, timeout=timeout))
         except grpc.RpcError as exc:
             if exc.code() in _UNREACHABLE:
-                raise BackendUnavailableError("etcd", self.url, exc.details() or exc.code().name) from None
+                raise self._unreachable(exc) from None
             raise BackendError(f"etcd at {self.url} refused user {self._username!r}: {exc.details()}") from None
         self._metadata = (("token", resp.token),)
+
+    def _unreachable(self, exc: grpc.RpcError, what: str = "") -> Exception:
+        """A failed connection: a certificate problem when TLS is what failed, else "cannot reach"."""
+        details = (exc.details() if hasattr(exc, "details") else "") or exc.code().name
+        if self._tls and is_certificate_failure(details):
+            return CertificateError("etcd", self.url, f"{what}: {details}" if what else details)
+        return BackendUnavailableError("etcd", self.url, f"{what}: {details}" if what else details)
 
     # -- calls --------------------------------------------------------------------------------------
     def _map_error(self, exc: grpc.RpcError, what: str) -> Exception:
         code = exc.code() if hasattr(exc, "code") else None
         details = (exc.details() if hasattr(exc, "details") else "") or ""
+        if code in _UNREACHABLE and self._tls and is_certificate_failure(details):
+            return CertificateError("etcd", self.url, f"{what}: {details}")
         if code in _UNREACHABLE:
             return BackendUnavailableError("etcd", self.url, f"{what}: {details or code.name}")
         if "lease not found" in details:

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import os
+import uuid
 from typing import Any, Awaitable, Callable
 
 import nats
@@ -30,6 +31,7 @@ from ...errors import (
 )
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
+from .urls import redact, redact_text
 
 __all__ = ["NatsMessaging", "NatsSubscriptionHandle", "nats_auth_from_env"]
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 _INITIAL_ATTEMPTS = 3  # tries per URL before the first connect gives up (a refused port fails each at once)
 _RECONNECT_WAIT = 0.25  # seconds between reconnect attempts once connected
 _PENDING_SIZE = 8 * 1024 * 1024  # bytes nats-py buffers while reconnecting
+_SETTLE = 3.0  # seconds after a reconnect in which a silent subject is blamed on the outage, not on the workers
+_PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after a request timed out, is frozen
 
 
 def nats_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -87,15 +91,20 @@ class NatsSubscriptionHandle:
 
 
 class NatsMessaging:
-    """One process's NATS connection, as the object model's :class:`~dynamo_nb.backends.base.Messaging`."""
+    """One process's NATS connection, as the object model's :class:`~dynamo_nb.backends.base.Messaging`.
+
+    ``url`` is the server URL with any password or token in it replaced by ``***``: it is what every description,
+    repr, log line and error shows.
+    """
 
     def __init__(self, url: str, nc: NatsClient) -> None:
-        self.url = url
+        self.url = redact(url)
         self._nc = nc
         self._publish = nc.publish
         self._closed = False
         self.disconnects = 0
         self.reconnects = 0
+        self.reconnected_at = float("-inf")  # loop time of the last reconnect
 
     # -- connecting ---------------------------------------------------------------------------------
     @classmethod
@@ -104,12 +113,13 @@ class NatsMessaging:
         """Connect, or raise :class:`BackendUnavailableError` naming ``url`` within ``connect_timeout`` s."""
         messaging: NatsMessaging | None = None
         last_error: list[BaseException] = []
+        raw_url, url = url, redact(url)  # the raw one only goes to nats-py
 
         async def error_cb(exc: Exception) -> None:
             if messaging is None:
                 last_error.append(exc)
             else:
-                log.debug("NATS %s: %s", url, exc)
+                log.debug("NATS %s: %s", url, redact_text(str(exc), raw_url))
 
         async def disconnected_cb() -> None:
             if messaging is not None and not messaging._closed:
@@ -119,9 +129,10 @@ class NatsMessaging:
         async def reconnected_cb() -> None:
             if messaging is not None:
                 messaging.reconnects += 1
+                messaging.reconnected_at = asyncio.get_running_loop().time()
                 log.warning("NATS %s: reconnected", url)
 
-        servers = [u.strip() for u in url.split(",") if u.strip()]  # NATS_SERVER may list several
+        servers = [u.strip() for u in raw_url.split(",") if u.strip()]  # NATS_SERVER may list several
         if not servers:
             raise ValueError(f"no NATS server in {url!r}")
         nc = NatsClient()
@@ -143,7 +154,7 @@ class NatsMessaging:
         try:
             await bounded(nc.connect(**options), connect_timeout)
         except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
-            detail = _explain(last_error, exc)
+            detail = redact_text(_explain(last_error, exc), raw_url)
             try:
                 await nc.close()
             except Exception:
@@ -152,7 +163,7 @@ class NatsMessaging:
         # Connected: from now on reconnect for as long as it takes (a restarted server on the same port).
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = _RECONNECT_WAIT
-        messaging = cls(url, nc)
+        messaging = cls(raw_url, nc)
         return messaging
 
     # -- Messaging --------------------------------------------------------------------------------------
@@ -214,21 +225,51 @@ class NatsMessaging:
         return NatsSubscriptionHandle(sub, subject, queue)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``."""
+        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``.
+
+        A request that finds nobody, or no answer, while NATS itself is the trouble (disconnected, restarted a
+        moment ago so workers are still subscribing again, or connected but frozen) raises
+        :class:`BackendUnavailableError` saying so, instead of blaming the workers.
+        """
         self._check_open()
         try:
             m = await self._nc.request(subject, data, timeout=timeout)
         except nats.errors.NoRespondersError:
-            raise NoRespondersError(subject) from None
+            raise self._outage() or NoRespondersError(subject) from None
         except nats.errors.MaxPayloadError:
             raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
         except nats.errors.TimeoutError:
-            raise BackendTimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+            raise (self._outage() or await self._frozen()
+                   or BackendTimeoutError(f"no reply on {subject!r} within {timeout} s")) from None
         except nats.errors.OutboundBufferLimitError:
             raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
         except nats.errors.ConnectionClosedError as exc:
             raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
+
+    def _outage(self) -> BackendUnavailableError | None:
+        if not self._nc.is_connected:
+            return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; "
+                                           "calls fail until NATS is back")
+        since = asyncio.get_running_loop().time() - self.reconnected_at
+        if since < _SETTLE:
+            return BackendUnavailableError("NATS", self.url, f"NATS came back {since:.1f} s ago after an outage; "
+                                           "workers are still subscribing again, try again shortly")
+        return None
+
+    async def _frozen(self) -> BackendUnavailableError | None:
+        """After a silent request: does the server itself still answer? A request nobody serves must come back
+        at once with "no responders" from a live server (its own round trip, not nats-py's PING bookkeeping)."""
+        try:
+            await self._nc.request(f"_dynamo_nb.probe.{uuid.uuid4().hex}", b"", timeout=_PROBE_TIMEOUT)
+        except nats.errors.NoRespondersError:
+            return None
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return BackendUnavailableError("NATS", self.url, "connected, but the server answers nothing (frozen or "
+                                           f"overloaded: no answer to a probe within {_PROBE_TIMEOUT} s)")
+        except nats.errors.Error:
+            return self._outage()
+        return None
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Round trip to the server: everything sent before (subscriptions included) has been processed."""

@@ -29,9 +29,11 @@ from collections import deque
 from typing import Any, Callable
 
 from ...errors import StreamClosedError, StreamRefusedError
+from ...ratelog import warn_limited
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
+from .addresses import resolve
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 
@@ -195,7 +197,7 @@ class _Inbound:
 
     def _handshake_overdue(self) -> None:
         if self._sock is not None and self._receiver is None:
-            log.warning("dropping a response connection that sent no handshake")
+            warn_limited(log, "no-handshake", "dropping a response connection that sent no handshake")
             self.close()
 
     def _watch(self) -> None:
@@ -227,7 +229,7 @@ class _Inbound:
             try:
                 frames = self._decoder.feed(data)
             except FrameError as exc:
-                log.warning("dropping a response connection that sent a bad frame: %s", exc)
+                warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
                 self.close()
                 return
             if not frames:
@@ -243,8 +245,9 @@ class _Inbound:
     def _handshake(self, header: bytes) -> bool:
         try:
             subject = json.loads(header)["subject"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropping a response connection without a handshake (got %r)", header[:100])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            warn_limited(log, "bad-handshake", "dropping a response connection without a handshake (got %r)",
+                         header[:100])
             return False
         receiver = self._plane._receivers.get(subject) if isinstance(subject, str) else None
         if receiver is None or not receiver._attach(self):
@@ -613,12 +616,19 @@ class TcpResponsePlane:
         except (ProtocolError, ValueError) as exc:
             raise StreamRefusedError(f"cannot call back: {exc}") from exc
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:  # a host name is resolved off the loop, bounded: a forged request must not freeze this worker
+            family, sockaddr = await resolve(host, port, self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise StreamRefusedError(f"cannot call back {host}:{port}: the name did not resolve within "
+                                     f"{self.connect_timeout} s") from None
+        except OSError as exc:
+            raise StreamRefusedError(f"cannot call back {host}:{port}: {exc}") from None
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keep_alive(sock)
-            error = sock.connect_ex((host, port))
+            error = sock.connect_ex(sockaddr)
             connected = error == 0
             if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
