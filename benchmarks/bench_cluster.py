@@ -158,10 +158,10 @@ def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
     header = ("measure", "dynamo_nb", "raw nats-py", "vs target", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     line = "  ".join("-" * w for w in widths)
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print(line)
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def main() -> None:

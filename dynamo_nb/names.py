@@ -88,7 +88,8 @@ def validate_endpoint(name: str) -> str:
     if isinstance(name, str) and name and "/" in name:
         for segment in name.split("/"):
             if not segment:
-                raise InvalidNameError("endpoint", name, "/", ENDPOINT_ALLOWED, "empty segment (leading, trailing or doubled '/')")
+                raise InvalidNameError("endpoint", name, "/", ENDPOINT_ALLOWED,
+                                       "empty segment (leading, trailing or doubled '/')")
             m = _WORD_CHAR.search(segment)
             if m:
                 raise InvalidNameError("endpoint", name, m.group(), ENDPOINT_ALLOWED)
@@ -213,7 +214,8 @@ def dynamo_instance_key(namespace: str, component: str, endpoint: str, lease_id:
 def parse_dynamo_instance_key(prefix: str, key: str) -> tuple[str, int] | None:
     """``(endpoint, lease_id)`` of a key under a component prefix; the id is the last level.
 
-    >>> parse_dynamo_instance_key("v1/instances/dynamo/Processor", "v1/instances/dynamo/Processor/chat/completions/51c6a233e0443e1f")
+    >>> parse_dynamo_instance_key("v1/instances/dynamo/Processor",
+    ...                           "v1/instances/dynamo/Processor/chat/completions/51c6a233e0443e1f")
     ('chat/completions', 5892575506150473247)
     >>> parse_dynamo_instance_key("v1/instances/demo/backend", "v1/instances/demo/backend/generate") is None
     True

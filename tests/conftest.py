@@ -6,25 +6,22 @@ on free loopback ports (see the servers block below).
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
+import asyncio as _asyncio
+import concurrent.futures as _futures
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 
 import pytest
 
 from dynamo_nb import DistributedRuntime
 from dynamo_nb.backends.base import Backend
 from dynamo_nb.backends.embedded import EmbeddedWorld
+from dynamo_nb.cluster import LocalCluster
 
 BACKEND_KINDS: list[Any] = ["embedded"]
 
 # --- servers (real etcd + NATS) begin ---
 # One real nats-server + etcd pair for the whole session (etcd starts in ~0.1 s with LocalCluster's fast flags).
 # Tests that restart or break servers start their own LocalCluster instead of disturbing this one.
-import asyncio as _asyncio
-import concurrent.futures as _futures
-from typing import Coroutine, Iterator
-
-from dynamo_nb.cluster import LocalCluster
-
 BACKEND_KINDS.append(pytest.param("servers", marks=pytest.mark.servers))
 
 #: Fixtures that start or use real servers: every test that asks for one carries the ``servers`` marker, so

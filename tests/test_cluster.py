@@ -130,7 +130,7 @@ async def test_explicit_start_close() -> None:
         c = LocalCluster()
         assert "new" in repr(c)
         with pytest.raises(ClusterStateError, match="start"):
-            c.nats_server
+            _ = c.nats_server
         assert await c.start() is c
         await c.start()  # already running: no-op
         pids = (c.nats_pid, c.etcd_pid)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -452,15 +451,10 @@ def test_a_thousand_endpoints_collapse_to_a_readable_diagram(kind: str) -> None:
         assert drawn.graph.number_of_nodes() <= Limits().nodes + 10
 
 
-def test_building_mermaid_for_a_thousand_endpoints_is_fast() -> None:
-    snap = big_snapshot()
-    Diagram(snap, "hierarchy").mermaid  # warm-up (imports)
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        Diagram(snap, "hierarchy").mermaid
-        times.append(time.perf_counter() - t0)
-    assert sorted(times)[3] < 0.020, f"median {sorted(times)[3] * 1000:.1f} ms"
+def test_a_figure_of_a_large_system_does_not_grow_with_it() -> None:
+    """Speed is measured by benchmarks/bench_diagrams.py; here: the figure stays the same size as the system grows."""
+    sizes = {n: Diagram(big_snapshot(n), "hierarchy").graph.number_of_nodes() for n in (1000, 5000)}
+    assert sizes[1000] == sizes[5000] <= Limits().nodes + 10
 
 
 async def test_runtime_sequence_still_draws_an_instance_that_has_stopped():

@@ -47,7 +47,7 @@ def test_response_streams(name, codec):
     assert sentinel == (P.SENTINEL, b"")
     items = [P.parse_body(body, codec) for header, body in bodies]
     assert [i.kind for i in items] == ["data"] * (len(items) - 1) + ["final"]
-    for (_, body), item in zip(bodies, items):  # we write exactly the bytes the real worker wrote
+    for (_, body), item in zip(bodies, items, strict=True):  # we write exactly the bytes the real worker wrote
         assert (P.item(item.data, codec) if item.kind == "data" else P.final(codec)) == body
     if codec == "json":
         assert items[1].data == {"f": 1.5, "n": None, "b": True, "big": 9223372036854775813}
@@ -63,7 +63,7 @@ def test_error_streams(name, codec, expect):
     [error] = [i for i in items if i.kind == "error"]
     remote_type, message, klass, exc = expect
     assert (error.error_type, error.error_message, error.details["class"]) == (remote_type, message, klass)
-    [error_body] = [body for (_, body), i in zip(bodies, items) if i.kind == "error"]
+    [error_body] = [body for (_, body), i in zip(bodies, items, strict=True) if i.kind == "error"]
     assert P.error_item_for(exc, codec) == error_body  # byte for byte, as the real worker maps it
     assert items[-1].kind == "final"
 

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from dynamo_nb import (
-    DistributedRuntime,
     EndpointError,
     InstanceNotFoundError,
     InvalidNameError,
@@ -464,7 +463,7 @@ async def test_right_after_a_kill_the_error_agrees_with_instance_ids(make_runtim
     client = await caller.endpoint("dynamo.gone.gen").client()
     await client.wait_for_instances(timeout=5)
     await worker.kill()
-    for attempt in range(2):  # the second call finds the instance marked silent, and still tries it
+    for _attempt in range(2):  # the second call finds the instance marked silent, and still tries it
         with pytest.raises(NoInstancesError) as info:
             await client.generate({"prompt": "x"})
         error, message = info.value, str(info.value)

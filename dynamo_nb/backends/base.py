@@ -138,7 +138,11 @@ class Messaging(Protocol):
     """Subject-based publish/subscribe and request/reply: what Dynamo uses NATS for."""
 
     url: str
-    max_payload: int
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server accepts, in bytes."""
+        ...
 
     async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
         """Fire and forget; ``reply`` names a subject where answers should go (for scatter-gather)."""

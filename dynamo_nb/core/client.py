@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendTimeoutError,

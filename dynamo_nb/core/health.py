@@ -25,7 +25,7 @@ async def ensure_registered(served: "ServedEndpoint") -> str:
     """``""`` when the instance key holds this instance's value under its lease (restored if need be); else why not."""
     runtime, ep = served.runtime, served.endpoint
     discovery = runtime.backend.discovery
-    expected = runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, served.lease_id)
+    expected = served.instance_value()
     try:
         _, kvs = await discovery.get_prefix(served.key)
         found = next((kv for kv in kvs if kv.key == served.key), None)

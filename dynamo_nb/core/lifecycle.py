@@ -120,7 +120,8 @@ class Lifecycle:
             changed = self._changed
             remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
             if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(f"state is {self.state}, still not {'/'.join(map(str, states))} after {timeout} s")
+                wanted = "/".join(map(str, states))
+                raise WaitTimeoutError(f"state is {self.state}, still not {wanted} after {timeout} s")
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
             except asyncio.TimeoutError:

@@ -110,10 +110,12 @@ class Recorder:
         return self.records[0].seq - 1 if self.records else 0
 
     def record(self, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
-        declared = FIELDS.get(kind)  # type: ignore[call-overload]
+        declared = FIELDS.get(kind)
         if declared is None or not declared.issuperset(detail):
-            raise UndeclaredFieldError(f"{kind!s} is not a record kind" if declared is None else
-                                       f"{kind} records declare {sorted(declared)}, not {sorted(set(detail) - declared)}")
+            if declared is None:
+                raise UndeclaredFieldError(f"{kind!s} is not a record kind")
+            undeclared = sorted(set(detail) - declared)
+            raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
         if self._listeners:

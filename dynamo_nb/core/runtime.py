@@ -465,8 +465,9 @@ class DistributedRuntime(Drawable):
                 pass
 
     async def _close_backend(self) -> None:
-        for part in (*self.backend.requests.values(), self.backend.messaging, self.backend.discovery,
-                     self.backend.responses):
+        parts: list[Any] = [*self.backend.requests.values(), self.backend.messaging, self.backend.discovery,
+                            self.backend.responses]
+        for part in parts:
             try:
                 await part.close()
             except Exception as exc:

@@ -7,7 +7,7 @@ import contextvars
 import inspect
 import logging
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
 from ..backends.base import Msg, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
@@ -68,7 +68,8 @@ def _handler_arity(handler: Callable[..., Any]) -> int:
     """
     if not callable(handler):
         raise TypeError(f"handler must be an async generator function, got {type(handler).__name__}")
-    target = handler.__call__ if not inspect.isfunction(handler) and not inspect.ismethod(handler) else handler
+    plain = inspect.isfunction(handler) or inspect.ismethod(handler)
+    target: Any = handler if plain else getattr(handler, "__call__")  # noqa: B004, B009  # a callable object's method
     if not (inspect.isasyncgenfunction(target) or inspect.iscoroutinefunction(target)):
         raise TypeError(
             f"handler {getattr(handler, '__name__', handler)!r} must be an async generator function "
@@ -217,7 +218,8 @@ class ServedEndpoint(Drawable):
         ns, comp = ep.namespace.name, ep.component.name
         try:
             self.service, created = await runtime.registry.service(ns, comp)
-            rec(Kind.REGISTRY_SERVICE, "EndpointBuilder", "Registry", service=self.service.service_name, created=created,
+            rec(Kind.REGISTRY_SERVICE, "EndpointBuilder", "Registry", service=self.service.service_name,
+                created=created,
                 endpoint=ep.reference())
             from .registry import EndpointStats
 
@@ -233,7 +235,7 @@ class ServedEndpoint(Drawable):
             plane = runtime.backend.request_plane(runtime.profile.serve_plane)
             await plane.start()  # the TCP listener's port goes into the value
             self.address = plane.address_for(self.subject)
-            value = runtime.profile.instance_value(ns, comp, ep.name, lease_id, address=self.address)
+            value = self.instance_value()
             created_key, self._sub = await asyncio.gather(
                 runtime.backend.discovery.create(self.key, value, lease_id),
                 plane.serve(self.subject, self._on_request),
@@ -252,6 +254,12 @@ class ServedEndpoint(Drawable):
             await self._abort_start()
             raise
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop(), name=f"health:{self.key}")
+
+    def instance_value(self) -> bytes:
+        """The value this instance registers at its key (with the address callers reach it at, on a TCP plane)."""
+        ep = self.endpoint
+        return self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, self.lease_id,
+                                                   address=self.address)
 
     def _bind(self, lease_id: int) -> None:
         self.lease_id = lease_id
@@ -286,8 +294,7 @@ class ServedEndpoint(Drawable):
         ep = self.endpoint
         plane = self.runtime.backend.request_plane(self.runtime.profile.serve_plane)
         self.address = plane.address_for(self.subject)
-        value = self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, lease_id,
-                                                    address=self.address)
+        value = self.instance_value()
         self._sub = await plane.serve(self.subject, self._on_request)
         await self.runtime.backend.discovery.create(self.key, value, lease_id)
         if self.stats is not None and self.service is not None:
@@ -395,7 +402,7 @@ class ServedEndpoint(Drawable):
                 async for item in stream:
                     body = profile.item(item, codec)
                     if len(body) > max_payload:
-                        raise PayloadTooLargeError(len(body), max_payload, what="item")
+                        raise PayloadTooLargeError(len(body), int(max_payload), what="item")
                     await sender.send(None, body)
                     items += 1
                     if context._stopped:
@@ -420,7 +427,7 @@ class ServedEndpoint(Drawable):
         finally:
             if stream is not None and hasattr(stream, "aclose"):
                 try:
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
                 except BaseException:
                     pass
             try:
@@ -516,7 +523,11 @@ class ServedEndpoint(Drawable):
 
     def _subscribe(self, listener: Callable[..., None]) -> Callable[[], None]:
         unsubscribe = (self.runtime.recorder.subscribe(listener), self.lifecycle.subscribe(listener))
-        return lambda: [u() for u in unsubscribe] and None
+
+        def stop() -> None:
+            for u in unsubscribe:
+                u()
+        return stop
 
     def __repr__(self) -> str:
         killed = ", killed" if self.killed else ""

@@ -48,7 +48,8 @@ def _style_attrs(name: str | None) -> str:
     st = STYLES[name]
     extra = ", penwidth=%g" % st.width if st.width != 1 else ""
     dashed = ',dashed' if st.dashed else ""
-    return f', style="rounded,filled{dashed}", fillcolor="{st.fill}", color="{st.stroke}", fontcolor="{st.color}"{extra}'
+    return (f', style="rounded,filled{dashed}", fillcolor="{st.fill}", color="{st.stroke}", '
+            f'fontcolor="{st.color}"{extra}')
 
 
 _NODE_CHARS = 60  # the widest a node label is estimated (graphviz does not wrap)
@@ -178,14 +179,14 @@ def sequence(model: SequenceModel) -> str:
     for i, (step, _) in enumerate(rows):
         yy = mids[i]
         if isinstance(step, Message):
-            a, b = xs[col[step.src]], xs[col[step.dst]]
-            if a == b:
-                b = a + 0.35
-            out.append(f'  m{i}a [shape=point, width=0.01, label="", {pin(a, yy - 0.1)}];')
-            out.append(f'  m{i}b [shape=point, width=0.01, label="", {pin(b, yy - 0.1)}];')
+            x1, x2 = xs[col[step.src]], xs[col[step.dst]]
+            if x1 == x2:
+                x2 = x1 + 0.35
+            out.append(f'  m{i}a [shape=point, width=0.01, label="", {pin(x1, yy - 0.1)}];')
+            out.append(f'  m{i}b [shape=point, width=0.01, label="", {pin(x2, yy - 0.1)}];')
             out.append(f"  m{i}a -> m{i}b" + (" [style=dashed];" if step.reply else ";"))
             out.append(f'  l{i} [shape=plaintext, style="", fontsize=10, width=0, height=0, margin=0, '
-                       f"label={quote(step.text)}, {pin((a + b) / 2, yy + 0.06)}];")
+                       f"label={quote(step.text)}, {pin((x1 + x2) / 2, yy + 0.06)}];")
         elif isinstance(step, Note):
             xs_over = [xs[col[k]] for k in step.over]
             out.append(f'  n{i} [shape=note, style=filled, fillcolor="#fffde7", color="#c0a000", fontcolor="#302800", '

@@ -44,7 +44,7 @@ from .model import (
     Step,
     Transition,
 )
-from .snapshot import CallSnap, ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
+from .snapshot import ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
            "shown"]
@@ -828,7 +828,7 @@ def lifecycle(snap: Snapshot, limits: Limits) -> StateModel:
     taken: dict[tuple[str, str], int] = {}
     if path:
         taken[(START, path[0])] = 1
-        for a, b in zip(path, path[1:]):
+        for a, b in zip(path, path[1:], strict=False):  # consecutive pairs
             taken[(a, b)] = taken.get((a, b), 0) + 1
         if not TRANSITIONS[State(path[-1])]:
             taken[(path[-1], START)] = 1
@@ -1047,7 +1047,7 @@ def topology(snap: Snapshot, limits: Limits) -> Flow:
     if "real" in targets:
         flow.node("nats:real", "NATS", "requests · events", shape="hexagon", style="server")
         flow.node("etcd:real", "etcd", "leases · keys · watches", shape="cylinder", style="server")
-    for rt, target in zip(snap.runtimes, targets):
+    for rt, target in zip(snap.runtimes, targets, strict=False):  # targets stop at the runtimes limit
         flow.edge(f"rt:{rt.name}", f"etcd:{target}")
         flow.edge(f"rt:{rt.name}", f"nats:{target}")
     if not snap.clusters and not snap.runtimes:

@@ -21,7 +21,20 @@ import re
 from typing import Iterable
 
 from .layout import flow_direction
-from .model import dispatch, START, STYLES, Block, ClassModel, Flow, Message, Model, Note, SequenceModel, StateModel, Step
+from .model import (
+    START,
+    STYLES,
+    Block,
+    ClassModel,
+    Flow,
+    Message,
+    Model,
+    Note,
+    SequenceModel,
+    StateModel,
+    Step,
+    dispatch,
+)
 
 __all__ = ["escape", "render", "flowchart", "sequence", "class_diagram", "state_diagram", "CONFIG", "front_matter"]
 

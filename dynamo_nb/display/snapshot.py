@@ -78,7 +78,7 @@ def part_of(obj: Any) -> Part:
     if not callable(make):
         raise TypeError(f"cannot draw a {type(obj).__name__}: pass a runtime, namespace, component, endpoint, "
                         "served endpoint, client, registry or LocalCluster (or a list of them)")
-    return make()  # type: ignore[no-any-return]
+    return make()
 
 
 class _Tree:
@@ -151,8 +151,8 @@ def snapshot(objs: Any) -> Snapshot:
             tree.add(inst)
         for inst in state.watched:
             tree.add(inst)
-        for ns, comp, ep in state.endpoints:
-            tree.endpoint(ns, comp, ep)
+        for ns_name, comp_name, ep_name in state.endpoints:
+            tree.endpoint(ns_name, comp_name, ep_name)
         clients.extend(state.clients)
         calls.extend(state.calls)
         if state.registry is not None:

@@ -59,7 +59,8 @@ def _sequence(model: SequenceModel) -> str:
                 arrow = "-->" if step.reply else "->"
                 out.append(f"{indent}{names[step.src]} {arrow} {names[step.dst]}: {step.text.replace(chr(10), ' ')}")
             elif isinstance(step, Note):
-                out.append(f"{indent}note ({', '.join(names[k] for k in step.over)}): {step.text.replace(chr(10), ' ')}")
+                over = ", ".join(names[k] for k in step.over)
+                out.append(f"{indent}note ({over}): {step.text.replace(chr(10), ' ')}")
             elif isinstance(step, Block):
                 for i, (label, arm) in enumerate(step.branches):
                     head = step.kind if i == 0 else ("and" if step.kind == "par" else "else")
@@ -78,7 +79,8 @@ def _classes(model: ClassModel) -> str:
         out.append(box.title)
         out.extend(f"  {line}" for line in box.attributes + box.methods)
     for rel in model.relations:
-        out.append(f"{titles[rel.src]} {rel.src_card or ''} → {rel.dst_card or ''} {titles[rel.dst]}".replace("  ", " "))
+        line = f"{titles[rel.src]} {rel.src_card or ''} → {rel.dst_card or ''} {titles[rel.dst]}"
+        out.append(line.replace("  ", " "))
     return "\n".join(out)
 
 

@@ -51,7 +51,7 @@ class CallForm(widgets.VBox):
         self._unwatch: Callable[[], None] | None = None
         self._call_task: asyncio.Future[Any] | None = None
         self._lines: list[str] = []
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
         self._refused = False  # the status line reports a call that was not sent
 
         self.target = widgets.Combobox(value=target, options=[], ensure_option=False, description="endpoint",
@@ -150,7 +150,7 @@ class CallForm(widgets.VBox):
             self._watch(client)
         return client
 
-    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[], object]) -> Callable[[], None]:
         """Call ``listener()`` when the form starts using another client (a diagram may want to redraw)."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

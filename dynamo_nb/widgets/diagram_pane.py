@@ -116,7 +116,7 @@ class DiagramPane(widgets.VBox):
         self._replace(obj, key)
         return True
 
-    def _replace(self, obj: Any, key: Hashable) -> None:
+    def _replace(self, obj: Any, key: tuple[Any, ...]) -> None:
         if self.view is not None:
             self.view.stop()
             self.view = None

@@ -26,7 +26,8 @@ class HandlerSpec:
     example: Any = field(default_factory=lambda: {"prompt": "hello from the control panel"})
 
     def __post_init__(self) -> None:
-        target = self.fn if inspect.isfunction(self.fn) or inspect.ismethod(self.fn) else getattr(self.fn, "__call__", None)
+        plain = inspect.isfunction(self.fn) or inspect.ismethod(self.fn)
+        target = self.fn if plain else getattr(self.fn, "__call__", None)  # noqa: B004  # the object's method
         if not (inspect.isasyncgenfunction(target) or inspect.iscoroutinefunction(target)):
             raise TypeError(f"handler {self.name!r} must be an async generator function "
                             f"(async def ...: yield ...), got {self.fn!r}")

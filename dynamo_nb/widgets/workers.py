@@ -13,10 +13,9 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from .. import names
-from ..backends.base import Backend
 from ..core.runtime import DistributedRuntime
 from ..core.served import ServedEndpoint
 from ..errors import RuntimeClosedError
@@ -108,11 +107,11 @@ class WorkerPool:
         self.instances: list[Instance] = []
         self._factory = worker_factory or self._default_factory
         self._names = itertools.count(1)
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
         self._closed = False
 
     # -- change notification -------------------------------------------------------------------------
-    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[], object]) -> Callable[[], None]:
         """Call ``listener()`` after any change: a worker started or killed, a state change, a key gone."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

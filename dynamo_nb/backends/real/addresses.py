@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+from typing import Mapping
 
 from ._deadline import bounded
 
@@ -54,7 +55,7 @@ async def resolve(host: str, port: int, timeout: float) -> tuple[int, tuple]:
     raise socket.gaierror(socket.EAI_NONAME, f"{host!r} has no IPv4 or IPv6 address")
 
 
-def advertise_host(bind_host: str, toward: str | None = None, env: dict[str, str] | None = None) -> str:
+def advertise_host(bind_host: str, toward: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """The address workers are told to call back on.
 
     ``DYNAMO_NB_RESPONSE_ADVERTISE`` if set; else the bind address unless it is a wildcard; else the local

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -128,7 +128,7 @@ def parse_etcd_endpoints(endpoints: str | Sequence[str]) -> list[EtcdEndpoint]:
     return out
 
 
-def etcd_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+def etcd_auth_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Credentials from Dynamo's ``ETCD_AUTH_*`` variables: username/password and TLS file contents."""
     env = os.environ if env is None else env
     auth: dict[str, Any] = {}

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import nats
 import nats.errors
@@ -44,7 +44,7 @@ _SETTLE = 3.0  # seconds after a reconnect in which a silent subject is blamed o
 _PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after a request timed out, is frozen
 
 
-def nats_auth_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+def nats_auth_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """nats-py connect options from Dynamo's ``NATS_AUTH_*`` variables (only the ones that are set)."""
     env = os.environ if env is None else env
     opts: dict[str, Any] = {}
@@ -199,7 +199,8 @@ class NatsMessaging:
     def _respond(self, reply: str) -> Callable[[bytes], Awaitable[None]]:
         return functools.partial(self.publish, reply)
 
-    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> NatsSubscriptionHandle:
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]],
+                        queue: str = "") -> NatsSubscriptionHandle:
         """Messages reach ``cb`` one at a time, in order; a callback that raises is logged, not fatal."""
         self._check_open()
         respond = self._respond

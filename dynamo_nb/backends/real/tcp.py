@@ -325,7 +325,8 @@ class TcpSender:
         self._control_callbacks: list[Callable[[str], None]] = []
         self._control = FrameDecoder()
         self.frames_sent = 0
-        # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are over within the loop
+        # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are over
+        # within the loop
         # turn that opened them; watching starts on the next turn, which spares those two epoll calls.
         self._watching = False
         loop.call_soon(self._watch_peer)
@@ -667,9 +668,9 @@ class TcpResponsePlane:
         for receiver in list(self._receivers.values()):
             await receiver.close()
         for conn in list(self._inbound):
-            receiver, conn._receiver = conn._receiver, None
-            if receiver is not None:
-                receiver._end()
+            claimed, conn._receiver = conn._receiver, None
+            if claimed is not None:
+                claimed._end()
             conn.close(now=True)
         for sender in list(self._senders):
             sender.abort()
@@ -700,7 +701,11 @@ def _is_connected(sock: socket.socket) -> bool:
 async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     future: asyncio.Future[None] = loop.create_future()
     fd = sock.fileno()
-    loop.add_writer(fd, lambda: future.done() or future.set_result(None))
+    def ready() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    loop.add_writer(fd, ready)
     try:
         await future
     finally:

@@ -29,7 +29,8 @@ def check_tls_material(url: str, ca: bytes | None, cert: bytes | None, key: byte
         try:
             ssl.create_default_context(cadata=ca.decode("ascii", "replace"))
         except (ssl.SSLError, ValueError) as exc:
-            raise CertificateError("etcd", url, f"the CA (ETCD_AUTH_CA) holds no usable PEM certificate: {exc}") from None
+            raise CertificateError("etcd", url,
+                                   f"the CA (ETCD_AUTH_CA) holds no usable PEM certificate: {exc}") from None
     if cert and key:
         with tempfile.TemporaryDirectory(prefix="dynamo_nb-tls-") as tmp:
             paths = []
