@@ -31,6 +31,7 @@ FIGURES = {
     "05": {"stateDiagram-v2": 2, "sequenceDiagram": 2},       # §6.1 state machine, §6.2 lifecycle, crash
     "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
     "07": {"flowchart": 1},                                   # the playground's runtime
+    "09": {"flowchart": 1},                                   # a real Dynamo deployment, attached
 }
 
 pytestmark = pytest.mark.timeout(180)
