@@ -755,6 +755,22 @@ class LocalCluster(Drawable):
                 return i
         return None
 
+    async def move_etcd_leader(self, index: int) -> None:
+        """Hand etcd's leadership to member ``index`` (etcd's own leadership transfer) and wait until it leads."""
+        self._member(self._etcd_servers, index)
+        deadline = time.monotonic() + self.startup_timeout
+        while (leader := await self.etcd_leader()) != index:
+            if time.monotonic() >= deadline:
+                raise ClusterStateError(f"etcd member {index} did not become leader within {self.startup_timeout:g} s")
+            target = await _etcd_http(self._require(self.etcd_ports[index], "etcd_port"), "/v3/maintenance/status",
+                                      b"{}")
+            header = target.get("header") if target else None
+            if leader is not None and isinstance(header, dict):
+                body = json.dumps({"targetID": header.get("member_id")}).encode()
+                await _etcd_http(self._require(self.etcd_ports[leader], "etcd_port"),
+                                 "/v3/maintenance/transfer-leadership", body)
+            await asyncio.sleep(0.05)
+
     async def _stop_member(self, servers: list[_Server], index: int, kill: bool) -> None:
         async with self._get_lock():
             srv = self._member(servers, index)
