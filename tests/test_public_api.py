@@ -24,8 +24,8 @@ PINNED = {
 # The whole tree, as ``dynamo_nb.errors`` exports it.
 ERRORS = {
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",
-    "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError", "ResponseStreamError", "StreamRefusedError",
-    "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
+    "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError", "PermissionDeniedError", "ResponseStreamError",
+    "StreamRefusedError", "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
     "NoInstancesError", "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "IllegalTransitionError",
     "UndeclaredFieldError", "RuntimeClosedError", "WaitTimeoutError", "DotError", "DotNotFoundError", "DotFailedError",
     "BinaryNotFoundError", "ClusterStartError", "ClusterStateError",
@@ -37,7 +37,8 @@ BUILTIN_BASES = {
     "ProtocolError": ValueError, "FrameError": ValueError, "BackendUnavailableError": ConnectionError,
     "BackendTimeoutError": TimeoutError, "WaitTimeoutError": TimeoutError, "ResponseStreamError": ConnectionError,
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
-    "InstanceNotFoundError": LookupError, "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
+    "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
+    "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
     "UndeclaredFieldError": KeyError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,

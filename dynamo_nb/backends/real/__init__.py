@@ -38,11 +38,14 @@ async def connect_real(
     request_timeout: float = 5.0,
     response_host: str | None = None,
     name: str | None = None,
+    nats_auth: dict[str, Any] | None = None,
 ) -> Backend:
     """Connect to etcd and NATS (in parallel) and set up the TCP response plane.
 
-    ``etcd_endpoints`` is one URL, a comma-separated string or a list; credentials come from Dynamo's
-    ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables. Raises :class:`~dynamo_nb.errors.BackendUnavailableError`
+    ``etcd_endpoints`` is one URL, a comma-separated string or a list (the members of one etcd cluster, by IP
+    or host name), ``nats_server`` one URL or the comma-separated nodes of a NATS cluster; credentials come from
+    Dynamo's ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables, or ``nats_auth`` (nats-py options such as
+    ``{"user": ..., "password": ...}``, e.g. ``LocalCluster.nats_auth(user)``) when several users share a process. Raises :class:`~dynamo_nb.errors.BackendUnavailableError`
     naming the URL when a server does not answer within ``connect_timeout`` seconds.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
@@ -59,7 +62,8 @@ async def connect_real(
     results = await asyncio.gather(
         EtcdDiscovery.connect(etcd_url, connect_timeout=connect_timeout, auth=etcd_auth_from_env(),
                               request_timeout=request_timeout),
-        NatsMessaging.connect(nats_url, connect_timeout=connect_timeout, auth=nats_auth_from_env(), name=name),
+        NatsMessaging.connect(nats_url, connect_timeout=connect_timeout, name=name,
+                              auth=nats_auth_from_env() if nats_auth is None else nats_auth),
         return_exceptions=True,
     )
     failures = [r for r in results if isinstance(r, BaseException)]
