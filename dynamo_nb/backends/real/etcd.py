@@ -508,13 +508,22 @@ class EtcdDiscovery:
         if self._closed:
             raise RuntimeClosedError("etcd connection is closed")
 
-    async def _unary(self, method: Callable[[_Member], Any], request: Any, what: str) -> Any:
-        """``method(member)`` is the stub method to call with ``request`` (and the login token, renewed once)."""
+    async def _unary(self, method: Callable[[_Member], Any], request: Any, what: str,
+                     attempts: list[int] | None = None) -> Any:
+        """``method(member)`` is the stub method to call with ``request`` (and the login token, renewed once).
+
+        ``attempts``, if given, gets one entry per time the request was sent.
+        """
         self._check_open()
+
+        def start(member: _Member, timeout: float) -> Any:
+            if attempts is not None:
+                attempts.append(1)
+            return method(member).future(request, timeout=timeout, metadata=self._metadata)
+
         for attempt in (1, 2):
             try:
-                return await self._call(lambda m, t: method(m).future(request, timeout=t, metadata=self._metadata),
-                                        what, raw=True)
+                return await self._call(start, what, raw=True)
             except grpc.RpcError as exc:
                 expired_token = (exc.code() == grpc.StatusCode.UNAUTHENTICATED and self._username is not None
                                  and attempt == 1)
@@ -589,8 +598,9 @@ class EtcdDiscovery:
     async def create(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
         """Create-only put: a transaction that compares the key's version with 0.
 
-        When it fails, the transaction reads the key back: if it already holds this value on this lease, an
-        earlier attempt of this very call went through before its member died, and the create counts as done.
+        When it fails after the request had to be sent again (its first member died or did not answer), the
+        transaction's read-back tells whether the earlier attempt went through: the key then holds this value
+        on this lease, unchanged since, and the create counts as done.
         """
         k = key.encode()
         value = bytes(value)
@@ -599,9 +609,12 @@ class EtcdDiscovery:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=lease_id or 0))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
-        resp = await self._unary(lambda m: m.kv.Txn, txn, f"create {key!r}")
+        attempts: list[int] = []
+        resp = await self._unary(lambda m: m.kv.Txn, txn, f"create {key!r}", attempts)
         if resp.succeeded:
             return True
+        if len(attempts) < 2:
+            return False
         for op in resp.responses:
             for kv in op.response_range.kvs:
                 if kv.value == value and kv.lease == (lease_id or 0) and kv.version == 1:
