@@ -926,6 +926,9 @@ class LocalCluster(Drawable):
         results = await asyncio.gather(*(self._launch(srv, argv, ready, deadline, ports)
                                          for srv, argv, ready, ports in plans), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
+        if not failures and len(plans) > 1:
+            # A member polled before the others were spawned was ready without them: ask all again together.
+            failures = [e for e in [await self._all_ready(plans, deadline)] if e is not None]
         if not failures:
             return
         await asyncio.gather(*(srv.stop() for srv, *_ in plans))
@@ -934,6 +937,18 @@ class LocalCluster(Drawable):
                 raise f  # cancellation first
         clash = [f for f in failures if isinstance(f, _PortInUse)]
         raise clash[0] if clash else failures[0]
+
+    async def _all_ready(self, plans: list[tuple[_Server, list[str], Callable[[], Awaitable[bool]], tuple[int, ...]]],
+                         deadline: float) -> ClusterStartError | None:
+        while True:
+            answers = [await ready() for _, _, ready, _ in plans]
+            if all(answers):
+                return None
+            if time.monotonic() >= deadline:
+                srv = plans[answers.index(False)][0]
+                return ClusterStartError(srv.label, f"did not join the other members within {self.startup_timeout:g} s",
+                                         srv.log_path, srv.log_tail())
+            await asyncio.sleep(0.02)
 
     async def _port_failure(self, srv: _Server, err: _PortInUse, retry: bool) -> None:
         if not retry:

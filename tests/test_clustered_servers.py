@@ -272,7 +272,8 @@ async def test_losing_the_etcd_leader_then_a_nats_node_loses_no_call_and_no_regi
                   f"killed: {load.calls} calls, {load.completed} completed, {len(load.errors)} errors, "
                   f"per worker {load.by_worker}; {load.unanswered} unanswered requests retried on the other "
                   f"instance, {settling} no-responders retried while NATS interest settled; etcd failovers "
-                  f"{etcd_failovers}, watch resumes {resumes}, NATS reconnects {nats_reconnects}; longest call {load.longest * 1000:.0f} ms; keep-alives "
+                  f"{etcd_failovers}, watch resumes {resumes}, NATS reconnects {nats_reconnects}; longest call "
+                  f"{load.longest * 1000:.0f} ms; keep-alives since the start "
                   f"{[w.keepalives - k for w, k in zip(workers, keepalives)]}")
             assert nats_reconnects >= 1 and workers[0].backend.messaging.reconnects >= 1
             assert workers[0].backend.discovery.failovers >= 1 and etcd_failovers >= 1

@@ -33,7 +33,8 @@ USERS = {
 }
 
 
-async def runtime_as(cluster: LocalCluster, user: str, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> DistributedRuntime:
+async def runtime_as(cluster: LocalCluster, user: str, monkeypatch: pytest.MonkeyPatch,
+                     **kw: Any) -> DistributedRuntime:
     """A runtime that logs in as ``user``, the way a deployment would: through Dynamo's NATS_AUTH_* variables."""
     for key, value in cluster.env(user).items():
         monkeypatch.setenv(key, value)

@@ -45,8 +45,9 @@ async def connect_real(
     ``etcd_endpoints`` is one URL, a comma-separated string or a list (the members of one etcd cluster, by IP
     or host name), ``nats_server`` one URL or the comma-separated nodes of a NATS cluster; credentials come from
     Dynamo's ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables, or ``nats_auth`` (nats-py options such as
-    ``{"user": ..., "password": ...}``, e.g. ``LocalCluster.nats_auth(user)``) when several users share a process. Raises :class:`~dynamo_nb.errors.BackendUnavailableError`
-    naming the URL when a server does not answer within ``connect_timeout`` seconds.
+    ``{"user": ..., "password": ...}``, e.g. ``LocalCluster.nats_auth(user)``) when several users share a process.
+    Raises :class:`~dynamo_nb.errors.BackendUnavailableError` naming the URL when a server does not answer within
+    ``connect_timeout`` seconds.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
     from .nats import NatsMessaging, nats_auth_from_env
