@@ -14,6 +14,7 @@
     │   ├── BackendTimeoutError (TimeoutError)          a server or peer did not answer in time (request, flush)
     │   ├── NoRespondersError                 nobody listens on a subject (or a TCP request-plane address)
     │   ├── PayloadTooLargeError (ValueError) a message exceeds the server's max payload
+    │   ├── PermissionDeniedError (PermissionError)     the server refused a subject to this user (NATS auth)
     │   └── ResponseStreamError (ConnectionError)       the call-home response stream (SPEC §8)
     │       ├── StreamRefusedError (ConnectionRefusedError)  the worker cannot connect back to the caller
     │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
@@ -63,6 +64,7 @@ __all__ = [
     "BackendTimeoutError",
     "NoRespondersError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ResponseStreamError",
     "StreamRefusedError",
     "StreamClosedError",
@@ -155,6 +157,16 @@ class PayloadTooLargeError(BackendError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(f"{what} of {size} bytes exceeds the server's max payload of {limit} bytes")
+
+
+class PermissionDeniedError(BackendError, PermissionError):
+    """The server refused this user a subject (NATS subject permissions): ``action`` and ``subject`` say which."""
+
+    def __init__(self, action: str, subject: str, detail: str = ""):
+        self.action = action
+        self.subject = subject
+        msg = f"NATS refused to let this connection {action} {subject!r} (its user lacks the permission)"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
 class ResponseStreamError(BackendError, ConnectionError):

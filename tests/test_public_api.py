@@ -24,7 +24,8 @@ PINNED = {
 # The whole tree, as ``dynamo_nb.errors`` exports it.
 ERRORS = {
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "BackendError",
-    "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError", "ResponseStreamError", "StreamRefusedError",
+    "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError",
+    "PermissionDeniedError", "ResponseStreamError", "StreamRefusedError",
     "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
     "NoInstancesError", "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "IllegalTransitionError",
     "UndeclaredFieldError", "RuntimeClosedError", "WaitTimeoutError", "DotError", "DotNotFoundError", "DotFailedError",
@@ -37,7 +38,8 @@ BUILTIN_BASES = {
     "ProtocolError": ValueError, "FrameError": ValueError, "BackendUnavailableError": ConnectionError,
     "BackendTimeoutError": TimeoutError, "WaitTimeoutError": TimeoutError, "ResponseStreamError": ConnectionError,
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
-    "InstanceNotFoundError": LookupError, "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
+    "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
+    "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
     "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,

@@ -47,11 +47,13 @@ async def connect_real(
 ) -> Backend:
     """Connect to etcd and NATS (in parallel) and set up the TCP response plane.
 
-    ``etcd_endpoints`` is one URL, a comma-separated string or a list; credentials come from Dynamo's
-    ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables unless ``etcd_auth`` / ``nats_auth`` give them. Raises
-    :class:`~dynamo_nb.errors.BackendUnavailableError` naming the URL when a server does not answer within
-    ``connect_timeout`` seconds. The backend's ``connect_peer()`` opens the same servers again with the same
-    credentials (read once, here), whatever the environment says by then.
+    ``etcd_endpoints`` is one URL, a comma-separated string or a list (the members of one etcd cluster, by IP
+    or host name), ``nats_server`` one URL or the comma-separated nodes of a NATS cluster; credentials come from
+    Dynamo's ``ETCD_AUTH_*`` / ``NATS_AUTH_*`` variables unless ``etcd_auth`` / ``nats_auth`` give them (nats-py
+    options such as ``{"user": ..., "password": ...}``, e.g. ``LocalCluster.nats_auth(user)``, when several users
+    share a process). Raises :class:`~dynamo_nb.errors.BackendUnavailableError` naming the URL when a server does
+    not answer within ``connect_timeout`` seconds. The backend's ``connect_peer()`` opens the same servers again
+    with the same credentials (read once, here), whatever the environment says by then.
     """
     from .etcd import EtcdDiscovery, etcd_auth_from_env
     from .addresses import advertise_host

@@ -5,6 +5,13 @@ nats-py already gives what the object model needs — queue groups, request/repl
 re-sent after a reconnect. This adapter turns its messages into :class:`~dynamo_nb.backends.base.Msg`, maps its
 errors onto dynamo_nb's tree, and sets the connection up to outlive a restarted server: it fails fast while
 connecting the first time (an unreachable URL is an error, not a hang) and reconnects without limit afterwards.
+
+``NATS_SERVER`` may list the nodes of a NATS cluster (comma-separated); nats-py then reconnects to another node
+when its own dies. Two cluster facts are handled here: a subscriber that has just moved to another node is not
+seen by the others until its interest crosses the routes, so "no responders" is retried for a moment before it
+is believed; and a server with users and subject permissions refuses a subscription *after* accepting it, so
+with credentials a subscription is confirmed by a round trip and a refusal raises
+:class:`~dynamo_nb.errors.PermissionDeniedError` (a refused publish surfaces when its request times out).
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import asyncio
 import functools
 import logging
 import os
+import re
+import time
 import uuid
+from collections import deque
 from typing import Any, Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -27,13 +38,14 @@ from ...errors import (
     BackendUnavailableError,
     NoRespondersError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     RuntimeClosedError,
 )
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
 from .urls import redact, redact_text
 
-__all__ = ["NatsMessaging", "NatsSubscriptionHandle", "nats_auth_from_env"]
+__all__ = ["NatsMessaging", "NatsSubscriptionHandle", "PermissionViolation", "nats_auth_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,32 @@ _RECONNECT_WAIT = 0.25  # seconds between reconnect attempts once connected
 _PENDING_SIZE = 8 * 1024 * 1024  # bytes nats-py buffers while reconnecting
 _SETTLE = 3.0  # seconds after a reconnect in which a silent subject is blamed on the outage, not on the workers
 _PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after a request timed out, is frozen
+# In a cluster, how long "no responders" is retried: a subscriber whose node died is seen again on the others
+# once it has reconnected and its interest crossed the routes (tens of milliseconds on one host).
+_NO_RESPONDERS_GRACE = 0.5
+_CONFIRM_TIMEOUT = 2.0  # seconds a subscription's confirming round trip may take (with credentials)
+_VIOLATION = re.compile(r"permissions violation for (subscription|publish) to \"?([^\"\s]+)", re.IGNORECASE)
+
+
+class PermissionViolation:
+    """One subject the server refused this connection (``action`` is ``"subscribe"`` or ``"publish"``)."""
+
+    __slots__ = ("at", "action", "subject")
+
+    def __init__(self, action: str, subject: str) -> None:
+        self.at = time.monotonic()
+        self.action = action
+        self.subject = subject
+
+    def __repr__(self) -> str:
+        return f"PermissionViolation({self.action} {self.subject!r})"
+
+
+def _parse_violation(exc: BaseException) -> PermissionViolation | None:
+    m = _VIOLATION.search(str(exc))
+    if m is None:
+        return None
+    return PermissionViolation("subscribe" if m.group(1).lower() == "subscription" else "publish", m.group(2))
 
 
 def nats_auth_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -97,14 +135,30 @@ class NatsMessaging:
     repr, log line and error shows.
     """
 
-    def __init__(self, url: str, nc: NatsClient) -> None:
+    def __init__(self, url: str, nc: NatsClient, *, authenticated: bool = False) -> None:
         self.url = redact(url)
         self._nc = nc
         self._publish = nc.publish
         self._closed = False
+        self._authenticated = authenticated
         self.disconnects = 0
         self.reconnects = 0
         self.reconnected_at = float("-inf")  # loop time of the last reconnect
+        self.no_responder_retries = 0  # "no responders" answers retried while a cluster's interest settled
+        self.permission_violations: deque[PermissionViolation] = deque(maxlen=100)  # the latest refusals
+        self._warned_subjects: set[tuple[str, str]] = set()
+
+    def _on_violation(self, violation: PermissionViolation) -> None:
+        self.permission_violations.append(violation)
+        key = (violation.action, violation.subject)
+        if key not in self._warned_subjects and len(self._warned_subjects) < 100:  # one line per subject
+            self._warned_subjects.add(key)
+            log.warning("NATS refused to let this connection %s %r (permissions)", violation.action,
+                        violation.subject)
+
+    def _refused(self, action: str, subject: str, since: float) -> bool:
+        return any(v.action == action and v.subject == subject and v.at >= since
+                   for v in tuple(self.permission_violations))
 
     # -- connecting ---------------------------------------------------------------------------------
     @classmethod
@@ -116,8 +170,11 @@ class NatsMessaging:
         raw_url, url = url, redact(url)  # the raw one only goes to nats-py
 
         async def error_cb(exc: Exception) -> None:
+            violation = _parse_violation(exc)
             if messaging is None:
                 last_error.append(exc)
+            elif violation is not None:
+                messaging._on_violation(violation)
             else:
                 log.debug("NATS %s: %s", url, redact_text(str(exc), raw_url))
 
@@ -163,7 +220,8 @@ class NatsMessaging:
         # Connected: from now on reconnect for as long as it takes (a restarted server on the same port).
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = _RECONNECT_WAIT
-        messaging = cls(raw_url, nc)
+        authenticated = bool(auth) or any(urlsplit(s if "://" in s else f"nats://{s}").username for s in servers)
+        messaging = cls(raw_url, nc, authenticated=authenticated)
         return messaging
 
     # -- Messaging --------------------------------------------------------------------------------------
@@ -199,10 +257,20 @@ class NatsMessaging:
     def _respond(self, reply: str) -> Callable[[bytes], Awaitable[None]]:
         return functools.partial(self.publish, reply)
 
+    @property
+    def clustered(self) -> bool:
+        """Whether the server pool has several nodes (listed in the URL, or announced by the server)."""
+        return len(self._nc.servers) > 1
+
     async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]],
                         queue: str = "") -> NatsSubscriptionHandle:
-        """Messages reach ``cb`` one at a time, in order; a callback that raises is logged, not fatal."""
+        """Messages reach ``cb`` one at a time, in order; a callback that raises is logged, not fatal.
+
+        With credentials, a round trip confirms the server accepted the subscription:
+        :class:`PermissionDeniedError` if it refused it (else the subscriber would wait forever, unaware).
+        """
         self._check_open()
+        since = time.monotonic()
         respond = self._respond
 
         async def deliver(m: NatsMsg) -> None:
@@ -223,29 +291,54 @@ class NatsMessaging:
             raise ValueError(f"invalid subject {subject!r}") from None
         except nats.errors.ConnectionClosedError as exc:
             raise RuntimeClosedError("NATS connection is closed") from exc
-        return NatsSubscriptionHandle(sub, subject, queue)
+        handle = NatsSubscriptionHandle(sub, subject, queue)
+        if self._authenticated and self._nc.is_connected:
+            try:
+                await self.flush(_CONFIRM_TIMEOUT)  # the server answers a refused SUB before this PONG
+            except BackendTimeoutError:
+                pass  # not confirmed, not refused: a reconnect re-sends it, and a refusal is logged then
+            if self._refused("subscribe", subject, since):
+                await handle.unsubscribe()
+                raise PermissionDeniedError("subscribe to", subject)
+        return handle
 
     async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        """Request/reply; :class:`NoRespondersError` at once when nobody subscribes to ``subject``.
+        """Request/reply; :class:`NoRespondersError` when nobody subscribes to ``subject``.
 
-        A request that finds nobody, or no answer, while NATS itself is the trouble (disconnected, restarted a
-        moment ago so workers are still subscribing again, or connected but frozen) raises
-        :class:`BackendUnavailableError` saying so, instead of blaming the workers.
+        At once on a single server; in a cluster only once no responder has appeared for a moment (interest
+        crosses the routes asynchronously), and never later than ``timeout``. A request that finds nobody, or
+        no answer, while NATS itself is the trouble (disconnected, restarted a moment ago so workers are still
+        subscribing again, or connected but frozen) raises :class:`BackendUnavailableError` saying so, instead
+        of blaming the workers.
         """
         self._check_open()
-        try:
-            m = await self._nc.request(subject, data, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise self._outage() or NoRespondersError(subject) from None
-        except nats.errors.MaxPayloadError:
-            raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
-        except nats.errors.TimeoutError:
-            raise (self._outage() or await self._frozen()
-                   or BackendTimeoutError(f"no reply on {subject!r} within {timeout} s")) from None
-        except nats.errors.OutboundBufferLimitError:
-            raise BackendUnavailableError("NATS", self.url, "disconnected, and the reconnect buffer is full") from None
-        except nats.errors.ConnectionClosedError as exc:
-            raise RuntimeClosedError("NATS connection is closed") from exc
+        loop = asyncio.get_running_loop()
+        since, start = time.monotonic(), loop.time()
+        deadline = start + timeout
+        pause = 0.01
+        while True:
+            try:
+                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()))
+                break
+            except nats.errors.NoRespondersError:
+                grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
+                if not self.clustered or loop.time() + pause >= grace_end:
+                    raise self._outage() or NoRespondersError(subject) from None
+                self.no_responder_retries += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            except nats.errors.MaxPayloadError:
+                raise PayloadTooLargeError(len(data), self._nc.max_payload, what="request") from None
+            except nats.errors.TimeoutError:
+                if self._refused("publish", subject, since):
+                    raise PermissionDeniedError("publish to", subject, "the request was dropped") from None
+                raise (self._outage() or await self._frozen()
+                       or BackendTimeoutError(f"no reply on {subject!r} within {timeout} s")) from None
+            except nats.errors.OutboundBufferLimitError:
+                raise BackendUnavailableError("NATS", self.url,
+                                              "disconnected, and the reconnect buffer is full") from None
+            except nats.errors.ConnectionClosedError as exc:
+                raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
 
     def _outage(self) -> BackendUnavailableError | None:
