@@ -269,7 +269,7 @@ async def test_sequence_merges_the_records_of_several_runtimes(system: System) -
     alone = dynamo_nb.diagram(system.served["worker-2"], "sequence").mermaid
     merged = dynamo_nb.diagram([system.served["worker-2"], system.runtimes["processor"]], "sequence").mermaid
     assert "processor (watcher)" not in alone
-    assert "participant p4 as processor (watcher)" in merged
+    assert "participant p4 as processor<br/>(watcher)" in merged
     put, delete = merged.index("watch put"), merged.index("watch delete")
     assert merged.index("register dynamo/components") < put < merged.index("loop running") < delete
     assert merged.index("revoke lease") < delete

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .layout import flow_direction
+from .layout import flow_direction, wrap_lines
 from .model import (
     START,
     STYLES,
@@ -56,6 +56,8 @@ _UNSAFE = re.compile(r"[#\"&<>|;`{}%\\]")
 WRAPPING_WIDTH = 360
 #: characters per line a node label is estimated to wrap at (Mermaid wraps at WRAPPING_WIDTH px of 16 px text)
 NODE_CHARS = 40
+#: characters of a sequence participant's name per line (its box is 150 px wide at 14 px)
+PARTICIPANT_CHARS = 17
 
 #: Mermaid configuration per diagram type, written as front matter (Mermaid ≥ 10.5 reads it; older ignore it).
 CONFIG: dict[str, dict[str, object]] = {
@@ -160,7 +162,8 @@ def sequence(model: SequenceModel) -> str:
     ids = {p.key: f"p{i}" for i, p in enumerate(model.participants)}
     out = [*front_matter("sequence"), "sequenceDiagram"]
     for p in model.participants:
-        out.append(f"  participant {ids[p.key]} as {_lines(p.label.split(chr(10)))}")
+        # a participant box is 150 px wide and does not grow: long names wrap after their separators
+        out.append(f"  participant {ids[p.key]} as {_lines(wrap_lines(p.label.split(chr(10)), PARTICIPANT_CHARS))}")
 
     def emit(steps: list[Step], indent: str) -> None:
         for step in steps:
