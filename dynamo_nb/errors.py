@@ -34,7 +34,7 @@
     ├── RuntimeClosedError                    the runtime (or one of its connections) was shut down or killed
     ├── WaitTimeoutError (TimeoutError)       wait_for_instances() / wait_for_state() / an event wait ran out
     ├── DotError (RuntimeError)               graphviz's ``dot`` could not make SVG
-    │   ├── DotNotFoundError                  ``dot`` is not on PATH (Mermaid output needs nothing)
+    │   ├── DotNotFoundError                  no ``dot`` nor ``graphviz-pure`` (Mermaid output needs nothing)
     │   └── DotFailedError                    ``dot`` ran but failed or timed out (its stderr is in the message)
     ├── BinaryNotFoundError (RuntimeError)    LocalCluster cannot find nats-server / etcd (says how to install)
     ├── ClusterStartError (RuntimeError)      a LocalCluster server did not come up (carries its log tail)
@@ -289,12 +289,12 @@ class DotError(DynamoError, RuntimeError):
 
 
 class DotNotFoundError(DotError):
-    """graphviz's ``dot`` executable is not on PATH."""
+    """Neither graphviz's ``dot`` nor the ``graphviz-pure`` wheel's engine is installed."""
 
     def __init__(self) -> None:
-        super().__init__("graphviz's `dot` executable was not found on PATH; install graphviz "
-                         "(e.g. `apt-get install graphviz`, `brew install graphviz`, `conda install graphviz`) "
-                         "to get SVG output — Mermaid output needs nothing")
+        super().__init__("graphviz's `dot` executable was not found on PATH (nor `graphviz-pure`); "
+                         "`pip install graphviz-pure` (no system packages) or install graphviz "
+                         "(e.g. `apt-get install graphviz`) to get SVG output — Mermaid output needs nothing")
 
 
 class DotFailedError(DotError):

@@ -17,7 +17,8 @@ import pytest
 import dynamo_nb
 from dynamo_nb import DistributedRuntime, WaitTimeoutError
 from dynamo_nb.backends.embedded import EmbeddedWorld
-from dynamo_nb.display import DotNotFoundError, live_views, stop_all
+from dynamo_nb.display import DotNotFoundError, live_views, stop_all, svg
+from dynamo_nb.display.kinds import KINDS
 from dynamo_nb.display.hooks import MIME_TYPES, mimebundle
 
 HAS_DOT = shutil.which("dot") is not None
@@ -90,9 +91,10 @@ async def test_include_and_exclude_pick_from_one_table(small: dict[str, Any]) ->
     assert list(MIME_TYPES) == ["text/vnd.mermaid", "image/svg+xml", "text/plain"]
 
 
-async def test_without_dot_the_bundle_has_no_svg_and_nothing_is_printed(
+async def test_without_any_layout_engine_the_bundle_has_no_svg_and_nothing_is_printed(
         small: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(svg, "ENGINES", ("dot",))  # hides the graphviz-pure wheel beside the interpreter too
     for obj in every_object(small):
         bundle = obj._repr_mimebundle_()
         assert set(bundle) == {"text/vnd.mermaid", "text/plain"}, type(obj).__name__
@@ -100,8 +102,31 @@ async def test_without_dot_the_bundle_has_no_svg_and_nothing_is_printed(
     assert "image/svg+xml" not in drawn._repr_mimebundle_()
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    with pytest.raises(DotNotFoundError, match="graphviz's `dot` executable was not found"):
+    with pytest.raises(DotNotFoundError, match="graphviz's `dot` executable was not found.*pip install graphviz-pure"):
         drawn.svg()
+
+
+def _svg_parts(text: str) -> tuple[list[str], list[str]]:
+    """The node and edge titles and the text of an SVG from graphviz: what a reader sees, not where."""
+    root = ET.fromstring(text)
+    ns = "{http://www.w3.org/2000/svg}"
+    return sorted(t.text or "" for t in root.iter(f"{ns}title")), sorted(t.text or "" for t in root.iter(f"{ns}text"))
+
+
+async def test_without_dot_on_path_every_kind_still_has_the_same_svg(
+        small: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graphviz-pure wheel (the ``notebook`` extra) draws every kind, with the nodes, edges and text of dot's."""
+    targets = {kind: [small["served"], small["worker"], small["frontend"]] for kind in KINDS}
+    by_dot = {kind: _svg_parts(dynamo_nb.diagram(t, kind).svg()) for kind, t in targets.items()}
+    monkeypatch.setenv("PATH", "")
+    assert (svg.dot_executable() or "").endswith("graphviz-pure")
+    for obj in every_object(small):
+        assert "image/svg+xml" in obj._repr_mimebundle_(), type(obj).__name__
+    for kind, target in targets.items():
+        drawn = dynamo_nb.diagram(target, kind)
+        titles, texts = _svg_parts(drawn._repr_mimebundle_()["image/svg+xml"])
+        assert len(titles) > 1 and (titles, texts) == by_dot[kind], kind
+        assert 'font-family="Helvetica' in drawn.svg(), kind  # measured as the first family of the list
 
 
 async def test_a_hook_never_raises(small: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:

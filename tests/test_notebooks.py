@@ -19,7 +19,7 @@ from dynamo_nb.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0[1-7]-*.ipynb"))
+NOTEBOOKS = sorted([*NOTEBOOK_DIR.glob("0[1-7]-*.ipynb"), *NOTEBOOK_DIR.glob("1[0-9]-*.ipynb")])
 CELL_TIMEOUT = 60
 
 #: The seed's figures each notebook reproduces: Mermaid diagram type → how many, at least.
@@ -32,6 +32,7 @@ FIGURES = {
     "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
     "07": {"flowchart": 1},                                   # the playground's runtime
     "09": {"flowchart": 1},                                   # a real Dynamo deployment, attached
+    "10": {"flowchart": 3, "sequenceDiagram": 2},             # each fault on the hierarchy, faults in sequences
 }
 
 pytestmark = pytest.mark.timeout(180)
@@ -87,7 +88,7 @@ def check_outputs(path: Path, nb: nbformat.NotebookNode) -> None:
 
 
 def test_there_is_one_notebook_per_seed_section() -> None:
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -107,6 +108,10 @@ async def test_notebook_runs_on_the_embedded_backend(path: Path) -> None:
     text = "\n".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
     if path.name.startswith("01"):
         assert "embedded" in text
+    if path.name.startswith("10"):  # every fault is drawn while it lasts, from the snapshots and records
+        figures = "\n".join(o["data"].get("text/vnd.mermaid", "") for o in outputs(nb) if "data" in o)
+        for shown in ("keep-alive paused", "cut off from NATS", "did not answer a client", "its key stays in etcd"):
+            assert shown in figures, shown
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from dynamo_nb import DistributedRuntime, ManualClock
 from dynamo_nb.backends.embedded import EmbeddedWorld
 from dynamo_nb.core.recorder import Kind
 from dynamo_nb.display.live import DEFAULT_INTERVAL, LiveView
+from dynamo_nb.widgets.serve import SLOW_DELAY
 from dynamo_nb.widgets import (
     BUILTIN_HANDLERS,
     ControlPanel,
@@ -306,6 +307,42 @@ async def test_stop_is_graceful_and_the_instance_leaves_the_dropdown(panel: Cont
     assert not inst.worker.killed and inst.worker.alive  # the worker itself keeps running
 
 
+async def test_fault_toggles_cause_each_fault_and_end_it(panel: ControlPanel, runtime: DistributedRuntime) -> None:
+    await serve(panel, endpoint="generate")
+    await serve(panel, endpoint="generate")
+    victim, other = panel.instances
+    row = panel.instance_table.row(victim)
+    row.fault_buttons["cut_off"].value = True
+    await panel.wait_idle()
+    assert victim.served.key in await keys(runtime, "dynamo/")  # etcd still lists it
+    assert "cut off from NATS" in row.label.value
+    for _ in range(3):  # calls fail over to the other instance, none is lost
+        await call(panel, {"prompt": "a b", "delay": 0}, "round_robin")
+        assert panel.call_form.status.level == "ok" and panel.call_form.stream.instance_id == other.instance_id
+    row.fault_buttons["cut_off"].value = False
+    await panel.wait_idle()
+    row.fault_buttons["slow"].value = True
+    await panel.wait_idle()
+    assert victim.served.delay == SLOW_DELAY and "slow" in row.label.value
+    row.fault_buttons["slow"].value = False
+    row.fault_buttons["keepalive"].value = True
+    await panel.wait_idle()
+    assert "keep-alive paused" in row.label.value
+    old_key = victim.served.key
+    for _ in range(100):  # the 1 s lease runs out while the worker keeps serving
+        if old_key not in await keys(runtime, "dynamo/"):
+            break
+        await asyncio.sleep(0.05)
+    assert old_key not in await keys(runtime, "dynamo/") and not victim.worker.killed
+    row.fault_buttons["keepalive"].value = False
+    await panel.wait_idle()
+    await eventually(lambda: victim.served.key != old_key, 5)  # registered anew under a new lease
+    recorded = [(r.detail["fault"], r.detail["active"]) for r in victim.worker.runtime.recorder.select("fault")]
+    assert recorded == [("cut_off", True), ("cut_off", False), ("slow", True), ("slow", False),
+                        ("keepalive", True), ("keepalive", False)]
+    assert "cut off" not in row.label.value and "slow" not in row.label.value
+
+
 async def test_kill_counts_the_lease_down_then_the_instance_disappears(quiet: list[dict[str, Any]]) -> None:
     clock = ManualClock()  # the lease runs out when the test says so, however busy the machine is
     rt = await DistributedRuntime.create(world=EmbeddedWorld(clock=clock), name="notebook",
@@ -399,7 +436,7 @@ def _walk(widget: widgets.Widget) -> list[widgets.Widget]:
 
 async def test_every_interactive_widget_has_a_stable_css_class(panel: ControlPanel) -> None:
     await serve(panel)
-    interactive = (widgets.Button, widgets.Text, widgets.Textarea, widgets.Dropdown, widgets.ToggleButtons,
+    interactive = (widgets.Button, widgets.ToggleButton, widgets.Text, widgets.Textarea, widgets.Dropdown, widgets.ToggleButtons,
                    widgets.Combobox, widgets.BoundedFloatText)
     found = [w for w in _walk(panel) if isinstance(w, interactive)]
     assert len(found) >= 14
@@ -409,7 +446,8 @@ async def test_every_interactive_widget_has_a_stable_css_class(panel: ControlPan
     for expected in ("dnb-namespace", "dnb-component", "dnb-endpoint", "dnb-handler", "dnb-worker",
                      "dnb-lease-ttl", "dnb-serve-button", "dnb-stop-button", "dnb-kill-button",
                      "dnb-call-target", "dnb-request", "dnb-routing", "dnb-instance", "dnb-call-button",
-                     "dnb-cancel-button", "dnb-clear-button"):
+                     "dnb-cancel-button", "dnb-clear-button", "dnb-fault-keepalive", "dnb-fault-cut-off",
+                     "dnb-fault-slow"):
         assert expected in classes
 
 

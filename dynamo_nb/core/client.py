@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +198,14 @@ class Client(Drawable):
         """Live instance ids (= lease ids), sorted; updated by etcd watch events."""
         return sorted(self._watcher.endpoint_instances(self.endpoint.name))
 
+    def silent_ids(self) -> list[int]:
+        """Registered instances that did not answer this client lately (skipped for ``DOWN_FOR`` seconds, or until
+        etcd says something new about them): where what etcd lists and what answers differ."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # drawn from synchronous code: the loop's clock is the monotonic one
+            now = time.monotonic()
+        return sorted(i for i, until in self._down.items() if until > now and i in self.instance_ids())
 
     async def wait_for_instances(self, timeout: float | None = None) -> list[int]:
         """Wait until at least one instance is live; returns the ids."""
@@ -306,7 +315,7 @@ class Client(Drawable):
     def snapshot(self) -> ClientSnap:
         ep = self.endpoint
         return ClientSnap(self.id, self.runtime.name, ep.namespace.name, ep.component.name, ep.name,
-                          tuple(self.instance_ids()), self.calls)
+                          tuple(self.instance_ids()), self.calls, tuple(self.silent_ids()))
 
     def call_snapshots(self) -> list[CallSnap]:
         """The calls this client made, one entry per caller and instance called."""

@@ -47,6 +47,7 @@ class Kind(str, Enum):
     EVENT_PUBLISH = "event.publish"
     EVENT_DELIVER = "event.deliver"
     EVENT_HANDLE = "event.handle"
+    FAULT = "fault"
 
     def __str__(self) -> str:
         return self.value
@@ -82,6 +83,7 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
     Kind.EVENT_PUBLISH: ("subject", "scope", "event", "size", "payload"),
     Kind.EVENT_DELIVER: ("subject", "scope", "event"),
     Kind.EVENT_HANDLE: ("subject", "scope", "event"),
+    Kind.FAULT: ("fault", "active", "instance_id", "lease_id", "delay", "server", "downtime"),
 }.items()}
 
 

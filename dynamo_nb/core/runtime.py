@@ -124,6 +124,7 @@ class DistributedRuntime(Drawable):
         self._lease_lock = asyncio.Lock()
         self.keepalives = 0
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
+        self.keepalive_paused = False  # a fault caused on purpose (dynamo_nb.faults): etcd hears nothing
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -326,7 +327,7 @@ class DistributedRuntime(Drawable):
         interval = max(self.lease_ttl / 3.0, 0.01)
         while not self.closed:
             await asyncio.sleep(interval)
-            if not self.lease_alive:
+            if not self.lease_alive or self.keepalive_paused:
                 continue
             try:
                 ok = await self.backend.discovery.keep_alive(self.primary_lease_id)

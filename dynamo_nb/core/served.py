@@ -161,6 +161,8 @@ class ServedEndpoint(Drawable):
         self._stop_lock = asyncio.Lock()
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
+        self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
+        self.delay = 0.0  # and seconds added before each streamed item (a slow handler)
         self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=State.CREATED.value)
 
     # -- public view ---------------------------------------------------------------------------------
@@ -400,6 +402,8 @@ class ServedEndpoint(Drawable):
                            else float("inf"))
             try:
                 async for item in stream:
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                     body = profile.item(item, codec)
                     if len(body) > max_payload:
                         raise PayloadTooLargeError(len(body), int(max_payload), what="item")
@@ -512,8 +516,22 @@ class ServedEndpoint(Drawable):
             runtime=self.runtime.name, state=self.lifecycle.state.value,
             history=tuple((s.value, ts) for s, ts in self.lifecycle.history),
             inflight=len(self._inflight), requests=stats.num_requests if stats else 0,
-            errors=stats.num_errors if stats else 0, killed=self.killed, lease_expires_at=self.lease_expires_at,
+            errors=stats.num_errors if stats else 0, killed=self.killed,
+            lease_expires_at=self.lease_expires_at or (self.runtime.lease_expires_at if self.runtime.keepalive_paused
+                                                       else 0.0),
+            faults=self._faults(),
         )
+
+    def _faults(self) -> tuple[str, ...]:
+        """The faults active on this instance, in words a figure can show."""
+        out = []
+        if self.runtime.keepalive_paused and not self.killed:
+            out.append("keep-alive paused")
+        if self.cut_off:
+            out.append("cut off from NATS")
+        if self.delay:
+            out.append(f"slow: +{self.delay:g} s per item")
+        return tuple(out)
 
     def _part(self) -> Part:
         ep = self.endpoint

@@ -40,6 +40,7 @@ class InstanceSnap:
     """One live (or just stopped, or killed) endpoint instance; ``runtime`` is set when a drawn runtime serves it.
 
     ``lease_expires_at`` (wall-clock seconds) is when a killed instance's key will vanish with its lease.
+    ``faults`` names the faults caused on purpose that are active on it (``dynamo_nb.faults``).
     """
 
     namespace: str
@@ -57,6 +58,7 @@ class InstanceSnap:
     killed: bool = False
     seen_by: tuple[str, ...] = ()
     lease_expires_at: float = 0.0
+    faults: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:
@@ -113,6 +115,7 @@ class ClientSnap:
     endpoint: str
     instance_ids: tuple[int, ...] = ()
     calls: int = 0
+    silent: tuple[int, ...] = ()  # registered instances that did not answer its last call to them
 
     @property
     def reference(self) -> str:

@@ -52,8 +52,8 @@ def describe_focus(focus: Focus) -> str:
 class Diagram:
     """A diagram of one kind, drawn from one snapshot: ``.mermaid``, ``.dot``, ``.svg()``, ``.text``, ``.save()``.
 
-    Displayed in Jupyter it shows as Mermaid (rendered natively by JupyterLab ≥ 4.1), with graphviz SVG beside it
-    when the ``dot`` executable exists, and plain text.
+    Displayed in Jupyter it shows as Mermaid (rendered natively by JupyterLab ≥ 4.1), with SVG beside it (from
+    graphviz's ``dot``, or the ``graphviz-pure`` wheel without it) for every other frontend, and plain text.
     """
 
     def __init__(self, snap: Snapshot, kind: str | None = None, limits: Limits | None = None) -> None:
@@ -94,14 +94,14 @@ class Diagram:
         return f"{self.title}\n{_text.render(self.model)}"
 
     def svg(self) -> str:
-        """SVG from graphviz; raises :class:`~dynamo_nb.display.svg.DotNotFoundError` without ``dot``."""
+        """SVG from a graphviz engine; raises :class:`~dynamo_nb.display.svg.DotNotFoundError` without one."""
         cached = self.__dict__.get("_svg")
         if cached is None:
             cached = self.__dict__["_svg"] = render_svg(self.dot)
         return cached
 
     def svg_or_none(self) -> str | None:
-        """SVG, or None when ``dot`` is missing or fails (for display hooks, which must not fail)."""
+        """SVG, or None when no engine is installed or it fails (for display hooks, which must not fail)."""
         if not dot_available():
             return None
         try:

@@ -128,13 +128,16 @@ STYLE_MEANING = {
     "healthy": "Healthy",
     "stopping": "stopping or stopped",
     "killed": "killed: key stays until its lease expires",
+    "fault": "a fault caused on purpose, or etcd lists it and it does not answer",
     "remote": "seen in etcd (served elsewhere)",
 }
 
 
-def _instance_style(inst: InstanceSnap) -> str:
+def _instance_style(inst: InstanceSnap, silent: frozenset[int] = frozenset()) -> str:
     if inst.killed:
         return "killed"
+    if inst.faults or inst.instance_id in silent:
+        return "fault"
     if not inst.runtime:
         return "remote"
     return STATE_STYLE.get(inst.state, "starting")
@@ -144,14 +147,20 @@ def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def _instance_status(inst: InstanceSnap) -> str:
+def _instance_status(inst: InstanceSnap, silent: frozenset[int] = frozenset()) -> str:
     if inst.killed:
         until = f" at {_clock(inst.lease_expires_at)}" if inst.lease_expires_at else ""
         return f"Killed · {inst.runtime} · key stays until its lease expires{until}"
+    faults = "".join(f"\n⚠ {fault}" for fault in inst.faults)
+    if "keep-alive paused" in inst.faults and inst.lease_expires_at:
+        faults += f": lease ends {_clock(inst.lease_expires_at)}"
+    if inst.instance_id in silent:
+        faults += "\n⚠ in etcd, but did not answer a client"
     if inst.runtime:
-        return f"{inst.state} · {inst.runtime}"
+        seen = "" if not inst.faults else (" · in etcd" if inst.seen_by else " · not in etcd")
+        return f"{inst.state} · {inst.runtime}{seen}{faults}"
     seen = ", ".join(inst.seen_by[:2]) + (" …" if len(inst.seen_by) > 2 else "")
-    return f"live in etcd · seen by {seen}" if seen else "live in etcd"
+    return (f"live in etcd · seen by {seen}" if seen else "live in etcd") + faults
 
 
 def _lease(rt: RuntimeSnap) -> str:
@@ -210,6 +219,7 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
     handles_only = bool(snap.focus) and all(f.kind in ("namespace", "component", "endpoint") for f in snap.focus)
     places: dict[tuple[str, int], str] = {}  # (endpoint reference, instance id) → node drawing it
     ep_keys: dict[str, str] = {}
+    silent = frozenset(i for client in snap.clients for i in client.silent)  # listed by etcd, did not answer
     styles: set[str] = set()
     n_ns = shown(len(scoped), limits.namespaces)
     previous_ns: str | None = None
@@ -246,7 +256,7 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
                     places.update({(ep.reference, i.instance_id): key for i in ep.instances})
                     styles.update(_instance_style(i) for i in ep.instances)
                 else:
-                    _instances(flow, node, e_key, ep, limits, c_cl, places, styles)
+                    _instances(flow, node, e_key, ep, limits, c_cl, places, styles, silent)
             if n_ep < len(comp.endpoints):
                 rest_e = comp.endpoints[n_ep:]
                 node(f"more:e:{ns.name}/{comp.name}", _more(len(rest_e), "endpoints", _plural(
@@ -271,14 +281,15 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
 
 
 def _instances(flow: Flow, node: Callable[..., str], e_key: str, ep: EndpointSnap, limits: Limits, cluster: str,
-               places: dict[tuple[str, int], str], styles: set[str]) -> None:
+               places: dict[tuple[str, int], str], styles: set[str], silent: frozenset[int] = frozenset()) -> None:
     n = shown(len(ep.instances), limits.instances)
     for inst in ep.instances[:n]:
         key = node(f"i:{ep.reference}:{inst.instance_id}", f"instance {hex_id(inst.instance_id)}",
-                   _instance_status(inst), shape="stadium", style=_instance_style(inst), cluster=cluster)
+                   _instance_status(inst, silent), shape="stadium", style=_instance_style(inst, silent),
+                   cluster=cluster)
         flow.edge(e_key, key)
         places[(ep.reference, inst.instance_id)] = key
-        styles.add(_instance_style(inst))
+        styles.add(_instance_style(inst, silent))
     if n < len(ep.instances):
         more = node(f"more:i:{ep.reference}", _more(len(ep.instances) - n, "instances"), style="more", cluster=cluster)
         flow.edge(e_key, more)
@@ -531,6 +542,8 @@ class _Who:
             return d.get("instance_id") == self.lease_id and self.reference in (rec.actor, rec.target)
         if kind == Kind.DRAIN:
             return rec.actor == self.reference and d.get("instance_id", self.lease_id) == self.lease_id
+        if kind == Kind.FAULT:  # on this instance, on its lease, or on a server everything uses
+            return self.lease_id in (d.get("instance_id"), d.get("lease_id")) or "server" in d
         return False
 
 
@@ -707,6 +720,9 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
             add(Note(("etcd",), "deletes every key on the lease: " + ", ".join(map(str, keys))))
         elif kind == Kind.KV_DELETE:
             add(Message("C", "etcd", f"delete {d.get('key')} (lease still held by other endpoints)"))
+        elif kind == Kind.FAULT:
+            loop.close(add)
+            add(_fault_note(d))
         elif kind == Kind.KILL:
             loop.close(add)
             running, killed = False, True
@@ -719,6 +735,24 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
         cut = len(m.steps) - limits.steps
         m.steps[:] = [Note(("App", "C"), f"{cut} earlier steps not shown")] + m.steps[cut:]
     return m
+
+
+def _fault_note(d: dict[str, Any]) -> Note:
+    """A fault caused on purpose, as a note over what it cuts off."""
+    fault, on = d.get("fault"), bool(d.get("active"))
+    if fault == "keepalive":
+        lease = hex_id(int(d.get("lease_id", 0)))
+        return Note(("C", "etcd"), f"⚠ fault: keep-alive paused, lease {lease} runs out while serving" if on
+                    else "fault ends: keep-alive resumed")
+    if fault == "cut_off":
+        return Note(("C", "NATS"), "⚠ fault: cut off from NATS, its key stays in etcd" if on
+                    else "fault ends: reconnected to NATS")
+    if fault == "slow":
+        return Note(("C",), f"⚠ fault: handler slowed, +{d.get('delay', 0):g} s per item" if on
+                    else "fault ends: handler at full speed")
+    server = str(d.get("server", "server"))
+    return Note((server if server in ("etcd", "NATS") else "C",),
+                f"⚠ fault: {server} restarting" if on else f"{server} restarted")
 
 
 def _causal(window: list[TaggedRecord], who: _Who) -> list[TaggedRecord]:

@@ -57,6 +57,7 @@ STYLES: dict[str, Style] = {
     "starting": Style("#fffde7", "#f9a825", "#3d3000"),
     "stopping": Style("#ffebee", "#c62828", "#5c0f0f", dashed=True),
     "killed": Style("#fbe9e7", "#8e0000", "#3e0000", width=2.0, dashed=True),
+    "fault": Style("#fff3e0", "#d84315", "#3e1300", width=3.0, dashed=True),
     "remote": Style("#f5f5f5", "#616161", "#212121"),
     "client": Style("#fce4ec", "#ad1457", "#4a0722"),
     "service": Style("#e0f7fa", "#00838f", "#00363a"),

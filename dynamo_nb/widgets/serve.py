@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from .. import names
+from .. import faults, names
 from ..errors import DynamoError, InvalidNameError
 from .handlers import HandlerSpec
 from .messages import Message
@@ -25,6 +25,7 @@ __all__ = ["ServeForm", "InstanceRow", "InstanceTable"]
 _LABEL = {"description_width": "86px"}
 _INDENT = "94px"  # label width + gap: messages line up under the input box
 _NEW_WORKER = ""
+SLOW_DELAY = 0.5  # seconds the "Slow" fault adds before each streamed item
 
 
 def _text(description: str, value: str, css: str, placeholder: str = "") -> widgets.Text:
@@ -211,13 +212,40 @@ class InstanceRow(widgets.VBox):
         self.kill_button.add_class("dnb-kill-button")
         self.stop_button.on_click(lambda _: self.runner.spawn(self.pool.stop(self.instance), name="dnb:stop"))
         self.kill_button.on_click(lambda _: self.runner.spawn(self.pool.kill(self.instance.worker), name="dnb:kill"))
+        # The fault lab (dynamo_nb.faults): each toggle causes a fault while down and ends it when released.
+        self.fault_buttons = {
+            "keepalive": widgets.ToggleButton(description="Pause keep-alive", icon="pause",
+                                              tooltip="partition from etcd: the lease runs out while it serves"),
+            "cut_off": widgets.ToggleButton(description="Cut off NATS", icon="unlink",
+                                            tooltip="no requests reach it; its key stays in etcd"),
+            "slow": widgets.ToggleButton(description=f"Slow (+{SLOW_DELAY:g} s/item)", icon="hourglass",
+                                         tooltip="the handler waits before each item it streams"),
+        }
+        for name, button in self.fault_buttons.items():
+            button.layout = widgets.Layout(width="auto")
+            button.add_class(f"dnb-fault-{name.replace('_', '-')}")
+            button.observe(lambda change, name=name: self._toggle(name, bool(change["new"])), names="value")
         super().__init__([self.label, widgets.HBox([self.stop_button, self.kill_button, self.countdown],
-                                                   layout=widgets.Layout(align_items="center"))],
+                                                   layout=widgets.Layout(align_items="center")),
+                          widgets.HBox(list(self.fault_buttons.values()), layout=widgets.Layout(flex_flow="wrap"))],
                          layout=widgets.Layout(border_bottom="1px solid var(--jp-border-color2)",
                                                padding="2px 0 4px 0", margin="0 0 4px 0"))
         self.add_class("dnb-instance-row")
         self.add_class(f"dnb-instance-{instance.instance_id:x}")
         self.update()
+
+    def _toggle(self, fault: str, on: bool) -> None:
+        served = self.instance.served
+
+        async def apply() -> None:
+            if fault == "keepalive":
+                await (faults.pause_keepalive if on else faults.resume_keepalive)(served.runtime)
+            elif fault == "cut_off":
+                await (faults.cut_off if on else faults.reconnect)(served)
+            else:
+                faults.slow_down(served, SLOW_DELAY if on else 0.0)
+            self.update()
+        self.runner.spawn(apply(), name=f"dnb:fault:{fault}")
 
     def update(self) -> None:
         inst, worker = self.instance, self.instance.worker
@@ -239,6 +267,8 @@ class InstanceRow(widgets.VBox):
         stopping = inst.served.state.value in ("Stopping", "Deregistered")
         self.stop_button.disabled = stopping or worker.killed or inst.gone
         self.kill_button.disabled = not worker.alive
+        for button in self.fault_buttons.values():
+            button.disabled = stopping or worker.killed or inst.gone
 
     @property
     def text(self) -> str:

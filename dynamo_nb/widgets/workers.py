@@ -84,7 +84,8 @@ class Instance:
             if lease_remaining is not None:
                 return f"worker killed; lease expires in {lease_remaining:.1f} s"
             return "worker killed; waiting for the lease to expire"
-        return self.served.state.value
+        active = self.served.snapshot().faults
+        return " · ".join((self.served.state.value, *active))
 
     def __repr__(self) -> str:
         return (f"Instance({self.reference!r}, id={self.instance_id:x}, worker={self.worker.name!r}, "
