@@ -1,5 +1,10 @@
 """A bounded ring buffer of what a runtime did, so diagrams can draw sequences from real traffic.
 
+Beside the records, a recorder keeps *frames*: the runtime's plain state (a ``RuntimeState``) each time it may
+have changed, captured once per turn of the event loop after new records and whenever the runtime is drawn.
+A figure at a past time ``t`` is the figure of the last frame at or before ``t`` with the records up to ``t``,
+so time travel draws exactly what a live view showed, with no second model of the runtime to drift from it.
+
 Every kind of record is a :class:`Kind`, and the detail fields each kind carries are declared once in
 :data:`FIELDS`: the code that writes a record and the diagrams that read it share these names, and
 :meth:`Recorder.record` refuses a field its kind does not declare, so the two cannot drift apart.
@@ -7,6 +12,7 @@ Every kind of record is a :class:`Kind`, and the detail fields each kind carries
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -101,8 +107,47 @@ class Recorder:
 
     def __init__(self, capacity: int = 2000) -> None:
         self.records: deque[Record] = deque(maxlen=capacity)
+        #: ``(wall-clock time, state)`` each time the state changed; as many as records are kept
+        self.frames: deque[tuple[float, Any]] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
         self._listeners: list[Callable[[Record], None]] = []
+        self._capture: Callable[[], Any] | None = None
+        self._pending = False
+        self._framed = 0  # seq of the last record a frame was kept after
+
+    def track(self, capture: Callable[[], Any]) -> None:
+        """Keep a frame of ``capture()`` after every burst of records (the runtime passes its own state)."""
+        self._capture = capture
+
+    def keep(self, state: Any) -> None:
+        """Keep ``state`` as a frame, unless it equals the last one (so an idle runtime costs nothing).
+
+        A frame that follows new records is stamped with the time of the last of them: it is the state that
+        record left, so a figure at a record's own time already shows what it did.
+        """
+        last = self.records[-1] if self.records else None
+        fresh = last is not None and last.seq != self._framed
+        self._framed = last.seq if last is not None else 0
+        if self.frames and self.frames[-1][1] == state:
+            return
+        self.frames.append((last.ts if fresh and last is not None else time.time(), state))
+
+    def changed(self) -> None:
+        """Something drawn changed without a record of its own (a new client): take a frame soon."""
+        if self._capture is None or self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._pending = False
+        if self._capture is not None:
+            self._capture()
 
     @property
     def dropped(self) -> int:
@@ -118,6 +163,8 @@ class Recorder:
             raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
+        if self._capture is not None:
+            self.changed()
         if self._listeners:
             for listener in tuple(self._listeners):
                 listener(rec)
@@ -143,3 +190,4 @@ class Recorder:
 
     def clear(self) -> None:
         self.records.clear()
+        self.frames.clear()
