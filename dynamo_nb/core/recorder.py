@@ -122,15 +122,16 @@ class Recorder:
     def keep(self, state: Any) -> None:
         """Keep ``state`` as a frame, unless it equals the last one (so an idle runtime costs nothing).
 
-        A frame that follows new records is stamped with the time of the last of them: it is the state that
-        record left, so a figure at a record's own time already shows what it did.
+        A frame that follows new records is stamped with the time of the first of them: it is the state that
+        burst of records (one turn of the event loop) left, so a figure at any of their times shows what they did.
         """
         last = self.records[-1] if self.records else None
-        fresh = last is not None and last.seq != self._framed
+        new = last.seq - self._framed if last is not None else 0
         self._framed = last.seq if last is not None else 0
         if self.frames and self.frames[-1][1] == state:
             return
-        self.frames.append((last.ts if fresh and last is not None else time.time(), state))
+        ts = self.records[-min(new, len(self.records))].ts if new > 0 else time.time()
+        self.frames.append((ts, state))
 
     def changed(self) -> None:
         """Something drawn changed without a record of its own (a new client): take a frame soon."""

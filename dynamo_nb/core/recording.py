@@ -193,7 +193,7 @@ def load_recording(path: str | Path) -> Recording:
                     frames[name].append((line["ts"], decode(RuntimeState, current[name])))
                 elif "record" in line:
                     records[line["record"]].append(Record(line["seq"], line["ts"], Kind(line["kind"]),
-                                                          line["actor"], line["target"], line["detail"]))
+                                                          line["actor"], line["target"], _detail(line["detail"])))
                 elif "end" in line:
                     dropped[line["end"]] = int(line["dropped"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -248,9 +248,17 @@ def decode(cls: Any, data: Any) -> Any:
     return data
 
 
+_BYTES = "__bytes__"  # a payload recorded as bytes is drawn as bytes again
+
+
+def _detail(detail: dict[str, Any]) -> dict[str, Any]:
+    return {k: base64.b64decode(v[_BYTES]) if isinstance(v, dict) and set(v) == {_BYTES} else v
+            for k, v in detail.items()}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+        return {_BYTES: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     return str(value)

@@ -73,13 +73,14 @@ TERMS: tuple[tuple[str, str], ...] = (
     ("Lease", "租约"),
 )
 
-#: English label template → the seed's Chinese; ``{x}`` matches a name (kept as it is), ``{n}`` a number.
+#: English label template → the seed's Chinese; ``{x}`` matches a name (kept as it is), ``{n}``, ``{m}`` and
+#: ``{id}`` a count or a hex id.
 PHRASES: tuple[tuple[str, str], ...] = (
     # hierarchy, reference, topology
-    ("Namespace: {name} · contains many components", "命名空间: {name} · 包含多个组件"),
+    ("contains many components", "包含多个组件"),
+    ("contains many endpoints", "包含多个端点"),
     ("Namespace: {name}", "命名空间: {name}"),
     ("Namespace {name}", "命名空间 {name}"),
-    ("Component {name} · contains many endpoints", "组件 {name} · 包含多个端点"),
     ("Component {name}", "组件 {name}"),
     ("Endpoint {name}", "端点 {name}"),
     ("endpoint reference {name}", "端点引用 {name}"),
@@ -248,13 +249,15 @@ PHRASES: tuple[tuple[str, str], ...] = (
 )
 
 _FIELD = re.compile(r"\{(\w+)\}")
+_NUMBER = r"[0-9a-f]+"  # counts and hex ids: ``{n}``, ``{m}``, ``{id}``
 
 
 def _compile(template: str) -> re.Pattern[str]:
     pieces, last = [], 0
     for m in _FIELD.finditer(template):
         pieces.append(re.escape(template[last:m.start()]))
-        pieces.append(f"(?P<{m.group(1)}>.*?)")
+        name = m.group(1)
+        pieces.append(f"(?P<{name}>{_NUMBER if name in ('n', 'm', 'id') else '.*?'})")
         last = m.end()
     pieces.append(re.escape(template[last:]))
     return re.compile("".join(pieces), re.DOTALL)
