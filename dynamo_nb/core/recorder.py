@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..errors import UndeclaredFieldError
 
-__all__ = ["Kind", "FIELDS", "Record", "Recorder", "UndeclaredFieldError"]
+__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "Record", "Recorder", "UndeclaredFieldError"]
 
 
 class Kind(str, Enum):
@@ -91,6 +91,13 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
 }.items()}
 
 
+#: Records that only move counters (calls, requests, keep-alives): a busy runtime makes thousands a second, so
+#: the frame after them is taken at most every :data:`COUNT_DELAY` seconds rather than after each one (a figure
+#: at a past time may then show such counters up to that much off; every other change is framed at once).
+COUNTS = frozenset({Kind.CALL, Kind.REQUEST, Kind.RESPONSE, Kind.LEASE_KEEPALIVE})
+COUNT_DELAY = 0.05
+
+
 class Record(NamedTuple):
     """One thing that happened: ``actor`` did ``kind`` to ``target``, with ``detail`` fields of :data:`FIELDS`."""
 
@@ -112,7 +119,8 @@ class Recorder:
         self._seq = itertools.count(1)
         self._listeners: list[Callable[[Record], None]] = []
         self._capture: Callable[[], Any] | None = None
-        self._pending = False
+        self._pending = ""  # "soon" (this turn), "later" (counters only) or nothing
+        self._timer: asyncio.TimerHandle | None = None
         self._framed = 0  # seq of the last record a frame was kept after
 
     def track(self, capture: Callable[[], Any]) -> None:
@@ -133,20 +141,29 @@ class Recorder:
         ts = self.records[-min(new, len(self.records))].ts if new > 0 else time.time()
         self.frames.append((ts, state))
 
-    def changed(self) -> None:
-        """Something drawn changed without a record of its own (a new client): take a frame soon."""
-        if self._capture is None or self._pending:
+    def changed(self, later: bool = False) -> None:
+        """Something drawn changed (or changed without a record of its own, like a new client): take a frame
+        at the end of this turn of the event loop, or within :data:`COUNT_DELAY` for mere counters."""
+        if self._capture is None or self._pending == "soon" or (later and self._pending):
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush()
             return
-        self._pending = True
-        loop.call_soon(self._flush)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if later:
+            self._pending = "later"
+            self._timer = loop.call_later(COUNT_DELAY, self._flush)
+        else:
+            self._pending = "soon"
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._pending = False
+        self._pending = ""
+        self._timer = None
         if self._capture is not None:
             self._capture()
 
@@ -165,7 +182,7 @@ class Recorder:
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
         if self._capture is not None:
-            self.changed()
+            self.changed(later=kind in COUNTS)
         if self._listeners:
             for listener in tuple(self._listeners):
                 listener(rec)
