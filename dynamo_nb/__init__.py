@@ -61,6 +61,9 @@ __all__ = [
     "LiveView",
     "Limits",
     "set_limits",
+    "set_language",
+    "load_recording",
+    "Timeline",
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -88,6 +91,9 @@ _LAZY = {
     "LiveView": ("dynamo_nb.display.live", "LiveView"),
     "Limits": ("dynamo_nb.display.kinds", "Limits"),
     "set_limits": ("dynamo_nb.display.kinds", "set_limits"),
+    "set_language": ("dynamo_nb.display.i18n", "set_language"),
+    "load_recording": ("dynamo_nb.core.recording", "load_recording"),
+    "Timeline": ("dynamo_nb.display.timeline", "Timeline"),
 }
 
 

@@ -31,6 +31,7 @@
     │   └── StreamIncompleteError             the stream ended before ``complete_final`` (worker died)
     ├── IllegalTransitionError (RuntimeError) a lifecycle transition the state machine does not have (a bug)
     ├── UndeclaredFieldError (KeyError)       a record of an unknown kind or an undeclared field (a bug)
+    ├── RecordingFormatError (ValueError)     a file that is not a recording this version can read
     ├── RuntimeClosedError                    the runtime (or one of its connections) was shut down or killed
     ├── WaitTimeoutError (TimeoutError)       wait_for_instances() / wait_for_state() / an event wait ran out
     ├── DotError (RuntimeError)               graphviz's ``dot`` could not make SVG
@@ -79,6 +80,7 @@ __all__ = [
     "StreamIncompleteError",
     "IllegalTransitionError",
     "UndeclaredFieldError",
+    "RecordingFormatError",
     "RuntimeClosedError",
     "WaitTimeoutError",
     "DotError",
@@ -274,6 +276,10 @@ class IllegalTransitionError(DynamoError, RuntimeError):
 
 class UndeclaredFieldError(DynamoError, KeyError):
     """A record of an unknown kind, or with a detail field its kind does not declare (a bug in the writer)."""
+
+
+class RecordingFormatError(DynamoError, ValueError):
+    """A file ``load_recording`` cannot read: not a recording, another format version, or a broken line."""
 
 
 class RuntimeClosedError(DynamoError):

@@ -15,7 +15,7 @@ import dynamo_nb
 PINNED = {
     "DistributedRuntime", "attach", "Namespace", "Component", "Endpoint", "EndpointBuilder", "ServedEndpoint",
     "RequestContext", "Client", "ResponseStream", "State", "EmbeddedWorld", "ManualClock", "LocalCluster",
-    "diagram", "live", "Diagram", "LiveView", "Limits", "set_limits",
+    "diagram", "live", "Diagram", "LiveView", "Limits", "set_limits", "set_language", "load_recording", "Timeline",
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",
     "NoRespondersError", "PayloadTooLargeError", "RegistrationError", "EndpointError", "NoInstancesError",
     "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "RuntimeClosedError", "WaitTimeoutError",
@@ -28,7 +28,8 @@ ERRORS = {
     "PermissionDeniedError", "ResponseStreamError", "StreamRefusedError",
     "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
     "NoInstancesError", "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "IllegalTransitionError",
-    "UndeclaredFieldError", "RuntimeClosedError", "WaitTimeoutError", "DotError", "DotNotFoundError", "DotFailedError",
+    "UndeclaredFieldError", "RecordingFormatError", "RuntimeClosedError", "WaitTimeoutError", "DotError",
+    "DotNotFoundError", "DotFailedError",
     "BinaryNotFoundError", "ClusterStartError", "ClusterStateError",
 }
 
@@ -40,7 +41,7 @@ BUILTIN_BASES = {
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
     "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
     "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
-    "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError,
+    "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError, "RecordingFormatError": ValueError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,
 }

@@ -172,6 +172,7 @@ class Client(Drawable):
         watcher = await runtime.registry.watcher(endpoint.namespace.name, endpoint.component.name, client_id, label)
         client = cls(endpoint, watcher, client_id)
         runtime._clients.add(client)
+        runtime.recorder.changed()  # a new client draws (and time travel keeps it) with no record of its own
         return client
 
     @property

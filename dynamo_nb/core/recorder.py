@@ -1,5 +1,10 @@
 """A bounded ring buffer of what a runtime did, so diagrams can draw sequences from real traffic.
 
+Beside the records, a recorder keeps *frames*: the runtime's plain state (a ``RuntimeState``) each time it may
+have changed, captured once per turn of the event loop after new records and whenever the runtime is drawn.
+A figure at a past time ``t`` is the figure of the last frame at or before ``t`` with the records up to ``t``,
+so time travel draws exactly what a live view showed, with no second model of the runtime to drift from it.
+
 Every kind of record is a :class:`Kind`, and the detail fields each kind carries are declared once in
 :data:`FIELDS`: the code that writes a record and the diagrams that read it share these names, and
 :meth:`Recorder.record` refuses a field its kind does not declare, so the two cannot drift apart.
@@ -7,6 +12,7 @@ Every kind of record is a :class:`Kind`, and the detail fields each kind carries
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -15,7 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..errors import UndeclaredFieldError
 
-__all__ = ["Kind", "FIELDS", "Record", "Recorder", "UndeclaredFieldError"]
+__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "Record", "Recorder", "UndeclaredFieldError"]
 
 
 class Kind(str, Enum):
@@ -87,6 +93,13 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
 }.items()}
 
 
+#: Records that only move counters (calls, requests, keep-alives): a busy runtime makes thousands a second, so
+#: the frame after them is taken at most every :data:`COUNT_DELAY` seconds rather than after each one (a figure
+#: at a past time may then show such counters up to that much off; every other change is framed at once).
+COUNTS = frozenset({Kind.CALL, Kind.REQUEST, Kind.RESPONSE, Kind.LEASE_KEEPALIVE})
+COUNT_DELAY = 0.05
+
+
 class Record(NamedTuple):
     """One thing that happened: ``actor`` did ``kind`` to ``target``, with ``detail`` fields of :data:`FIELDS`."""
 
@@ -103,8 +116,58 @@ class Recorder:
 
     def __init__(self, capacity: int = 2000) -> None:
         self.records: deque[Record] = deque(maxlen=capacity)
+        #: ``(wall-clock time, state)`` each time the state changed; as many as records are kept
+        self.frames: deque[tuple[float, Any]] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
         self._listeners: list[Callable[[Record], None]] = []
+        self._capture: Callable[[], Any] | None = None
+        self._pending = ""  # "soon" (this turn), "later" (counters only) or nothing
+        self._timer: asyncio.TimerHandle | None = None
+        self._framed = 0  # seq of the last record a frame was kept after
+
+    def track(self, capture: Callable[[], Any]) -> None:
+        """Keep a frame of ``capture()`` after every burst of records (the runtime passes its own state)."""
+        self._capture = capture
+
+    def keep(self, state: Any) -> None:
+        """Keep ``state`` as a frame, unless it equals the last one (so an idle runtime costs nothing).
+
+        A frame that follows new records is stamped with the time of the first of them: it is the state that
+        burst of records (one turn of the event loop) left, so a figure at any of their times shows what they did.
+        """
+        last = self.records[-1] if self.records else None
+        new = last.seq - self._framed if last is not None else 0
+        self._framed = last.seq if last is not None else 0
+        if self.frames and self.frames[-1][1] == state:
+            return
+        ts = self.records[-min(new, len(self.records))].ts if new > 0 else time.time()
+        self.frames.append((ts, state))
+
+    def changed(self, later: bool = False) -> None:
+        """Something drawn changed (or changed without a record of its own, like a new client): take a frame
+        at the end of this turn of the event loop, or within :data:`COUNT_DELAY` for mere counters."""
+        if self._capture is None or self._pending == "soon" or (later and self._pending):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if later:
+            self._pending = "later"
+            self._timer = loop.call_later(COUNT_DELAY, self._flush)
+        else:
+            self._pending = "soon"
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._pending = ""
+        self._timer = None
+        if self._capture is not None:
+            self._capture()
 
     @property
     def dropped(self) -> int:
@@ -120,6 +183,8 @@ class Recorder:
             raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
         rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
         self.records.append(rec)
+        if self._capture is not None:
+            self.changed(later=kind in COUNTS)
         if self._listeners:
             for listener in tuple(self._listeners):
                 listener(rec)
@@ -145,3 +210,4 @@ class Recorder:
 
     def clear(self) -> None:
         self.records.clear()
+        self.frames.clear()

@@ -18,7 +18,8 @@ from ..transport.profile import SEED, SeedProfile
 from .events import EventSubscription
 from .drawable import Drawable
 from .model import Component, Endpoint, Namespace
-from .recorder import Kind, Recorder
+from .recorder import Kind
+from .recording import RuntimeRecorder
 from .registry import Registry
 from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, Part, RuntimeSnap, RuntimeState
 
@@ -108,7 +109,7 @@ class DistributedRuntime(Drawable):
         self.health_check_interval = health_check_interval
         self.drain_timeout = drain_timeout
         self.profile = profile
-        self.recorder = Recorder(record_capacity)
+        self.recorder = RuntimeRecorder(record_capacity, name=self.name, profile=profile.name)
         self.registry = Registry(self)
         self.primary_lease_id = 0
         self.lease_alive = False
@@ -125,6 +126,7 @@ class DistributedRuntime(Drawable):
         self.keepalives = 0
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
         self.keepalive_paused = False  # a fault caused on purpose (dynamo_nb.faults): etcd hears nothing
+        self.recorder.track(self.snapshot)  # a frame after each burst of records: what time travel draws
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -246,7 +248,8 @@ class DistributedRuntime(Drawable):
 
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self) -> RuntimeState:
-        """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records."""
+        """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records
+        and earlier frames (this state is kept as a frame too, so whatever is drawn live can be drawn again)."""
         served = tuple(s.snapshot() for s in self._served)
         watched = tuple(
             InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id,
@@ -260,7 +263,7 @@ class DistributedRuntime(Drawable):
             for ns, comp in dict.fromkeys((ns, comp) for ns, comp, _ in endpoints))
         clients = self.clients()
         state = "killed" if self.killed else ("shut down" if self.closed else "running")
-        return RuntimeState(
+        frame = RuntimeState(
             runtime=RuntimeSnap(self.name, self.backend.kind, self.primary_lease_id, self.lease_ttl,
                                 self.lease_alive, state, self.keepalives),
             served=served,
@@ -270,9 +273,10 @@ class DistributedRuntime(Drawable):
             clients=tuple(c.snapshot() for c in clients),
             calls=tuple(call for c in clients for call in c.call_snapshots()) + tuple(self._past_calls.values()),
             registry=self.registry.snapshot(),
-            records=tuple(self.recorder.records),
-            dropped=self.recorder.dropped,
         )
+        self.recorder.keep(frame)
+        return replace(frame, records=tuple(self.recorder.records), dropped=self.recorder.dropped,
+                       frames=tuple(self.recorder.frames))
 
     def _part(self) -> Part:
         return Part(Focus("runtime", self.name), (self.snapshot(),))

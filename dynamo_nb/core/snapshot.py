@@ -5,11 +5,16 @@ Each object of the model describes itself here (``runtime.snapshot()``, ``served
 (``obj._part()``, a :class:`Part`). Every name a diagram shows — keys, subjects, service names, paths — is
 computed by the object's runtime through its naming profile and carried here as data, so a drawing never
 derives a name itself and draws the same on any profile. This module imports nothing but the record type.
+
+Time travel is here too, as plain data: a runtime's state carries its earlier *frames* (the states it went
+through, see :class:`~dynamo_nb.core.recorder.Recorder`), and :meth:`Part.at` turns any part into the part
+it was at a past wall-clock time, so every diagram kind can draw any moment without knowing about time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from typing import Iterator, NamedTuple
 
 from .recorder import Record
@@ -191,6 +196,39 @@ class RuntimeState:
     registry: RegistrySnap | None = None
     records: tuple[Record, ...] = ()
     dropped: int = 0
+    #: ``(wall-clock time, state)`` for every state this runtime went through (each without records or frames)
+    frames: tuple[tuple[float, "RuntimeState"], ...] = ()
+
+    def at(self, t: float) -> "RuntimeState | None":
+        """This runtime as it was at wall-clock time ``t``: its last frame by then, with the records up to ``t``;
+        None when it had no frame yet (it did not exist)."""
+        records = self.records[: bisect_right(self.records, t, key=lambda r: r.ts)]
+        if not self.frames:
+            return replace(self, records=records)
+        i = bisect_right(self.frames, t, key=lambda f: f[0])
+        if i == 0:
+            return None
+        return replace(self.frames[i - 1][1], records=records, dropped=self.dropped)
+
+    def instance_at(self, inst: InstanceSnap, t: float) -> InstanceSnap | None:
+        """``inst`` (one of this runtime's, now) as it was at ``t``: its counters from the last frame that served
+        it, its state from its own history; None before it was created."""
+        history = tuple(h for h in inst.history if h[1] <= t)
+        if inst.history and not history:
+            return None
+        then = inst
+        for ts, frame in reversed(self.frames):
+            if ts > t:
+                continue
+            found = next((s for s in frame.served if s.instance_id == inst.instance_id
+                          and s.reference == inst.reference), None)
+            if found is not None:
+                then = found
+                break
+        if not history:
+            return then
+        state = history[-1][0]
+        return replace(then, state=state, history=history, killed=state == "Killed")
 
 
 class TaggedRecord(NamedTuple):
@@ -247,6 +285,20 @@ class Part:
     instance: InstanceSnap | None = None
     cluster: ClusterSnap | None = None
     poll: bool = False
+
+    def at(self, t: float) -> "Part":
+        """This part as it was at wall-clock time ``t`` (runtimes that did not exist yet are left out)."""
+        states = {s.runtime.name: s for s in self.runtimes}
+        inst = self.instance
+        if inst is not None:
+            owner = states.get(inst.runtime)
+            inst = owner.instance_at(inst, t) if owner is not None else inst
+        then = tuple(s for s in (state.at(t) for state in self.runtimes) if s is not None)
+        return replace(self, runtimes=then, instance=inst)
+
+    def times(self) -> tuple[float, ...]:
+        """When each recorded event happened, in order, across this part's runtimes."""
+        return tuple(sorted(r.ts for s in self.runtimes for r in s.records))
 
 
 @dataclass(frozen=True)

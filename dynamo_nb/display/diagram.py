@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import dot as _dot
 from . import mermaid as _mermaid
 from . import text as _text
+from .i18n import language, translate
 from .kinds import KINDS, Limits, build, default_kind, default_limits
 from .mime import bundle
 from .model import Flow, Model
@@ -56,18 +57,20 @@ class Diagram:
     graphviz's ``dot``, or the ``graphviz-pure`` wheel without it) for every other frontend, and plain text.
     """
 
-    def __init__(self, snap: Snapshot, kind: str | None = None, limits: Limits | None = None) -> None:
+    def __init__(self, snap: Snapshot, kind: str | None = None, limits: Limits | None = None,
+                 lang: str | None = None) -> None:
         kind = kind or default_kind(snap)
         if kind not in KINDS:
             raise ValueError(f"unknown diagram kind {kind!r}; choose one of: {', '.join(KINDS)}")
         self.snapshot = snap
         self.kind = kind
         self.limits = limits or default_limits()
+        self.lang = language(lang)
 
     @cached_property
     def model(self) -> Model:
-        """The intermediate diagram model (a Flow, SequenceModel, ClassModel or StateModel)."""
-        return build(self.snapshot, self.kind, self.limits)
+        """The intermediate diagram model (a Flow, SequenceModel, ClassModel or StateModel), in ``lang``."""
+        return translate(build(self.snapshot, self.kind, self.limits), self.lang)
 
     @property
     def graph(self) -> "nx.DiGraph | None":
@@ -134,13 +137,23 @@ class Diagram:
         return f"<Diagram {self.title}>"
 
 
-def diagram(obj: Any, kind: str | None = None, *, limits: Limits | None = None) -> Diagram:
-    """Draw ``obj`` — a runtime, namespace, component, endpoint, served endpoint, client, registry or
-    LocalCluster, or a list of them drawn together — as ``kind`` (its default kind when None).
+def diagram(obj: Any, kind: str | None = None, *, lang: str | None = None, at: float | None = None,
+            limits: Limits | None = None) -> Diagram:
+    """Draw ``obj`` — a runtime, namespace, component, endpoint, served endpoint, client, registry,
+    LocalCluster or recording, or a list of them drawn together — as ``kind`` (its default kind when None).
+
+    ``lang="zh"`` draws with the seed's Chinese terms (default: :func:`dynamo_nb.set_language`); ``at=t`` draws
+    the system as it was at wall-clock time ``t`` (seconds, as ``time.time()`` gives them), from the frames and
+    records its runtimes kept — a live object's or a loaded recording's.
 
     Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology.
     """
-    if isinstance(obj, Diagram):
-        return obj if kind in (None, obj.kind) else Diagram(obj.snapshot, kind, limits or obj.limits)
-    snap = obj if isinstance(obj, Snapshot) else snapshot(obj)
-    return Diagram(snap, kind, limits)
+    if isinstance(obj, (Diagram, Snapshot)):
+        if at is not None:
+            raise ValueError("at= needs the object or recording itself: a diagram or snapshot is one moment only")
+        if isinstance(obj, Snapshot):
+            return Diagram(obj, kind, limits, lang)
+        if kind in (None, obj.kind) and lang is None:
+            return obj
+        return Diagram(obj.snapshot, kind or obj.kind, limits or obj.limits, lang)
+    return Diagram(snapshot(obj, at), kind, limits, lang)

@@ -63,13 +63,15 @@ class LiveView:
     """
 
     def __init__(self, obj: Any, kind: str | None = None, *, interval: float = DEFAULT_INTERVAL,
-                 limits: Limits | None = None, target: Callable[[dict[str, str]], None] | None = None) -> None:
+                 limits: Limits | None = None, target: Callable[[dict[str, str]], None] | None = None,
+                 lang: str | None = None) -> None:
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
         self.obj = obj
         self.interval = float(interval)
         self.limits = limits or default_limits()
-        self._diagram = Diagram(snapshot(obj), kind, self.limits)
+        self._diagram = Diagram(snapshot(obj), kind, self.limits, lang)
+        self.lang = self._diagram.lang
         self.kind = self._diagram.kind
         self.redraws = 0
         self.refreshes = 0
@@ -161,7 +163,7 @@ class LiveView:
     def _rebuild(self) -> bool:
         """Take a new snapshot; True when the drawing changed."""
         self._dirty = False
-        new = Diagram(snapshot(self.obj), self.kind, self.limits)
+        new = Diagram(snapshot(self.obj), self.kind, self.limits, self.lang)
         self.refreshes += 1
         changed = new.mermaid != self._diagram.mermaid
         self._diagram = new
@@ -298,8 +300,9 @@ def _in_kernel() -> bool:
 
 
 def live(obj: Any, kind: str | None = None, *, interval: float = DEFAULT_INTERVAL, limits: Limits | None = None,
-         display: bool | None = None) -> LiveView:
+         display: bool | None = None, lang: str | None = None) -> LiveView:
     """Show ``obj`` as ``kind`` and keep redrawing it as the system changes; returns the :class:`LiveView`.
+    ``lang="zh"`` draws it with the seed's Chinese terms.
 
     In a Jupyter kernel the view is displayed at once (``display=False`` to only create it); elsewhere it is
     just created. A previous live view of the same object and kind is stopped.
@@ -307,7 +310,7 @@ def live(obj: Any, kind: str | None = None, *, interval: float = DEFAULT_INTERVA
     for old in list(_views.values()):  # views whose event loop is gone can never redraw again
         if old._loop is not None and old._loop.is_closed():
             old.stop()
-    view = LiveView(obj, kind, interval=interval, limits=limits)
+    view = LiveView(obj, kind, interval=interval, limits=limits, lang=lang)
     key = (tuple(_identity(o) for o in _items(obj)), view.kind)
     previous = _views.pop(key, None)
     if previous is not None:

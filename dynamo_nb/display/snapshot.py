@@ -54,6 +54,8 @@ __all__ = [
     "Snapshot",
     "snapshot",
     "part_of",
+    "parts_of",
+    "merge",
     "natural_key",
 ]
 
@@ -124,16 +126,31 @@ class _Tree:
         return tuple(out)
 
 
-def snapshot(objs: Any) -> Snapshot:
-    """A snapshot of one object or a list of objects (their runtimes' state and records, merged).
+def parts_of(objs: Any) -> list[Part]:
+    """The parts of one object or a list of objects (a recording may hold several)."""
+    items: Sequence[Any] = list(objs) if isinstance(objs, (list, tuple, set, frozenset)) else [objs]
+    if not items:
+        raise ValueError("nothing to draw: pass at least one object")
+    parts: list[Part] = []
+    for obj in items:
+        many = getattr(obj, "_parts", None)
+        parts.extend(many() if callable(many) else [part_of(obj)])
+    return parts
+
+
+def snapshot(objs: Any, at: float | None = None) -> Snapshot:
+    """A snapshot of one object or a list of objects (their runtimes' state and records, merged); with ``at``,
+    as they were at that wall-clock time (from the frames and records their runtimes kept).
 
     In a list, runtimes next to other objects only contribute what they know: ``snapshot([endpoint, worker_rt])``
     draws the endpoint, with the instances ``worker_rt`` serves shown as its own.
     """
-    items: Sequence[Any] = list(objs) if isinstance(objs, (list, tuple, set, frozenset)) else [objs]
-    if not items:
-        raise ValueError("nothing to draw: pass at least one object")
-    parts = [part_of(obj) for obj in items]
+    parts = parts_of(objs)
+    return merge(parts if at is None else [p.at(at) for p in parts])
+
+
+def merge(parts: Sequence[Part]) -> Snapshot:
+    """One snapshot from several parts (see :func:`snapshot`)."""
     # Runtimes listed beside other objects are context (where the data comes from), not what is drawn.
     drawn = [p for p in parts if p.focus.kind != "runtime"] or parts
     states: dict[str, RuntimeState] = {}

@@ -1,0 +1,332 @@
+"""The figures' language: English, or the seed document's own Chinese, from one table.
+
+Figures are built in English and then translated label by label: :data:`PHRASES` pairs each English label
+template with the seed's words (``{name}`` keeps a name, key or number as it is), and :data:`TERMS` translates
+the seed's terms inside any label no template covers. Translating the finished model rather than each builder
+keeps every diagram kind (and any new one) in one language switch, and keeps names, keys and subjects exactly
+as etcd and NATS spell them. The lifecycle's edge labels come from :data:`dynamo_nb.core.lifecycle.LABELS`,
+which holds the seed's Chinese beside the English.
+
+The language is ``lang=`` where a figure is asked for, else :func:`set_language`'s, else ``DYNAMO_NB_LANG``,
+else English.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Callable
+
+from ..core.lifecycle import LABELS
+from .model import Block, ClassModel, Flow, Message, Model, Note, Participant, SequenceModel, StateModel, Step
+
+__all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS"]
+
+LANGUAGES = ("en", "zh")
+ENV = "DYNAMO_NB_LANG"
+
+_chosen: str | None = None
+
+
+def _check(lang: str) -> str:
+    norm = lang.strip().lower().replace("_", "-")
+    norm = "zh" if norm.startswith("zh") else norm
+    if norm not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}: use one of {', '.join(LANGUAGES)}")
+    return norm
+
+
+def set_language(lang: str | None = None) -> str:
+    """Set the process-wide language of figures and widgets (``"zh"`` or ``"en"``); ``set_language()`` goes back
+    to ``DYNAMO_NB_LANG`` (or English). Returns the language now in force."""
+    global _chosen
+    _chosen = None if lang is None else _check(lang)
+    return language()
+
+
+def language(lang: str | None = None) -> str:
+    """The language to use: ``lang`` when given, else the process-wide one."""
+    if lang is not None:
+        return _check(lang)
+    if _chosen is not None:
+        return _chosen
+    return _check(os.environ.get(ENV) or "en")
+
+
+# ------------------------------------------------------------------------------------------------ the table
+#: The seed's terms, translated wherever they appear as words (names stay: they are matched case-sensitively
+#: as whole words only where the seed itself writes the Chinese).
+TERMS: tuple[tuple[str, str], ...] = (
+    ("DistributedRuntime", "DistributedRuntime 分布式运行时"),
+    ("Namespace", "命名空间"),
+    ("Component Registry", "Component 注册中心"),
+    ("Component", "组件"),
+    ("Endpoint", "端点"),
+    ("Registry", "注册中心"),
+    ("Services Map", "服务映射"),
+    ("Stats Handlers Map", "统计处理器映射"),
+    ("Shared Watcher", "共享 Watcher"),
+    ("instances", "实例"),
+    ("instance", "实例"),
+    ("lease", "租约"),
+    ("Lease", "租约"),
+)
+
+#: English label template → the seed's Chinese; ``{x}`` matches a name (kept as it is), ``{n}``, ``{m}`` and
+#: ``{id}`` a count or a hex id.
+PHRASES: tuple[tuple[str, str], ...] = (
+    # hierarchy, reference, topology
+    ("contains many components", "包含多个组件"),
+    ("contains many endpoints", "包含多个端点"),
+    ("Namespace: {name}", "命名空间: {name}"),
+    ("Namespace {name}", "命名空间 {name}"),
+    ("Component {name}", "组件 {name}"),
+    ("Endpoint {name}", "端点 {name}"),
+    ("endpoint reference {name}", "端点引用 {name}"),
+    ("etcd_path {path}", "etcd 存储路径 {path}"),
+    ("service_name {name}", "NATS 服务名 {name}"),
+    ("etcd key {key}", "etcd 键 {key}"),
+    ("NATS subject {subject}", "NATS 主题 {subject}"),
+    ("instance {id} · {status}", "实例 {id} · {status}"),
+    ("instance {id}", "实例 {id}"),
+    ("no components known yet", "尚无已知组件"),
+    ("no endpoint known yet", "尚无已知端点"),
+    ("no live instance", "没有存活实例"),
+    ("nothing to draw yet", "暂无可画内容"),
+    ("nothing to draw", "暂无可画内容"),
+    ("nothing known yet", "尚无已知内容"),
+    ("nothing served, watched or called yet", "尚未提供、监视或调用任何端点"),
+    ("Killed", "已被杀死 Killed"),
+    ("key stays until its lease expires at {time}", "键保留到租约于 {time} 到期"),
+    ("key stays until its lease expires", "键保留到租约到期"),
+    ("live in etcd", "存在于 etcd"),
+    ("seen by {who}", "被 {who} 看到"),
+    ("{who} (application code)", "{who} (应用代码)"),
+    ("calls ×{n}", "调用 ×{n}"),
+    ("via {clients}", "经由 {clients}"),
+    ("to {n} instance no longer live", "到 {n} 个已不存活的实例"),
+    ("to {n} instances no longer live", "到 {n} 个已不存活的实例"),
+    ("watches {n} instance · no call yet", "监视 {n} 个实例 · 尚未调用"),
+    ("watches {n} instances · no call yet", "监视 {n} 个实例 · 尚未调用"),
+    ("watches", "监视"),
+    ("colour key", "颜色说明"),
+    ("starting or not yet healthy", "启动中或尚未健康"),
+    ("stopping or stopped", "停止中或已停止"),
+    ("killed: key stays until its lease expires", "已被杀死: 键保留到租约到期"),
+    ("seen in etcd (served elsewhere)", "在 etcd 中看到 (由别处提供)"),
+    ("+{n} more {what}", "另有 {n} 个{what}"),
+    ("{n} instance", "{n} 个实例"),
+    ("{n} instances", "{n} 个实例"),
+    ("{n} endpoint", "{n} 个端点"),
+    ("{n} endpoints", "{n} 个端点"),
+    ("{n} component", "{n} 个组件"),
+    ("{n} components", "{n} 个组件"),
+    ("namespaces", "命名空间"),
+    ("components", "组件"),
+    ("endpoints", "端点"),
+    ("instances", "实例"),
+    ("clients", "客户端"),
+    ("services", "服务"),
+    ("watchers", "Watcher"),
+    ("registries", "注册中心"),
+    ("runtimes", "运行时"),
+    ("no lease", "没有租约"),
+    ("lease {id}", "租约 {id}"),
+    ("running", "运行中"),
+    ("shut down", "已关闭"),
+    ("killed", "已被杀死"),
+    ("LocalCluster · {state}", "LocalCluster · {state}"),
+    ("embedded world (in this process)", "内嵌世界 (本进程内)"),
+    ("requests · events", "请求 · 事件"),
+    ("leases · keys · watches", "租约 · 键 · 监视"),
+    ("not started", "未启动"),
+    ("not running", "未运行"),
+    # structure
+    ("DistributedRuntime {name}", "DistributedRuntime 分布式运行时 {name}"),
+    ("Instance {id} of {endpoint}", "{endpoint} 的实例 {id}"),
+    ("+state: {state} on {runtime}", "+state: {state} 于 {runtime}"),
+    # registry
+    ("Component Registry of {runtime}", "{runtime} 的 Component 注册中心"),
+    ("Registry", "Registry 注册中心"),
+    ("{n} service", "{n} 个服务"),
+    ("{n} services", "{n} 个服务"),
+    ("{n} watcher", "{n} 个 Watcher"),
+    ("{n} watchers", "{n} 个 Watcher"),
+    ("Services Map", "服务映射 Services Map"),
+    ("Stats Handlers Map", "统计处理器映射 Stats Handlers Map"),
+    ("no service (serves nothing)", "没有服务 (未提供任何端点)"),
+    ("no stats handler", "没有统计处理器"),
+    ("{what}: no endpoint", "{what}: 没有端点"),
+    ("{what}: none", "{what}: 无"),
+    ("Shared Watcher {prefix}", "共享 Watcher {prefix}"),
+    ("shared by {n} client", "{n} 个客户端共享"),
+    ("shared by {n} clients", "{n} 个客户端共享"),
+    ("shares", "共享"),
+    ("no watcher (no client)", "没有 Watcher (没有客户端)"),
+    ("no registry", "没有注册中心"),
+    ("without vs with Registry: nothing shared yet", "没有 Registry vs 有 Registry: 尚无共享"),
+    ("without vs with Registry (real counts)", "没有 Registry vs 有 Registry (真实计数)"),
+    ("without Registry: {n} watcher, {m} service", "没有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("without Registry: {n} watchers, {m} service", "没有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("without Registry: {n} watcher, {m} services", "没有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("without Registry: {n} watchers, {m} services", "没有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("with Registry: {n} watcher, {m} service", "有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("with Registry: {n} watchers, {m} service", "有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("with Registry: {n} watcher, {m} services", "有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("with Registry: {n} watchers, {m} services", "有 Registry: {n} 个 Watcher, {m} 个服务"),
+    ("one shared watcher for {comp}", "{comp} 的一个共享 Watcher"),
+    ("own watcher of client#{n}", "client#{n} 自己的 Watcher"),
+    ("client#{n} to {comp}", "client#{n} 连接 {comp}"),
+    ("one service {name}", "一个服务 {name}"),
+    ("own service for {name}", "{name} 自己的服务"),
+    ("endpoint {name}", "端点 {name}"),
+    # startup (seed §4.4)
+    ("App", "应用"),
+    ("start() {endpoint}", "start() {endpoint}"),
+    ("get service group {name} (created)", "获取 Service Group {name} (新建)"),
+    ("get service group {name} (shared, already there)", "获取 Service Group {name} (共享, 已存在)"),
+    ("create service endpoint {name}", "创建 Service Endpoint {name}"),
+    ("create PushEndpoint", "创建 PushEndpoint"),
+    ("in parallel", "并行执行"),
+    ("under lease {id}", "在租约 {id} 下"),
+    ("→ key exists, start fails", "→ 键已存在, 启动失败"),
+    ("listen on {subject}", "开始监听请求 {subject}"),
+    ('in queue group "{q}": each request goes to one listener', '队列组 "{q}": 每个请求只交给一个监听者'),
+    ("endpoint ready: instance {id} takes requests", "端点就绪, 开始处理请求: 实例 {id}"),
+    ("no endpoint start recorded yet", "尚未记录端点启动"),
+    ("the start of {ref} is no longer in the record buffer", "{ref} 的启动已不在记录缓冲区中"),
+    # sequence (seed §6.2)
+    ("{runtime} (watcher)", "{runtime} (Watcher)"),
+    ("no served instance recorded yet", "尚未记录提供服务的实例"),
+    ("create endpoint (Created)", "创建组件 (Created)"),
+    ("grant lease (TTL {ttl} s)", "创建 Lease (TTL {ttl} s)"),
+    ("lease id {id}", "Lease ID {id}"),
+    ("start()", "start()"),
+    ("create service {name}", "创建 Service {name}"),
+    ("join service {name}", "加入 Service {name}"),
+    ("register {key} (key exists)", "注册端点 {key} (键已存在)"),
+    ("register {key}", "注册端点 {key}"),
+    ("listen {subject}", "监听 {subject}"),
+    ("running", "运行中"),
+    ("Keep-Alive ×{n}", "Keep-Alive ×{n}"),
+    ("requests ×{n}", "处理请求 ×{n}"),
+    ("{n} item streamed back over TCP{extra}", "{n} 项经 TCP 流式返回{extra}"),
+    ("{n} items streamed back over TCP{extra}", "{n} 项经 TCP 流式返回{extra}"),
+    ("health Running ⇄ Healthy ×{n}", "健康 Running ⇄ Healthy ×{n}"),
+    ("stop signal", "收到停止信号"),
+    ("stop() → Stopping", "停止 → Stopping"),
+    ("stop()", "停止"),
+    ("stop receiving requests", "停止接收请求"),
+    ("drained: {n} finished, {m} cancelled at the drain timeout", "排空: {n} 个完成, {m} 个在排空超时时取消"),
+    ("finish {n} in-flight request ({m} item streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("finish {n} in-flight requests ({m} items streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("revoke lease {id}", "Revoke Lease {id}"),
+    ("deletes every key on the lease: {keys}", "自动删除注册信息: {keys}"),
+    ("delete {key} (lease still held by other endpoints)", "删除 {key} (租约仍被其他端点持有)"),
+    ("process killed (Killed): key stays until lease {id} expires{at}",
+     "进程被杀 (Killed): 键保留到租约 {id} 到期{at}"),
+    ("lease {id} expired: etcd deletes its keys", "租约 {id} 到期: etcd 删除其键"),
+    ("lease {id} lost: re-grant and re-register", "租约 {id} 丢失: 重新申请并重新注册"),
+    ("watch put {key}", "watch 写入 {key}"),
+    ("watch delete {key}", "watch 删除 {key}"),
+    ("earlier records were dropped from the ring buffer", "更早的记录已从环形缓冲区丢弃"),
+    ("{n} earlier steps not shown", "{n} 个更早的步骤未显示"),
+    # lifecycle (seed §6.1)
+    ("now {state}", "当前 {state}"),
+    ("killed: its key stays", "已被杀死: 它的键保留"),
+    ("until the lease expires at {time}", "直到租约于 {time} 到期"),
+    ("until the lease expires", "直到租约到期"),
+    ("on {runtime}", "于 {runtime}"),
+    # pubsub (seed §3.4)
+    ("no events recorded yet", "尚未记录事件"),
+    ("{n} earlier messages not shown", "{n} 条更早的消息未显示"),
+    ('subscribe("{subject}")', 'subscribe("{subject}")'),
+    ("deliver {event}", "消息推送 {event}"),
+    ("on {subject}", "于 {subject}"),
+    ("handle {event} event", "处理事件 {event}"),
+    *((en, zh) for en, zh in LABELS.values() if en),
+)
+
+_FIELD = re.compile(r"\{(\w+)\}")
+_NUMBER = r"[0-9a-f]+"  # counts and hex ids: ``{n}``, ``{m}``, ``{id}``
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pieces, last = [], 0
+    for m in _FIELD.finditer(template):
+        pieces.append(re.escape(template[last:m.start()]))
+        name = m.group(1)
+        pieces.append(f"(?P<{name}>{_NUMBER if name in ('n', 'm', 'id') else '.*?'})")
+        last = m.end()
+    pieces.append(re.escape(template[last:]))
+    return re.compile("".join(pieces), re.DOTALL)
+
+
+def _literal(template: str) -> int:
+    return len(_FIELD.sub("", template))
+
+
+# the most specific template first ("Component Registry of {x}" before "Component {x}"), so order in the table
+# does not matter
+_TABLE: list[tuple[re.Pattern[str], str]] = [(_compile(en), zh) for en, zh in
+                                             sorted(dict(PHRASES).items(), key=lambda p: -_literal(p[0]))]
+_WORDS = [(re.compile(rf"(?<![\w.|/-]){re.escape(en)}(?![\w.|/-])"), zh) for en, zh in TERMS]
+
+
+def _piece(text: str) -> str:
+    for pattern, zh in _TABLE:
+        m = pattern.fullmatch(text)
+        if m is not None:
+            return _FIELD.sub(functools.partial(_fill, m), zh)
+    for word, zh in _WORDS:
+        text = word.sub(zh, text)
+    return text
+
+
+def _fill(m: re.Match[str], field: re.Match[str]) -> str:
+    """A template's field: a name as it is, but a phrase (``status``, ``what``) translated in turn."""
+    name = field.group(1)
+    value = m.group(name)
+    return _piece(value) if name in ("status", "what") else value
+
+
+def say(text: str, lang: str = "zh") -> str:
+    """One label in ``lang``: each line, and each ``·``-separated part of a line, translated on its own."""
+    if lang == "en" or not text:
+        return text
+    return "\n".join(" · ".join(_piece(part) for part in line.split(" · ")) for line in text.split("\n"))
+
+
+def translate(model: Model, lang: str) -> Model:
+    """``model`` with every label in ``lang`` (the model is changed in place and returned)."""
+    if lang == "en":
+        return model
+    t: Callable[[str], str] = lambda text: say(text, lang)  # noqa: E731
+    if isinstance(model, Flow):
+        for _, data in model.nodes():
+            data["lines"] = tuple(t(line) for line in data["lines"])
+        for _, _, data in model.edges():
+            data["label"] = t(data["label"])
+        for cluster in model.clusters.values():
+            cluster["label"] = t(cluster["label"])
+    elif isinstance(model, SequenceModel):
+        model.participants[:] = [Participant(p.key, t(p.label)) for p in model.participants]
+        model.steps[:] = [_step(s, t) for s in model.steps]
+    elif isinstance(model, ClassModel):
+        for box in model.classes:
+            box.title = t(box.title)
+            box.attributes = [t(a) for a in box.attributes]
+    elif isinstance(model, StateModel):
+        model.transitions[:] = [type(tr)(tr.src, tr.dst, t(tr.label), tr.count) for tr in model.transitions]
+        model.caption = t(model.caption)
+    return model
+
+
+def _step(step: Step, t: Callable[[str], str]) -> Step:
+    if isinstance(step, Message):
+        return Message(step.src, step.dst, t(step.text), step.reply)
+    if isinstance(step, Note):
+        return Note(step.over, t(step.text))
+    assert isinstance(step, Block)
+    return Block(step.kind, [(t(label), [_step(s, t) for s in arm]) for label, arm in step.branches])
