@@ -20,7 +20,7 @@ from .drawable import Drawable
 from .model import Component, Endpoint, Namespace
 from .recorder import Kind, Recorder
 from .registry import Registry
-from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, Part, RuntimeSnap, RuntimeState
+from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, LeaseSnap, Part, RuntimeSnap, RuntimeState
 
 if TYPE_CHECKING:
     from ..backends.embedded import EmbeddedWorld
@@ -124,6 +124,7 @@ class DistributedRuntime(Drawable):
         self._lease_lock = asyncio.Lock()
         self.keepalives = 0
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
+        self.lease_reading: tuple[float | None, float] = (None, 0.0)  # (time left, read at) as etcd last said
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -246,12 +247,14 @@ class DistributedRuntime(Drawable):
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self) -> RuntimeState:
         """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records."""
-        served = tuple(s.snapshot() for s in self._served)
+        leases = {key: lease for watcher in self.registry.watchers.values() for key in watcher.instances
+                  if (lease := watcher.lease_of(key)) is not None}
+        served = tuple(replace(snap, lease=leases.get(snap.key) or self._own_lease(snap))
+                       for snap in (s.snapshot() for s in self._served))
         watched = tuple(
-            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id,
-                         self.profile.instance_key(info.namespace, info.component, info.endpoint, info.instance_id),
-                         info.subject, seen_by=(self.name,))
-            for watcher in self.registry.watchers.values() for info in watcher.instances.values())
+            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
+                         info.subject, seen_by=(self.name,), lease=leases.get(key))
+            for watcher in self.registry.watchers.values() for key, info in watcher.instances.items())
         endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
         components = tuple(
             ComponentSnap(ns, comp, (), self.profile.instance_prefix(ns, comp), self.profile.service_name(ns, comp),
@@ -272,6 +275,13 @@ class DistributedRuntime(Drawable):
             records=tuple(self.recorder.records),
             dropped=self.recorder.dropped,
         )
+
+    def _own_lease(self, snap: InstanceSnap) -> LeaseSnap | None:
+        """A served instance's lease as etcd last told this runtime (at grant, then at each keep-alive)."""
+        left, read_at = self.lease_reading
+        if not read_at or snap.instance_id != self.primary_lease_id:
+            return None
+        return LeaseSnap(snap.instance_id, snap.endpoint, self.primary_lease_id, left, read_at)
 
     def _part(self) -> Part:
         return Part(Focus("runtime", self.name), (self.snapshot(),))
@@ -298,6 +308,7 @@ class DistributedRuntime(Drawable):
         self.primary_lease_id = lease_id
         self.lease_alive = True
         self.lease_renewed_at = time.time()
+        self.lease_reading = (self.lease_ttl, self.lease_renewed_at)  # etcd granted exactly this TTL
         self.recorder.record(Kind.LEASE_GRANT, self.name, "etcd", lease_id=lease_id, ttl=self.lease_ttl)
         if self._keepalive_task is None or self._keepalive_task.done():
             self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(),
@@ -338,6 +349,13 @@ class DistributedRuntime(Drawable):
             if ok:
                 self.keepalives += 1
                 self.lease_renewed_at = time.time()
+                try:
+                    self.lease_reading = (await self.backend.discovery.lease_time_left(self.primary_lease_id),
+                                          time.time())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("%s: reading the lease's time left failed: %s", self.name, exc)
                 self.recorder.record(Kind.LEASE_KEEPALIVE, self.name, "etcd", lease_id=self.primary_lease_id)
                 continue
             self.recorder.record(Kind.LEASE_LOST, self.name, "etcd", lease_id=self.primary_lease_id)
