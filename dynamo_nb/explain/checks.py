@@ -141,12 +141,16 @@ async def run_checklist(
             instances = await _endpoint_steps(run, reference, chosen, discovery, messaging, backend, request)
     finally:
         await _close(opened)
+    error_step = cause.step if cause else ""
+    meaning = cause.meaning if cause else ("no known pattern: run the checklist on the endpoint the call named"
+                                           if error else "")
+    failed = [s for s in run.steps if s.status == "fail"]
+    if error and failed and error_step not in {s.id for s in failed}:  # the text fits several causes: the
+        error_step, meaning = failed[0].id, failed[0].cause                # checklist found which one it is
     return Findings(
         reference=reference or "", profile=chosen.name, caller_plane=chosen.serve_plane, etcd=etcd_url,
         nats=nats_url, steps=tuple(run.steps), instances=tuple(instances) if reference else (),
-        error=error or "", error_step=cause.step if cause else "",
-        error_meaning=cause.meaning if cause else ("" if not error else "no known pattern: run the checklist "
-                                                   "on the endpoint the call named"),
+        error=error or "", error_step=error_step, error_meaning=meaning,
         elapsed=round(loop.time() - started, 3))
 
 
@@ -231,6 +235,7 @@ async def _endpoint_steps(run: _Run, reference: str, profile: SeedProfile, disco
                 "endpoint'", "give all three parts, e.g. 'dynamo.backend.generate'")
         return []
     ns, comp, ep = parts
+    instances: list[tuple[InstanceInfo, KeyValue]] = []
     if discovery is None:
         for step in ("keys", "leases", "plane", "reach"):
             run.skip(step, "etcd is not reachable")
