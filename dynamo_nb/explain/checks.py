@@ -255,7 +255,6 @@ async def _endpoint_steps(run: _Run, reference: str, profile: SeedProfile, disco
         if kvs is None:
             for step in ("leases", "plane", "reach"):
                 run.skip(step, "the keys could not be read")
-            instances: list[tuple[InstanceInfo, KeyValue]] = []
         else:
             instances = _keys_step(run, ns, comp, ep, profile, _entries(kvs))
             await _leases_step(run, profile, discovery, instances)
