@@ -308,3 +308,17 @@ async def test_leases_in_view_read_from_etcd(local_cluster: LocalCluster, runtim
     await viewer.etcd_client().kv_put(served.key, kv["value"], None)
     await client.watcher.refresh_leases()
     await eventually(lambda: "no lease: the key never expires" in dynamo_nb.diagram(viewer, "hierarchy").text)
+
+
+@pytest.mark.servers  # the notebook starts its own LocalCluster
+async def test_notebook_11_runs_every_fault_without_an_error_output() -> None:
+    from test_notebooks import NOTEBOOK_DIR, _kernel_env, check_outputs, run_notebook
+
+    path = NOTEBOOK_DIR / "11-debugging.ipynb"
+    nb = await run_notebook(path, _kernel_env())
+    check_outputs(path, nb)
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
+    for step in ("keys", "plane", "payload", "responders", "reach"):  # each fault names its step
+        assert f"failing step: {step}" in text, step
+    assert "all green" in text and "key outlived its process" in text

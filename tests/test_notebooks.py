@@ -32,6 +32,7 @@ FIGURES = {
     "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
     "07": {"flowchart": 1},                                   # the playground's runtime
     "09": {"flowchart": 1},                                   # a real Dynamo deployment, attached
+    "11": {"flowchart": 8},                                   # explain's checklists and a lease in view
 }
 
 pytestmark = pytest.mark.timeout(180)

@@ -390,7 +390,8 @@ async def _leases_step(run: _Run, profile: SeedProfile, discovery: Discovery,
                                               "alive"), "check the worker's process and its link to etcd"
         else:
             lines.append(f"instance {info.instance_id:x}: lease {kv.lease:x} has {t:.0f} s left")
-    run.add("leases", status, f"{len(instances)} key(s), lease TTL {ttl:.0f} s for this profile", cause, fix, lines)
+    run.add("leases", status, f"{len(instances)} key(s); under {ttl / 3:.0f} s left is a lease about to expire",
+            cause, fix, lines)
     run.leases = left
 
 
