@@ -43,6 +43,7 @@ async def attach(**kwargs: Any) -> DistributedRuntime:
 __all__ = [
     "DistributedRuntime",
     "attach",
+    "explain",
     "Namespace",
     "Component",
     "Endpoint",
@@ -82,6 +83,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "explain": ("dynamo_nb.diagnose", "explain"),
     "EmbeddedWorld": ("dynamo_nb.backends.embedded", "EmbeddedWorld"),
     "ManualClock": ("dynamo_nb.backends.embedded", "ManualClock"),
     "LocalCluster": ("dynamo_nb.cluster", "LocalCluster"),

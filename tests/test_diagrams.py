@@ -120,6 +120,7 @@ def normalize(text: str, system: System) -> str:
     for real, label in sorted(system.labels().items(), key=lambda kv: -len(kv[0])):
         text = text.replace(real, label)
     names = system.client_labels()
+    text = re.sub(r"\d+ s left at \d\d:\d\d:\d\d", "N s left at HH:MM:SS", text)  # a lease reading's when
     return re.sub(r"client(#35;|#)(\d+)",
                   lambda m: f"client{m.group(1)}{names.get(int(m.group(2)), 'other')}", text)
 

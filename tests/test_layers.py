@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent / "dynamo_nb"
 
 #: the plain-data modules of the model that drawing code may read: snapshots, record kinds, lifecycle states
 CORE_FOR_DISPLAY = {"dynamo_nb.core.snapshot", "dynamo_nb.core.recorder", "dynamo_nb.core.lifecycle"}
+#: and of explain: what its checklist found (the report's figure draws from it, as figures draw from snapshots)
+EXPLAIN_FOR_DISPLAY = {"dynamo_nb.diagnose.findings"}
 
 
 def _module_name(path: Path) -> str:
@@ -96,6 +98,13 @@ def test_drawing_reads_only_plain_data_of_the_model() -> None:
     # and those modules stand on their own: they import nothing else of the model, nor any backend
     below = {b for a, b in edges if a in CORE_FOR_DISPLAY}
     assert below <= CORE_FOR_DISPLAY | {"dynamo_nb.errors", "dynamo_nb.core"}, sorted(below)
+
+
+def test_drawing_reads_only_the_findings_of_explain() -> None:
+    edges = _package_imports(_graph())
+    used = {b for a, b in edges if a.startswith("dynamo_nb.display") and b.startswith("dynamo_nb.diagnose")}
+    assert used == EXPLAIN_FOR_DISPLAY, sorted(used)
+    assert not [b for a, b in edges if a in EXPLAIN_FOR_DISPLAY], "the findings must be plain data"
 
 
 def test_drawing_and_the_local_cluster_do_not_know_each_other() -> None:

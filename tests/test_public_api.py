@@ -13,7 +13,7 @@ import dynamo_nb
 # Exactly what ``from dynamo_nb import *`` gives: a name added to or dropped from ``__all__`` must be added or
 # dropped here too, on purpose.
 PINNED = {
-    "DistributedRuntime", "attach", "Namespace", "Component", "Endpoint", "EndpointBuilder", "ServedEndpoint",
+    "DistributedRuntime", "attach", "explain", "Namespace", "Component", "Endpoint", "EndpointBuilder", "ServedEndpoint",
     "RequestContext", "Client", "ResponseStream", "State", "EmbeddedWorld", "ManualClock", "LocalCluster",
     "diagram", "live", "Diagram", "LiveView", "Limits", "set_limits", "set_language", "load_recording", "Timeline",
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",

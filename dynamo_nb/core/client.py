@@ -269,6 +269,7 @@ class Client(Drawable):
 
     def _mark_down(self, instance_id: int) -> None:
         self._down[instance_id] = asyncio.get_running_loop().time() + self.DOWN_FOR
+        self._watcher.mark_unanswered(instance_id)  # figures mark the key as outliving its process
 
     async def _call(self, info: InstanceInfo, request: Any) -> ResponseStream:
         runtime = self.runtime

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from ..ratelog import warn_limited
 from ..transport.profile import InstanceInfo
 from .drawable import Drawable
 from .recorder import Kind
-from .snapshot import Focus, Part, RegistrySnap, ServiceSnap, WatcherSnap
+from .snapshot import Focus, LeaseSnap, Part, RegistrySnap, ServiceSnap, WatcherSnap
 
 if TYPE_CHECKING:
     from .runtime import DistributedRuntime
@@ -143,7 +144,13 @@ class SharedWatcher:
     Keeps the live instance map current; if the watch breaks it re-reads from the last revision rather than
     forgetting every instance (a failure mode Dynamo's users have reported). A value that does not check out is
     skipped, counted in ``rejected`` and logged at most once per interval: one bad key must not hide the others.
+
+    Every ``LEASE_REFRESH`` seconds it also reads each watched key's lease and its time left from etcd
+    (``leases``), so figures show what etcd says rather than a guess; ``mark_unanswered`` records a call that
+    found no one behind a key (the key outlived its process).
     """
+
+    LEASE_REFRESH = 2.0  # seconds between lease readings (0: only when refresh_leases() is called)
 
     def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str, *, scan: bool = False) -> None:
         self.runtime = runtime
@@ -164,6 +171,9 @@ class SharedWatcher:
         self._task: asyncio.Task[None] | None = None
         self._watch: Any = None
         self._ready = asyncio.Event()
+        self.leases: dict[str, LeaseSnap] = {}  # instance key → its lease as last read from etcd
+        self.unanswered: dict[int, float] = {}  # instance id → wall clock of a call nobody answered
+        self._lease_task: asyncio.Task[None] | None = None
 
     @property
     def share_count(self) -> int:
@@ -187,7 +197,48 @@ class SharedWatcher:
 
     async def start(self) -> None:
         await self._sync()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"watch:{self.prefix}")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"watch:{self.prefix}")
+        if self.LEASE_REFRESH > 0:
+            self._lease_task = loop.create_task(self._read_leases(), name=f"leases:{self.prefix}")
+
+    def mark_unanswered(self, instance_id: int) -> None:
+        """A call to this instance found nobody (no responders, refused, no ack) while its key is there."""
+        if any(i.instance_id == instance_id for i in self.instances.values()):
+            self.unanswered[instance_id] = time.time()
+
+    def lease_of(self, key: str) -> LeaseSnap | None:
+        """The key's lease as last read, with any unanswered call marked."""
+        lease = self.leases.get(key)
+        info = self.instances.get(key)
+        if lease is None or info is None:
+            return lease
+        at = self.unanswered.get(info.instance_id, 0.0)
+        return lease if at == lease.unanswered_at else LeaseSnap(lease.instance_id, lease.endpoint, lease.lease_id,
+                                                                 lease.time_left, lease.read_at, at)
+
+    async def refresh_leases(self) -> dict[str, LeaseSnap]:
+        """Read every watched key's lease and its time left from etcd now (one range read, one call per lease)."""
+        discovery = self.runtime.backend.discovery
+        _, kvs = await discovery.get_prefix(self.watch_prefix)
+        owned = {kv.key: kv.lease for kv in kvs if kv.key in self.instances}
+        ids = sorted({lease for lease in owned.values() if lease})
+        left = dict(zip(ids, await asyncio.gather(*(discovery.lease_time_left(i) for i in ids)), strict=True))
+        now = time.time()
+        self.leases = {key: LeaseSnap(info.instance_id, info.endpoint, owned[key],
+                                      left.get(owned[key]) if owned[key] else None, now)
+                       for key, info in self.instances.items() if key in owned}
+        return self.leases
+
+    async def _read_leases(self) -> None:
+        while not self.runtime.closed:
+            try:
+                await asyncio.wait_for(self.refresh_leases(), max(self.LEASE_REFRESH, 1.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # etcd away for now: the last reading stays, with its time
+                log.debug("reading the leases under %s failed: %s", self.prefix, exc)
+            await asyncio.sleep(self.LEASE_REFRESH)
 
     async def _sync(self) -> None:
         """Read the prefix and make ``instances`` equal to it, announcing only the differences."""
@@ -233,6 +284,7 @@ class SharedWatcher:
             if info is None:
                 return
         self._by_endpoint.clear()
+        self.unanswered.pop(info.instance_id, None)  # a new key (or none): the old verdict no longer holds
         kind = Kind.WATCH_PUT if event.kind == "put" else Kind.WATCH_DELETE
         self.runtime.recorder.record(kind, self.runtime.name, "etcd", key=event.key,
                                      instance_id=info.instance_id, endpoint=info.endpoint,
@@ -269,6 +321,10 @@ class SharedWatcher:
                 log.warning("resync of %s failed (%s); retrying", self.prefix, exc)
 
     async def stop(self) -> None:
+        lease_task, self._lease_task = self._lease_task, None
+        if lease_task is not None:
+            lease_task.cancel()
+            await asyncio.wait({lease_task}, timeout=1.0)
         if self._watch is not None:
             try:
                 await self._watch.cancel()
@@ -367,7 +423,8 @@ class Registry(Drawable):
             tuple(ServiceSnap(name, svc.slug, tuple(svc.endpoints),
                               tuple(sorted(self.stats_handlers.get(name, {}))), svc.component)
                   for name, svc in sorted(self.services.items())),
-            tuple(WatcherSnap(prefix, tuple(sorted(w.sharers.items())), len(w.instances), w.component)
+            tuple(WatcherSnap(prefix, tuple(sorted(w.sharers.items())), len(w.instances), w.component,
+                              tuple(lease for lease in map(w.lease_of, sorted(w.instances)) if lease is not None))
                   for prefix, w in sorted(self.watchers.items())),
         )
 

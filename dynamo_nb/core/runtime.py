@@ -21,7 +21,7 @@ from .model import Component, Endpoint, Namespace
 from .recorder import Kind
 from .recording import RuntimeRecorder
 from .registry import Registry
-from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, Part, RuntimeSnap, RuntimeState
+from .snapshot import CallSnap, ComponentSnap, Focus, InstanceSnap, LeaseSnap, Part, RuntimeSnap, RuntimeState
 
 if TYPE_CHECKING:
     from ..backends.embedded import EmbeddedWorld
@@ -127,6 +127,7 @@ class DistributedRuntime(Drawable):
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
         self.keepalive_paused = False  # a fault caused on purpose (dynamo_nb.faults): etcd hears nothing
         self.recorder.track(self.snapshot)  # a frame after each burst of records: what time travel draws
+        self.lease_reading: tuple[float | None, float] = (None, 0.0)  # (time left, read at) as etcd last said
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -250,12 +251,14 @@ class DistributedRuntime(Drawable):
     def snapshot(self) -> RuntimeState:
         """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records
         and earlier frames (this state is kept as a frame too, so whatever is drawn live can be drawn again)."""
-        served = tuple(s.snapshot() for s in self._served)
+        leases = {key: lease for watcher in self.registry.watchers.values() for key in watcher.instances
+                  if (lease := watcher.lease_of(key)) is not None}
+        served = tuple(replace(snap, lease=leases.get(snap.key) or self._own_lease(snap))
+                       for snap in (s.snapshot() for s in self._served))
         watched = tuple(
-            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id,
-                         self.profile.instance_key(info.namespace, info.component, info.endpoint, info.instance_id),
-                         info.subject, seen_by=(self.name,))
-            for watcher in self.registry.watchers.values() for info in watcher.instances.values())
+            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
+                         info.subject, seen_by=(self.name,), lease=leases.get(key))
+            for watcher in self.registry.watchers.values() for key, info in watcher.instances.items())
         endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
         components = tuple(
             ComponentSnap(ns, comp, (), self.profile.instance_prefix(ns, comp), self.profile.service_name(ns, comp),
@@ -277,6 +280,13 @@ class DistributedRuntime(Drawable):
         self.recorder.keep(frame)
         return replace(frame, records=tuple(self.recorder.records), dropped=self.recorder.dropped,
                        frames=tuple(self.recorder.frames))
+
+    def _own_lease(self, snap: InstanceSnap) -> LeaseSnap | None:
+        """A served instance's lease as etcd last told this runtime (at grant, then at each keep-alive)."""
+        left, read_at = self.lease_reading
+        if not read_at or snap.instance_id != self.primary_lease_id:
+            return None
+        return LeaseSnap(snap.instance_id, snap.endpoint, self.primary_lease_id, left, read_at)
 
     def _part(self) -> Part:
         return Part(Focus("runtime", self.name), (self.snapshot(),))
@@ -303,6 +313,7 @@ class DistributedRuntime(Drawable):
         self.primary_lease_id = lease_id
         self.lease_alive = True
         self.lease_renewed_at = time.time()
+        self.lease_reading = (self.lease_ttl, self.lease_renewed_at)  # etcd granted exactly this TTL
         self.recorder.record(Kind.LEASE_GRANT, self.name, "etcd", lease_id=lease_id, ttl=self.lease_ttl)
         if self._keepalive_task is None or self._keepalive_task.done():
             self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(),
@@ -343,6 +354,13 @@ class DistributedRuntime(Drawable):
             if ok:
                 self.keepalives += 1
                 self.lease_renewed_at = time.time()
+                try:
+                    self.lease_reading = (await self.backend.discovery.lease_time_left(self.primary_lease_id),
+                                          time.time())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("%s: reading the lease's time left failed: %s", self.name, exc)
                 self.recorder.record(Kind.LEASE_KEEPALIVE, self.name, "etcd", lease_id=self.primary_lease_id)
                 continue
             self.recorder.record(Kind.LEASE_LOST, self.name, "etcd", lease_id=self.primary_lease_id)

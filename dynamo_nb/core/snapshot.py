@@ -20,6 +20,7 @@ from typing import Iterator, NamedTuple
 from .recorder import Record
 
 __all__ = [
+    "LeaseSnap",
     "InstanceSnap",
     "EndpointSnap",
     "ComponentSnap",
@@ -41,11 +42,34 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class LeaseSnap:
+    """An instance key's lease as etcd said at ``read_at`` (wall clock): never extrapolated, only read.
+
+    ``lease_id`` 0 is a key with no lease (it never expires); ``time_left`` None a lease etcd no longer has.
+    ``unanswered_at`` is when a call to the instance went unanswered while its key was there: the key outlived
+    its process, and stays until the lease runs out.
+    """
+
+    instance_id: int
+    endpoint: str
+    lease_id: int
+    time_left: float | None
+    read_at: float
+    unanswered_at: float = 0.0
+
+    @property
+    def dead(self) -> bool:
+        """The key is there but its process did not answer (a call to it fails until the lease expires)."""
+        return bool(self.unanswered_at)
+
+
+@dataclass(frozen=True)
 class InstanceSnap:
     """One live (or just stopped, or killed) endpoint instance; ``runtime`` is set when a drawn runtime serves it.
 
-    ``lease_expires_at`` (wall-clock seconds) is when a killed instance's key will vanish with its lease.
-    ``faults`` names the faults caused on purpose that are active on it (``dynamo_nb.faults``).
+    ``lease_expires_at`` (wall-clock seconds) is when a killed instance's key will vanish with its lease;
+    ``lease`` what etcd last said about that lease. ``faults`` names the faults caused on purpose that are active
+    on it (``dynamo_nb.faults``).
     """
 
     namespace: str
@@ -64,6 +88,7 @@ class InstanceSnap:
     seen_by: tuple[str, ...] = ()
     lease_expires_at: float = 0.0
     faults: tuple[str, ...] = ()
+    lease: LeaseSnap | None = None  # the key's lease as last read from etcd (None: not read yet)
 
     @property
     def reference(self) -> str:
@@ -164,6 +189,7 @@ class WatcherSnap:
     sharers: tuple[tuple[int, str], ...] = ()
     instances: int = 0
     component: str = ""
+    leases: tuple[LeaseSnap, ...] = ()  # each watched instance's lease, as last read from etcd
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from .model import (
     Step,
     Transition,
 )
+from ..core.snapshot import LeaseSnap
 from .snapshot import ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
@@ -134,7 +135,7 @@ STYLE_MEANING = {
 
 
 def _instance_style(inst: InstanceSnap, silent: frozenset[int] = frozenset()) -> str:
-    if inst.killed:
+    if inst.killed or (inst.lease is not None and inst.lease.dead):
         return "killed"
     if inst.faults or inst.instance_id in silent:
         return "fault"
@@ -148,9 +149,10 @@ def _clock(ts: float) -> str:
 
 
 def _instance_status(inst: InstanceSnap, silent: frozenset[int] = frozenset()) -> str:
+    lease = f"\n{lease_line(inst.lease)}" if inst.lease is not None else ""
     if inst.killed:
         until = f" at {_clock(inst.lease_expires_at)}" if inst.lease_expires_at else ""
-        return f"Killed · {inst.runtime} · key stays until its lease expires{until}"
+        return f"Killed · {inst.runtime} · key stays until its lease expires{until}{lease}"
     faults = "".join(f"\n⚠ {fault}" for fault in inst.faults)
     if "keep-alive paused" in inst.faults and inst.lease_expires_at:
         faults += f": lease ends {_clock(inst.lease_expires_at)}"
@@ -158,9 +160,22 @@ def _instance_status(inst: InstanceSnap, silent: frozenset[int] = frozenset()) -
         faults += "\n⚠ in etcd, but did not answer a client"
     if inst.runtime:
         seen = "" if not inst.faults else (" · in etcd" if inst.seen_by else " · not in etcd")
-        return f"{inst.state} · {inst.runtime}{seen}{faults}"
+        return f"{inst.state} · {inst.runtime}{seen}{lease}{faults}"
     seen = ", ".join(inst.seen_by[:2]) + (" …" if len(inst.seen_by) > 2 else "")
-    return (f"live in etcd · seen by {seen}" if seen else "live in etcd") + faults
+    return (f"live in etcd · seen by {seen}" if seen else "live in etcd") + lease + faults
+
+
+def lease_line(lease: LeaseSnap) -> str:
+    """An instance's lease as etcd last said it, with when: a reading, never a guess."""
+    if not lease.lease_id:
+        text = "no lease: the key never expires"
+    elif lease.time_left is None:
+        text = f"lease {hex_id(lease.lease_id)} gone"
+    else:
+        text = f"lease {hex_id(lease.lease_id)} · {lease.time_left:.0f} s left at {_clock(lease.read_at)}"
+    if lease.dead:
+        text += f" · no answer at {_clock(lease.unanswered_at)}: key outlived its process"
+    return text
 
 
 def _lease(rt: RuntimeSnap) -> str:
@@ -992,9 +1007,13 @@ def _one_registry(flow: Flow, reg: Any, limits: Limits) -> None:
             flow.edge(reg_key, flow.node(f"more:w:{reg.runtime}", _more(len(reg.watchers) - i, "watchers"),
                                          style="more", cluster=cl))
             break
+        leases = [f"{lease.endpoint} {hex_id(lease.instance_id)}: {lease_line(lease)}"
+                  for lease in w.leases[: limits.instances]]
+        if len(w.leases) > limits.instances:
+            leases.append(_more(len(w.leases) - limits.instances, "instances"))
         w_key = flow.node(f"w:{reg.runtime}:{w.prefix}", f"Shared Watcher {w.prefix}",
                           f"shared by {_plural(len(w.sharers), 'client')} · {_plural(w.instances, 'instance')}",
-                          shape="cylinder", style="watcher", cluster=cl)
+                          *leases, shape="cylinder", style="watcher", cluster=cl)
         flow.edge(reg_key, w_key)
         for j, (client_id, label) in enumerate(w.sharers):
             if j >= limits.clients:

@@ -93,7 +93,8 @@ class Flow:
         """Add (or update) a node; ``lines`` are its label lines, the first one the headline."""
         if style is not None and style not in STYLES:
             raise KeyError(f"unknown style {style!r}")
-        self.graph.add_node(key, lines=tuple(lines), shape=shape, style=style, cluster=cluster)
+        split = tuple(part for line in lines for part in str(line).split("\n"))  # a line may hold several
+        self.graph.add_node(key, lines=split, shape=shape, style=style, cluster=cluster)
         return key
 
     def edge(self, src: str, dst: str, label: str = "", *, dashed: bool = False, thick: bool = False) -> None:

@@ -107,7 +107,11 @@ class _Tree:
             return
         seen = tuple(dict.fromkeys(old.seen_by + inst.seen_by))
         base = inst if inst.runtime and not old.runtime else old
-        slot[inst.instance_id] = replace(base, seen_by=seen)
+        readings = [r for r in (old.lease, inst.lease) if r is not None]
+        lease = max(readings, key=lambda r: (r.read_at, r.unanswered_at)) if readings else None
+        if lease is not None and not lease.dead and any(r.dead for r in readings):  # one runtime saw it fail
+            lease = replace(lease, unanswered_at=max(r.unanswered_at for r in readings))
+        slot[inst.instance_id] = replace(base, seen_by=seen, lease=lease)
 
     def freeze(self) -> tuple[NamespaceSnap, ...]:
         out = []

@@ -231,6 +231,11 @@ class NatsMessaging:
         return self._nc.max_payload
 
     @property
+    def server_info(self) -> dict[str, Any]:
+        """The INFO the server sent on connect (``jetstream``, ``max_payload``, ``server_name``, ...)."""
+        return dict(self._nc._server_info)
+
+    @property
     def client(self) -> NatsClient:
         """The underlying nats-py client (for inspection; the object model never touches it)."""
         return self._nc
