@@ -193,6 +193,11 @@ class ResponseReceiver(Protocol):
         """Send a header-only control frame to the worker (best effort); True if it went out."""
         ...
 
+    def expire(self, reason: str) -> None:
+        """The worker's instance left discovery: fail the stream with
+        :class:`~dynamo_nb.errors.StreamStalledError` unless a frame arrives within a short grace."""
+        ...
+
     async def close(self) -> None: ...
 
 

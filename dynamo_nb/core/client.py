@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -17,6 +18,7 @@ from ..errors import (
     PayloadTooLargeError,
     RemoteError,
     StreamIncompleteError,
+    StreamStalledError,
     WaitTimeoutError,
 )
 from ..transport.frames import encode_frame
@@ -68,6 +70,10 @@ class ResponseStream:
                     raise
                 raise StreamIncompleteError(endpoint, f"instance {self.instance_id:x} closed the stream "
                                                       f"after {self.items} item(s)") from None
+            except StreamStalledError as exc:
+                await self.aclose()
+                raise StreamStalledError(endpoint, f"instance {self.instance_id:x}, after {self.items} item(s): "
+                                                   f"{exc.detail}") from None
             except BaseException:
                 await self.aclose()
                 raise
@@ -160,6 +166,7 @@ class Client(Drawable):
         self._closed = False
         self.calls = 0
         self._calls_to: dict[tuple[str, int, int], list[float]] = {}  # (caller, caller id, callee id) → [n, last]
+        self._open: dict[int, weakref.WeakSet[ResponseStream]] = {}  # open streams by the instance they come from
         self._unlisten = watcher.subscribe(self._on_change)
 
     @classmethod
@@ -179,6 +186,11 @@ class Client(Drawable):
 
     def _on_change(self, kind: str, info: InstanceInfo) -> None:
         self._down.pop(info.instance_id, None)
+        if kind == "delete":
+            # A dead (frozen, partitioned) worker's streams end now, not when a socket timeout notices.
+            streams = self._open.pop(info.instance_id, None)
+            for stream in tuple(streams or ()):
+                stream._receiver.expire(f"instance {info.instance_id:x} left discovery: its key was deleted")
 
     # -- instances -----------------------------------------------------------------------------------
     def instances(self) -> list[InstanceInfo]:
@@ -292,7 +304,12 @@ class Client(Drawable):
             if text.startswith("Server unavailable"):  # the worker no longer serves it (stopping): try another
                 raise NoRespondersError(info.subject, f"instance {info.instance_id:x} refused the request: {text}")
             raise EndpointError(f"instance {info.instance_id:x} refused the request: {text}")
-        return ResponseStream(self, receiver, request_id, info.instance_id, codec)
+        stream = ResponseStream(self, receiver, request_id, info.instance_id, codec)
+        open_streams = self._open.get(info.instance_id)
+        if open_streams is None:
+            open_streams = self._open[info.instance_id] = weakref.WeakSet()
+        open_streams.add(stream)
+        return stream
 
     async def close(self) -> None:
         if not self._closed:
