@@ -71,6 +71,7 @@ class Msg:
     data: bytes
     reply: str = ""
     _respond: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
+    headers: dict[str, str] | None = None  # the request's headers (NATS headers, or the TCP plane's map)
 
     async def respond(self, data: bytes = b"") -> None:
         if self._respond is None:
@@ -152,7 +153,8 @@ class Messaging(Protocol):
         self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = ""
     ) -> Subscription: ...
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens, and
         :class:`~dynamo_nb.errors.BackendTimeoutError` when no reply came within ``timeout`` s."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -293,8 +294,8 @@ class Client(Drawable):
                                            instance_id=info.instance_id, subject=info.subject, client_id=self.id,
                                            caller=caller_ref, caller_instance=caller_id).ts
         try:
-            ack = await plane.request(info.subject, payload, headers={"request-id": request_id},
-                                      timeout=self.ACK_TIMEOUT)
+            ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT,
+                                      headers=profile.request_headers(request_id, self.ACK_TIMEOUT, time.time_ns()))
         except BaseException:
             await receiver.close()
             raise

@@ -153,6 +153,7 @@ class ServedEndpoint(Drawable):
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
+        self.dropped_late = 0  # requests read after their ack deadline: the caller had failed over, so not run
         self._sub: Subscription | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -355,6 +356,17 @@ class ServedEndpoint(Drawable):
                 refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
                            else f"malformed request: {exc}".encode())
                 await msg.respond(refusal)
+            return
+        late = profile.ack_overdue(msg.headers, time.time_ns())
+        if late:
+            # At most once: the caller stopped waiting for this ack (and tried another instance) before this
+            # worker read the request — it was frozen, or its backlog is draining. Running it now runs it twice.
+            self.dropped_late += 1
+            self.runtime.recorder.record(Kind.REQUEST_DROP, self.actor, self.actor, request_id=control.request_id,
+                                         instance_id=self.lease_id, late_s=round(late, 3),
+                                         reason="ack deadline passed")
+            warn_limited(log, f"late:{self.subject}", "%s: dropped a request read %.1f s after its ack deadline "
+                         "(the caller has failed over)", self.actor, late)
             return
         # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
         # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).

@@ -123,7 +123,7 @@ class EmbeddedNats:
             self._match_cache[subject] = subs
         return subs
 
-    def publish(self, subject: str, data: bytes, reply: str = "") -> int:
+    def publish(self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None) -> int:
         """Deliver to every plain subscriber and one member per queue group; returns deliveries."""
         if len(data) > self.max_payload:
             raise PayloadTooLargeError(len(data), self.max_payload)
@@ -142,31 +142,32 @@ class EmbeddedNats:
             if sub.queue:
                 groups.setdefault(sub.queue, []).append(sub)
             else:
-                sub.deliver(self._message(subject, data, reply))
+                sub.deliver(self._message(subject, data, reply, headers))
                 count += 1
         for members in groups.values():
             member = members[0] if len(members) == 1 else random.choice(members)
-            member.deliver(self._message(subject, data, reply))
+            member.deliver(self._message(subject, data, reply, headers))
             count += 1
         return count
 
-    def _message(self, subject: str, data: bytes, reply: str) -> Msg:
+    def _message(self, subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None) -> Msg:
         if not reply:
-            return Msg(subject, bytes(data))
+            return Msg(subject, bytes(data), headers=headers)
 
         async def respond(answer: bytes) -> None:
             self.publish(reply, answer)
 
-        return Msg(subject, bytes(data), reply, respond)
+        return Msg(subject, bytes(data), reply, respond, headers)
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
         timer = loop.call_later(timeout, _expire, future, subject, timeout)
         try:
-            if self.publish(subject, data, reply=inbox) == 0:
+            if self.publish(subject, data, reply=inbox, headers=headers) == 0:
                 raise NoRespondersError(subject)
             return await future
         finally:
@@ -205,8 +206,9 @@ class EmbeddedMessaging:
         self._subs.add(sub)
         return sub
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        return await self._live().request(subject, data, timeout)
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
+        return await self._live().request(subject, data, timeout, headers)
 
     async def flush(self) -> None:
         await asyncio.sleep(0)

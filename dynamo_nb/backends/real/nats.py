@@ -275,7 +275,7 @@ class NatsMessaging:
 
         async def deliver(m: NatsMsg) -> None:
             reply = m.reply
-            msg = Msg(m.subject, m.data, reply, respond(reply) if reply else None)
+            msg = Msg(m.subject, m.data, reply, respond(reply) if reply else None, m.headers)
             try:
                 await cb(msg)
             except asyncio.CancelledError:
@@ -302,7 +302,8 @@ class NatsMessaging:
                 raise PermissionDeniedError("subscribe to", subject)
         return handle
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         """Request/reply; :class:`NoRespondersError` when nobody subscribes to ``subject``.
 
         At once on a single server; in a cluster only once no responder has appeared for a moment (interest
@@ -318,7 +319,8 @@ class NatsMessaging:
         pause = 0.01
         while True:
             try:
-                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()))
+                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()),
+                                           headers=headers)
                 break
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
