@@ -161,6 +161,11 @@ class Messaging(Protocol):
 
     async def flush(self) -> None: ...
 
+    def outage(self) -> BackendError | None:
+        """The error that says the server is out of reach now (None while connected): a fire-and-forget
+        publish made now would be buffered, and most likely never reach subscribers."""
+        ...
+
     async def close(self) -> None: ...
 
 

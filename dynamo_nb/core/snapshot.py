@@ -15,6 +15,7 @@ from typing import Iterator, NamedTuple
 from .recorder import Record
 
 __all__ = [
+    "SubscriptionSnap",
     "InstanceSnap",
     "EndpointSnap",
     "ComponentSnap",
@@ -105,6 +106,19 @@ class RuntimeSnap:
 
 
 @dataclass(frozen=True)
+class SubscriptionSnap:
+    """One event subscription: what it received, what waits unread, and what its full queue dropped."""
+
+    runtime: str
+    subject: str
+    scope: str
+    event: str
+    received: int = 0
+    queued: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
 class ClientSnap:
     id: int
     runtime: str
@@ -188,6 +202,8 @@ class RuntimeState:
     registry: RegistrySnap | None = None
     records: tuple[Record, ...] = ()
     dropped: int = 0
+    subscriptions: tuple[SubscriptionSnap, ...] = ()
+    events_unsent: int = 0  # events this runtime could not publish (NATS was down), each raised to its caller
 
 
 class TaggedRecord(NamedTuple):
@@ -259,6 +275,8 @@ class Snapshot:
     focus: tuple[Focus, ...] = ()
     dropped: dict[str, int] = field(default_factory=dict)
     calls: tuple[CallSnap, ...] = ()
+    subscriptions: tuple[SubscriptionSnap, ...] = ()
+    events_unsent: dict[str, int] = field(default_factory=dict)  # by runtime name
 
     def first(self, *kinds: str) -> Focus | None:
         return next((f for f in self.focus if f.kind in kinds), None)

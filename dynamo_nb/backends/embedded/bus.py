@@ -213,6 +213,10 @@ class EmbeddedMessaging:
     async def flush(self) -> None:
         await asyncio.sleep(0)
 
+    def outage(self) -> None:
+        """The embedded bus is never out of reach."""
+        return None
+
     async def close(self) -> None:
         self._closed = True
         for sub in tuple(self._subs):

@@ -343,6 +343,13 @@ class NatsMessaging:
                 raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
 
+    def outage(self) -> BackendUnavailableError | None:
+        """Disconnected, and re-connecting: say so (see :meth:`Messaging.outage`)."""
+        if self._closed or self._nc.is_connected:
+            return None
+        return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; an event "
+                                       "published now would be lost (NATS keeps no messages): not published")
+
     def _outage(self) -> BackendUnavailableError | None:
         if not self._nc.is_connected:
             return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; "
