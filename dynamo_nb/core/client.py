@@ -187,7 +187,7 @@ class Client(Drawable):
 
     def _on_change(self, kind: str, info: InstanceInfo) -> None:
         self._down.pop(info.instance_id, None)
-        if kind == "delete":
+        if kind == "delete" and info.endpoint == self.endpoint.name:  # the watcher sees the whole component
             # A dead (frozen, partitioned) worker's streams end now, not when a socket timeout notices.
             streams = self._open.pop(info.instance_id, None)
             for stream in tuple(streams or ()):

@@ -9,6 +9,7 @@ import random
 from typing import Awaitable, Callable
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ...ratelog import warn_limited
 from ..base import Msg
 from .channel import Channel
 
@@ -77,8 +78,10 @@ class _Sub:
                 await self._cb(msg)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failing callback must not kill the subscription (as in nats-py)
-                log.exception("subscription callback on %r failed", self.subject)
+            except Exception as exc:  # a failing callback must not kill the subscription (as in nats-py)
+                warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                             self.subject, type(exc).__name__, exc)
+                log.debug("subscription callback on %r failed", self.subject, exc_info=True)
 
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)

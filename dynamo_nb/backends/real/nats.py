@@ -41,6 +41,7 @@ from ...errors import (
     PermissionDeniedError,
     RuntimeClosedError,
 )
+from ...ratelog import warn_limited
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
 from .urls import redact, redact_text
@@ -282,8 +283,10 @@ class NatsMessaging:
                 if being_cancelled(default=True):
                     raise  # the subscription is being torn down
                 log.warning("callback on %r was cancelled; the subscription keeps going", subject)
-            except Exception:
-                log.exception("subscription callback on %r failed", subject)
+            except Exception as exc:  # one line per interval, not a traceback per message
+                warn_limited(log, f"callback:{subject}", "subscription callback on %r failed: %s: %s", subject,
+                             type(exc).__name__, exc)
+                log.debug("subscription callback on %r failed", subject, exc_info=True)
 
         try:
             sub = await self._nc.subscribe(subject, queue=queue, cb=deliver)
@@ -382,10 +385,19 @@ class NatsMessaging:
             # so its flush() can return before the server has seen a subscription made just before it, and a
             # publish from another connection is then lost. Push the pending commands out first.
             flush_pending = getattr(self._nc, "_flush_pending", None)
+            send_ping = getattr(self._nc, "_send_ping", None)
             if flush_pending is not None and self._nc.is_connected:
                 await flush_pending(force_flush=True)
-            await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
-        except nats.errors.TimeoutError:
+            if send_ping is None or not self._nc.is_connected:
+                await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
+                return
+            # nats-py's own flush cancels its PONG future on a timeout, and the PONG that arrives later then
+            # raises inside its read loop and kills the connection. Wait on a shield: the late PONG lands in a
+            # future still pending, harmlessly.
+            pong: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            await send_ping(pong)
+            await bounded(asyncio.shield(pong), timeout)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise BackendTimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
 
     async def close(self) -> None:
