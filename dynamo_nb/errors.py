@@ -17,7 +17,8 @@
     │   ├── PermissionDeniedError (PermissionError)     the server refused a subject to this user (NATS auth)
     │   └── ResponseStreamError (ConnectionError)       the call-home response stream (SPEC §8)
     │       ├── StreamRefusedError (ConnectionRefusedError)  the worker cannot connect back to the caller
-    │       └── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
+    │       ├── StreamClosedError (ConnectionResetError)     the other side closed the stream, or it was closed
+    │       └── ResponseInjectionError        a second connection claimed a stream already claimed (forgery)
     ├── ProtocolError (ValueError)            bytes on the wire that do not follow the profile
     │   └── FrameError                        bytes that are not a well-formed TwoPart frame
     ├── RegistrationError                     the instance key already exists (create-only put failed), or
@@ -29,6 +30,7 @@
     │   ├── InstanceNotFoundError (LookupError)  direct() to an instance id that is not registered
     │   ├── RemoteError                       the handler raised: carries the remote type and message
     │   └── StreamIncompleteError             the stream ended before ``complete_final`` (worker died)
+    │       └── StreamStalledError (TimeoutError)   the worker went silent past the idle bound, or its key is gone
     ├── IllegalTransitionError (RuntimeError) a lifecycle transition the state machine does not have (a bug)
     ├── UndeclaredFieldError (KeyError)       a record of an unknown kind or an undeclared field (a bug)
     ├── RecordingFormatError (ValueError)     a file that is not a recording this version can read
@@ -69,6 +71,7 @@ __all__ = [
     "ResponseStreamError",
     "StreamRefusedError",
     "StreamClosedError",
+    "ResponseInjectionError",
     "ProtocolError",
     "FrameError",
     "RegistrationError",
@@ -78,6 +81,7 @@ __all__ = [
     "InstanceNotFoundError",
     "RemoteError",
     "StreamIncompleteError",
+    "StreamStalledError",
     "IllegalTransitionError",
     "UndeclaredFieldError",
     "RecordingFormatError",
@@ -183,6 +187,22 @@ class StreamClosedError(ResponseStreamError, ConnectionResetError):
     """The response stream (or the plane it belongs to) is closed; the caller stopped reading."""
 
 
+class ResponseInjectionError(ResponseStreamError):
+    """Two connections presented the same response stream's subject: one of them is not the worker.
+
+    The subject travels in clear inside the request, so anyone who can read the endpoint's subject can race the
+    worker. The call fails rather than mix the two streams' items; ``first`` and ``second`` are the peers'
+    ``host:port``. NATS authorization on endpoint subjects is what keeps strangers from reading requests.
+    """
+
+    def __init__(self, subject: str, first: str, second: str):
+        self.subject = subject
+        self.first = first
+        self.second = second
+        super().__init__(f"response stream {subject} was claimed twice, by {first} and then by {second}: one of "
+                         "them is not the worker (a forged connection); the call is failed rather than mix items")
+
+
 class ProtocolError(DynamoError, ValueError):
     """Bytes that do not follow the profile (garbage on a subject, a malformed header)."""
 
@@ -264,10 +284,15 @@ class StreamIncompleteError(EndpointError):
 
     def __init__(self, endpoint: str = "", detail: str = ""):
         self.endpoint = endpoint
+        self.detail = detail
         msg = "Stream ended before generation completed"
         if endpoint:
             msg += f" ({endpoint})"
         super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class StreamStalledError(StreamIncompleteError, TimeoutError):
+    """No frame came from the worker within the stream's idle bound (frozen, or its instance key is gone)."""
 
 
 class IllegalTransitionError(DynamoError, RuntimeError):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["eventually"]
+__all__ = ["eventually", "WorkerProcess", "start_worker", "WORKER"]
+
+WORKER = Path(__file__).resolve().parent / "faults" / "worker.py"
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> float:
@@ -20,3 +26,54 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, inter
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
     return loop.time() - start
+
+
+class WorkerProcess:
+    """One ``faults/worker.py`` process; its stdout lines announce its instance id and each handler run."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.instance_id = 0
+        self.instances: list[int] = []
+        self.lines: list[str] = []
+        self.ran: list[str] = []  # the ``tag`` of every request whose handler started, in order
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            line = raw.decode().strip()
+            if line.startswith("RAN "):
+                self.ran.append(line[4:])
+                continue
+            self.lines.append(line)
+            if line.startswith(("READY ", "INSTANCE ")):
+                self.instance_id = int(line.split()[1], 16)
+                self.instances.append(self.instance_id)
+
+    async def wait_instance(self, timeout: float = 30.0, other_than: int = 0) -> int:
+        await eventually(lambda: self.instance_id not in (0, other_than), timeout)
+        return self.instance_id
+
+    def signal(self, sig: int) -> None:
+        if self.proc.returncode is None:
+            os.kill(self.pid, sig)  # only ever a process this test started
+
+    async def reap(self) -> None:
+        if self.proc.returncode is None:
+            self.signal(signal.SIGCONT)  # a stopped process would not die of SIGKILL before it is reaped
+            self.signal(signal.SIGKILL)
+        await self.proc.wait()
+        self._reader.cancel()
+
+
+async def start_worker(cluster: Any, lease_ttl: float, reference: str, started: list[WorkerProcess],
+                       env: dict[str, str] | None = None) -> WorkerProcess:
+    """Start ``faults/worker.py`` against ``cluster``'s servers; it is added to ``started`` for reaping."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(WORKER), cluster.etcd_endpoints, cluster.nats_server, reference, str(lease_ttl),
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+    worker = WorkerProcess(proc)
+    started.append(worker)
+    return worker

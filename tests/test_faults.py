@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -22,49 +20,11 @@ from dynamo_nb import DistributedRuntime
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.errors import PayloadTooLargeError, RemoteError, StreamIncompleteError
 from dynamo_nb.transport.frames import encode_frame
-from support import eventually
+from support import WorkerProcess, eventually, start_worker
 
 pytestmark = pytest.mark.servers
 
-WORKER = Path(__file__).resolve().parent / "faults" / "worker.py"
 REF = "faults.backend.generate"
-
-
-class WorkerProcess:
-    """One ``faults/worker.py`` process; its stdout lines announce its instance id."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self.instance_id = 0
-        self.instances: list[int] = []
-        self.lines: list[str] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            line = raw.decode().strip()
-            self.lines.append(line)
-            if line.startswith(("READY ", "INSTANCE ")):
-                self.instance_id = int(line.split()[1], 16)
-                self.instances.append(self.instance_id)
-                self._changed.set()
-
-    async def wait_instance(self, timeout: float = 30.0, other_than: int = 0) -> int:
-        await eventually(lambda: self.instance_id not in (0, other_than), timeout)
-        return self.instance_id
-
-    def signal(self, sig: int) -> None:
-        if self.proc.returncode is None:
-            os.kill(self.pid, sig)  # only ever a process this test started
-
-    async def reap(self) -> None:
-        if self.proc.returncode is None:
-            self.signal(signal.SIGKILL)
-        await self.proc.wait()
-        self._reader.cancel()
 
 
 @pytest.fixture
@@ -72,11 +32,7 @@ async def workers() -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
     started: list[WorkerProcess] = []
 
     async def start(cluster: LocalCluster, lease_ttl: float = 1.0, reference: str = REF) -> WorkerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), cluster.etcd_endpoints, cluster.nats_server, reference, str(lease_ttl),
-            stdout=asyncio.subprocess.PIPE)
-        worker = WorkerProcess(proc)
-        started.append(worker)
+        worker = await start_worker(cluster, lease_ttl, reference, started)
         await worker.wait_instance()
         return worker
 

@@ -180,3 +180,45 @@ async def test_a_worker_whose_key_vanished_registers_again_and_is_never_healthy_
         discovery.put = real_put
     await served.wait_for_state(State.HEALTHY, timeout=10)
     await eventually(lambda: client.instance_ids() == [served.lease_id], timeout=10)
+
+
+async def test_a_start_whose_subscribe_fails_leaves_no_instance_key(make_runtime):
+    worker = await make_runtime()
+    plane = worker.backend.request_plane(worker.profile.serve_plane)
+
+    async def refuse(route: str, cb: Any) -> Any:
+        await asyncio.sleep(0.05)  # after the key was written, in parallel
+        raise RuntimeError("subscribe refused")
+
+    plane.serve = refuse  # type: ignore[method-assign]
+    endpoint = worker.endpoint(REF)
+    try:
+        await endpoint.endpoint_builder().handler(echo).start()
+    except RuntimeError as exc:
+        assert "subscribe refused" in str(exc)
+    else:
+        raise AssertionError("start should have failed")
+    kvs = await worker.etcd_client().kv_get_prefix(endpoint.component.etcd_path())
+    assert kvs == [], "a listed instance that cannot answer"
+
+
+async def test_a_failing_subscription_callback_logs_a_count_not_a_traceback_per_message(make_runtime, caplog):
+    runtime = await make_runtime()
+    messaging = runtime.backend.messaging
+    ratelog.reset()
+    seen = 0
+
+    async def broken(msg: Any) -> None:
+        nonlocal seen
+        seen += 1
+        raise ValueError("bad")
+
+    await messaging.subscribe("hardening.broken", broken)
+    await messaging.flush()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            await messaging.publish("hardening.broken", b"x")
+        await eventually(lambda: seen == 50, timeout=10)
+    lines = [r for r in caplog.records if "callback" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert sum(n for key, n in ratelog.counts().items() if "callback:hardening.broken" in key) == 50

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from dynamo_nb import DistributedRuntime, LocalCluster
-from dynamo_nb.errors import BackendUnavailableError, NoInstancesError
+from dynamo_nb.errors import BackendTimeoutError, BackendUnavailableError, NoInstancesError
 
 from support import eventually
 
@@ -76,5 +76,23 @@ async def test_calls_during_a_nats_restart_fail_as_an_outage_not_as_no_instances
         assert not [e for e in errors if isinstance(e, NoInstancesError)], errors
         assert all(isinstance(e, BackendUnavailableError) and "NATS" in str(e) for e in errors), errors
         assert client.instance_ids()  # the instances were registered all along
+        await caller.shutdown()
+        await worker.shutdown()
+
+
+@pytest.mark.timeout(60)
+async def test_a_flush_that_timed_out_does_not_break_the_connection_when_the_pong_comes_late():
+    async with LocalCluster() as cluster:
+        worker, caller, client = await _pair(cluster)
+        messaging = caller.backend.messaging
+        os.kill(cluster.nats_pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BackendTimeoutError):
+                await messaging.flush(0.2)
+        finally:
+            os.kill(cluster.nats_pid, signal.SIGCONT)  # the late PONG arrives now
+        await messaging.flush(5)  # the connection's read loop survived it
+        assert messaging.connected and messaging.disconnects == 0
+        assert await (await client.generate("after")).collect() == ["after"]
         await caller.shutdown()
         await worker.shutdown()

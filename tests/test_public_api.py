@@ -26,7 +26,7 @@ ERRORS = {
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "BackendError",
     "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError",
     "PermissionDeniedError", "ResponseStreamError", "StreamRefusedError",
-    "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
+    "StreamClosedError", "ResponseInjectionError", "StreamStalledError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
     "NoInstancesError", "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "IllegalTransitionError",
     "UndeclaredFieldError", "RecordingFormatError", "RuntimeClosedError", "WaitTimeoutError", "DotError",
     "DotNotFoundError", "DotFailedError",
@@ -37,7 +37,7 @@ ERRORS = {
 BUILTIN_BASES = {
     "InvalidNameError": ValueError, "InvalidReferenceError": ValueError, "PayloadTooLargeError": ValueError,
     "ProtocolError": ValueError, "FrameError": ValueError, "BackendUnavailableError": ConnectionError,
-    "BackendTimeoutError": TimeoutError, "WaitTimeoutError": TimeoutError, "ResponseStreamError": ConnectionError,
+    "BackendTimeoutError": TimeoutError, "WaitTimeoutError": TimeoutError, "StreamStalledError": TimeoutError, "ResponseStreamError": ConnectionError,
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
     "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
     "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,

@@ -71,6 +71,7 @@ class Msg:
     data: bytes
     reply: str = ""
     _respond: Callable[[bytes], Awaitable[None]] | None = field(default=None, repr=False)
+    headers: dict[str, str] | None = None  # the request's headers (NATS headers, or the TCP plane's map)
 
     async def respond(self, data: bytes = b"") -> None:
         if self._respond is None:
@@ -152,12 +153,18 @@ class Messaging(Protocol):
         self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = ""
     ) -> Subscription: ...
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens, and
         :class:`~dynamo_nb.errors.BackendTimeoutError` when no reply came within ``timeout`` s."""
         ...
 
     async def flush(self) -> None: ...
+
+    def outage(self) -> BackendError | None:
+        """The error that says the server is out of reach now (None while connected): a fire-and-forget
+        publish made now would be buffered, and most likely never reach subscribers."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -191,6 +198,11 @@ class ResponseReceiver(Protocol):
 
     def send_control(self, header: bytes) -> bool:
         """Send a header-only control frame to the worker (best effort); True if it went out."""
+        ...
+
+    def expire(self, reason: str) -> None:
+        """The worker's instance left discovery: fail the stream with
+        :class:`~dynamo_nb.errors.StreamStalledError` unless a frame arrives within a short grace."""
         ...
 
     async def close(self) -> None: ...

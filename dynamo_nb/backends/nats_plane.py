@@ -35,7 +35,7 @@ class NatsRequestPlane:
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
                       timeout: float) -> bytes:
         """The ack; headers are optional on this plane (real workers accept a header-less request)."""
-        return (await self.messaging.request(target, payload, timeout=timeout)).data
+        return (await self.messaging.request(target, payload, timeout=timeout, headers=headers)).data
 
     async def close(self) -> None:
         pass  # the messaging connection is the backend's to close

@@ -7,6 +7,7 @@ import itertools
 import random
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -18,6 +19,7 @@ from ..errors import (
     PayloadTooLargeError,
     RemoteError,
     StreamIncompleteError,
+    StreamStalledError,
     WaitTimeoutError,
 )
 from ..transport.frames import encode_frame
@@ -69,6 +71,10 @@ class ResponseStream:
                     raise
                 raise StreamIncompleteError(endpoint, f"instance {self.instance_id:x} closed the stream "
                                                       f"after {self.items} item(s)") from None
+            except StreamStalledError as exc:
+                await self.aclose()
+                raise StreamStalledError(endpoint, f"instance {self.instance_id:x}, after {self.items} item(s): "
+                                                   f"{exc.detail}") from None
             except BaseException:
                 await self.aclose()
                 raise
@@ -161,6 +167,7 @@ class Client(Drawable):
         self._closed = False
         self.calls = 0
         self._calls_to: dict[tuple[str, int, int], list[float]] = {}  # (caller, caller id, callee id) → [n, last]
+        self._open: dict[int, weakref.WeakSet[ResponseStream]] = {}  # open streams by the instance they come from
         self._unlisten = watcher.subscribe(self._on_change)
 
     @classmethod
@@ -181,6 +188,11 @@ class Client(Drawable):
 
     def _on_change(self, kind: str, info: InstanceInfo) -> None:
         self._down.pop(info.instance_id, None)
+        if kind == "delete" and info.endpoint == self.endpoint.name:  # the watcher sees the whole component
+            # A dead (frozen, partitioned) worker's streams end now, not when a socket timeout notices.
+            streams = self._open.pop(info.instance_id, None)
+            for stream in tuple(streams or ()):
+                stream._receiver.expire(f"instance {info.instance_id:x} left discovery: its key was deleted")
 
     # -- instances -----------------------------------------------------------------------------------
     def instances(self) -> list[InstanceInfo]:
@@ -292,8 +304,8 @@ class Client(Drawable):
                                            instance_id=info.instance_id, subject=info.subject, client_id=self.id,
                                            caller=caller_ref, caller_instance=caller_id).ts
         try:
-            ack = await plane.request(info.subject, payload, headers={"request-id": request_id},
-                                      timeout=self.ACK_TIMEOUT)
+            ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT,
+                                      headers=profile.request_headers(request_id, self.ACK_TIMEOUT, time.time_ns()))
         except BaseException:
             await receiver.close()
             raise
@@ -303,7 +315,12 @@ class Client(Drawable):
             if text.startswith("Server unavailable"):  # the worker no longer serves it (stopping): try another
                 raise NoRespondersError(info.subject, f"instance {info.instance_id:x} refused the request: {text}")
             raise EndpointError(f"instance {info.instance_id:x} refused the request: {text}")
-        return ResponseStream(self, receiver, request_id, info.instance_id, codec)
+        stream = ResponseStream(self, receiver, request_id, info.instance_id, codec)
+        open_streams = self._open.get(info.instance_id)
+        if open_streams is None:
+            open_streams = self._open[info.instance_id] = weakref.WeakSet()
+        open_streams.add(stream)
+        return stream
 
     async def close(self) -> None:
         if not self._closed:

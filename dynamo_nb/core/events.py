@@ -8,8 +8,10 @@ import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Generator
 
 from ..backends.base import Msg, Subscription
-from ..errors import WaitTimeoutError
+from ..errors import RuntimeClosedError, WaitTimeoutError
+from ..ratelog import warn_limited
 from .recorder import Kind
+from .snapshot import SubscriptionSnap
 
 if TYPE_CHECKING:
     from .runtime import DistributedRuntime
@@ -22,14 +24,23 @@ _CLOSED = object()
 
 
 class EventSubscription:
-    """Subscribed on ``await`` or on first iteration; yields each event's decoded data; ``close()`` ends it."""
+    """Subscribed on ``await`` or on first iteration; yields each event's decoded data; ``close()`` ends it.
 
-    def __init__(self, runtime: "DistributedRuntime", subject: str, scope: str, event: str) -> None:
+    At most ``max_queued`` events wait unread; past that, new ones are dropped and counted in ``dropped`` (a
+    subscriber that stops reading must not grow without limit).
+    """
+
+    MAX_QUEUED = 10_000
+
+    def __init__(self, runtime: "DistributedRuntime", subject: str, scope: str, event: str,
+                 max_queued: int | None = None) -> None:
         self.runtime = runtime
         self.subject = subject
         self.scope = scope
         self.event = event
         self.received = 0
+        self.dropped = 0
+        self.max_queued = self.MAX_QUEUED if max_queued is None else max_queued
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sub: Subscription | None = None
         self._closed = False
@@ -51,6 +62,11 @@ class EventSubscription:
             data = json.loads(msg.data)
         except ValueError:
             log.warning("dropped a non-JSON event on %s", msg.subject)
+            return
+        if self._queue.qsize() >= self.max_queued:
+            self.dropped += 1
+            warn_limited(log, f"event-queue:{self.subject}", "dropped an event on %s: %d unread events wait "
+                         "(the subscriber is not reading)", msg.subject, self.max_queued)
             return
         self.received += 1
         self.runtime.recorder.record(Kind.EVENT_DELIVER, "NATS", self.runtime.name, subject=msg.subject,
@@ -83,7 +99,8 @@ class EventSubscription:
         except asyncio.TimeoutError:
             raise WaitTimeoutError(f"no event on {self.subject!r} within {timeout} s") from None
         if item is _CLOSED:
-            raise StopAsyncIteration
+            self._queue.put_nowait(_CLOSED)  # stay closed for any later read
+            raise RuntimeClosedError(f"the subscription to {self.subject!r} is closed")
         return self._handled(item)
 
     async def close(self) -> None:
@@ -103,6 +120,10 @@ class EventSubscription:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def snapshot(self) -> SubscriptionSnap:
+        return SubscriptionSnap(self.runtime.name, self.subject, self.scope, self.event, self.received,
+                                self._queue.qsize(), self.dropped)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("subscribed" if self._sub else "not yet subscribed")

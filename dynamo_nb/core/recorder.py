@@ -45,6 +45,7 @@ class Kind(str, Enum):
     LIFECYCLE = "lifecycle"
     CALL = "call"
     REQUEST = "request"
+    REQUEST_DROP = "request.drop"
     RESPONSE = "response"
     DRAIN = "drain"
     STOP = "stop"
@@ -81,6 +82,7 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
     Kind.LIFECYCLE: ("state", "instance_id", "reason"),
     Kind.CALL: ("request_id", "instance_id", "subject", "client_id", "caller", "caller_instance"),
     Kind.REQUEST: ("request_id", "instance_id"),
+    Kind.REQUEST_DROP: ("request_id", "instance_id", "late_s", "reason"),
     Kind.RESPONSE: ("request_id", "items", "outcome", "instance_id", "after_stop"),
     Kind.DRAIN: ("drained", "cancelled", "instance_id"),
     Kind.STOP: ("instance_id",),

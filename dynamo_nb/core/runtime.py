@@ -124,6 +124,7 @@ class DistributedRuntime(Drawable):
         self._keepalive_task: asyncio.Task[None] | None = None
         self._lease_lock = asyncio.Lock()
         self.keepalives = 0
+        self.events_unsent = 0  # events publish() raised for because NATS was down (never silently lost)
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
         self.keepalive_paused = False  # a fault caused on purpose (dynamo_nb.faults): etcd hears nothing
         self.recorder.track(self.snapshot)  # a frame after each burst of records: what time travel draws
@@ -276,6 +277,8 @@ class DistributedRuntime(Drawable):
             clients=tuple(c.snapshot() for c in clients),
             calls=tuple(call for c in clients for call in c.call_snapshots()) + tuple(self._past_calls.values()),
             registry=self.registry.snapshot(),
+            subscriptions=tuple(sub.snapshot() for sub in self._event_subscriptions),
+            events_unsent=self.events_unsent,
         )
         self.recorder.keep(frame)
         return replace(frame, records=tuple(self.recorder.records), dropped=self.recorder.dropped,
@@ -400,7 +403,12 @@ class DistributedRuntime(Drawable):
             payload = json.dumps(data).encode()
         except (TypeError, ValueError) as exc:
             raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
-        await self.backend.messaging.publish(subject, payload)
+        messaging = self.backend.messaging
+        outage = messaging.outage()
+        if outage is not None:  # nats-py would buffer it and the subscribers, reconnecting too, would miss it
+            self.events_unsent += 1
+            raise outage
+        await messaging.publish(subject, payload)
         self.recorder.record(Kind.EVENT_PUBLISH, scope, "NATS", subject=subject, scope=scope, event=event,
                              size=len(payload), payload=payload[:256])  # a bounded preview for diagrams
 

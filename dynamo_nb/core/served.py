@@ -153,7 +153,9 @@ class ServedEndpoint(Drawable):
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
+        self.dropped_late = 0  # requests read after their ack deadline: the caller had failed over, so not run
         self._sub: Subscription | None = None
+        self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
@@ -238,10 +240,18 @@ class ServedEndpoint(Drawable):
             await plane.start()  # the TCP listener's port goes into the value
             self.address = plane.address_for(self.subject)
             value = self.instance_value()
-            created_key, self._sub = await asyncio.gather(
+            made_key, subscribed = await asyncio.gather(
                 runtime.backend.discovery.create(self.key, value, lease_id),
                 plane.serve(self.subject, self._on_request),
+                return_exceptions=True,
             )
+            self._key_created = made_key is True
+            if not isinstance(subscribed, BaseException):
+                self._sub = subscribed
+            for outcome in (made_key, subscribed):  # the key written but no listener: the abort deletes it
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            created_key = bool(made_key)
             rec(Kind.KV_CREATE, "EndpointBuilder", "etcd", key=self.key, lease_id=lease_id, ok=created_key,
                 namespace=ns, component=comp, endpoint=ep.name, subject=self.subject)
             rec(Kind.LISTEN, "Handler", "NATS", subject=self.subject, queue="q")
@@ -274,7 +284,7 @@ class ServedEndpoint(Drawable):
             self._sub = None
         if self.service is not None and self.service.endpoints.get(self.endpoint.name) is self.stats:
             del self.service.endpoints[self.endpoint.name]
-        if self.lifecycle.state != State.CREATED:
+        if self._key_created or self.lifecycle.state != State.CREATED:
             try:
                 await self.runtime.backend.discovery.delete(self.key)
             except Exception:
@@ -357,6 +367,17 @@ class ServedEndpoint(Drawable):
                 refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
                            else f"malformed request: {exc}".encode())
                 await msg.respond(refusal)
+            return
+        late = profile.ack_overdue(msg.headers, time.time_ns())
+        if late:
+            # At most once: the caller stopped waiting for this ack (and tried another instance) before this
+            # worker read the request — it was frozen, or its backlog is draining. Running it now runs it twice.
+            self.dropped_late += 1
+            self.runtime.recorder.record(Kind.REQUEST_DROP, self.actor, self.actor, request_id=control.request_id,
+                                         instance_id=self.lease_id, late_s=round(late, 3),
+                                         reason="ack deadline passed")
+            warn_limited(log, f"late:{self.subject}", "%s: dropped a request read %.1f s after its ack deadline "
+                         "(the caller has failed over)", self.actor, late)
             return
         # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
         # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).

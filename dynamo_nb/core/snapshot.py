@@ -21,6 +21,7 @@ from .recorder import Record
 
 __all__ = [
     "LeaseSnap",
+    "SubscriptionSnap",
     "InstanceSnap",
     "EndpointSnap",
     "ComponentSnap",
@@ -137,6 +138,19 @@ class RuntimeSnap:
 
 
 @dataclass(frozen=True)
+class SubscriptionSnap:
+    """One event subscription: what it received, what waits unread, and what its full queue dropped."""
+
+    runtime: str
+    subject: str
+    scope: str
+    event: str
+    received: int = 0
+    queued: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
 class ClientSnap:
     id: int
     runtime: str
@@ -222,6 +236,8 @@ class RuntimeState:
     registry: RegistrySnap | None = None
     records: tuple[Record, ...] = ()
     dropped: int = 0
+    subscriptions: tuple[SubscriptionSnap, ...] = ()
+    events_unsent: int = 0  # events this runtime could not publish (NATS was down), each raised to its caller
     #: ``(wall-clock time, state)`` for every state this runtime went through (each without records or frames)
     frames: tuple[tuple[float, "RuntimeState"], ...] = ()
 
@@ -340,6 +356,8 @@ class Snapshot:
     focus: tuple[Focus, ...] = ()
     dropped: dict[str, int] = field(default_factory=dict)
     calls: tuple[CallSnap, ...] = ()
+    subscriptions: tuple[SubscriptionSnap, ...] = ()
+    events_unsent: dict[str, int] = field(default_factory=dict)  # by runtime name
 
     def first(self, *kinds: str) -> Focus | None:
         return next((f for f in self.focus if f.kind in kinds), None)

@@ -931,6 +931,12 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
         return m
     if len(events) > len(shown_events):
         m.steps.append(Note(("NATS",), f"{len(events) - len(shown_events)} earlier messages not shown"))
+    for sub in snap.subscriptions:
+        if sub.dropped and wanted(sub.scope):
+            m.steps.append(Note((subscriber(sub.runtime),), f"{sub.dropped} {sub.event} events dropped:\n"
+                                                            f"{sub.queued} wait unread (queue full)"))
+    for runtime, unsent in snap.events_unsent.items():
+        m.steps.append(Note(("NATS",), f"{runtime}: {unsent} events not published (NATS was down)"))
     for t in shown_events:
         rec, d = t.record, t.record.detail
         if rec.kind == Kind.EVENT_SUBSCRIBE:

@@ -199,6 +199,8 @@ def merge(parts: Sequence[Part]) -> Snapshot:
         focus=tuple(p.focus for p in drawn),
         dropped=dropped,
         calls=tuple(calls),
+        subscriptions=tuple(sub for s in states.values() for sub in s.subscriptions),
+        events_unsent={s.runtime.name: s.events_unsent for s in states.values() if s.events_unsent},
     )
 
 

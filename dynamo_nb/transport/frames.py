@@ -35,24 +35,33 @@ def decode_frame(data: bytes) -> tuple[bytes, bytes]:
 
 
 class FrameDecoder:
-    """Incremental decoder for a byte stream (the TCP response plane)."""
+    """Incremental decoder for a byte stream (the TCP response plane).
 
-    def __init__(self) -> None:
+    A frame longer than ``max_frame`` is refused as soon as its prefix arrives, before anything is buffered for
+    it; ``first_max`` bounds the first frame alone (a handshake is small: a peer that has not said who it is
+    must not make us hold megabytes).
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME, first_max: int | None = None) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
+        self._first_max = first_max
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self._buf += data
         frames = []
         while len(self._buf) >= PREFIX.size:
             header_len, body_len, _ = PREFIX.unpack_from(self._buf)
-            if header_len + body_len > MAX_FRAME:
-                raise FrameError(f"frame of {header_len + body_len} bytes exceeds the {MAX_FRAME}-byte limit")
+            limit = self.max_frame if self._first_max is None else self._first_max
+            if header_len + body_len > limit:
+                raise FrameError(f"frame of {header_len + body_len} bytes exceeds the {limit}-byte limit")
             end = PREFIX.size + header_len + body_len
             if len(self._buf) < end:
                 break
             frames.append((bytes(self._buf[PREFIX.size:PREFIX.size + header_len]),
                            bytes(self._buf[PREFIX.size + header_len:end])))
             del self._buf[:end]
+            self._first_max = None
         return frames
 
     @property

@@ -16,7 +16,14 @@ from .. import names
 from ..errors import ProtocolError
 from . import validate
 
-__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
+__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError",
+           "SEND_TS_HEADER", "ACK_DEADLINE_HEADER"]
+
+#: Dynamo's request header: when the caller sent the request (wall clock, ns). Real Dynamo sends it too.
+SEND_TS_HEADER = "x-frontend-send-ts-ns"
+#: When the caller stops waiting for the ack (wall clock, ns): past it, the caller has failed over, so a worker
+#: that only now reads the request (it was frozen, its backlog is draining) must drop it, not run it twice.
+ACK_DEADLINE_HEADER = "x-dynamo-nb-ack-deadline-ns"
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,32 @@ class SeedProfile:
             "response_type": "many_out",
             "connection_info": connection_info,
         }).encode()
+
+    def request_headers(self, request_id: str, ack_timeout: float, now_ns: int) -> dict[str, str]:
+        """The request's plane headers (NATS headers, or the TCP plane's JSON map): Dynamo's own, plus the ack
+        deadline. Headers are optional on both planes, and a real Dynamo worker ignores the one it does not know.
+
+        >>> SEED.request_headers("r", 5.0, 10**18)[ACK_DEADLINE_HEADER]
+        '1000000005000000000'
+        """
+        return {"request-id": request_id, SEND_TS_HEADER: str(now_ns),
+                ACK_DEADLINE_HEADER: str(now_ns + int(ack_timeout * 1e9))}
+
+    @staticmethod
+    def ack_overdue(headers: Any, now_ns: int) -> float:
+        """Seconds by which the request's ack deadline has passed (0.0 if it has not, or the request names none:
+        a real Dynamo caller's deadline is not known, so its requests always run).
+
+        >>> SEED.ack_overdue({ACK_DEADLINE_HEADER: "1000"}, 15 * 10**9 + 1000), SEED.ack_overdue(None, 5)
+        (15.0, 0.0)
+        """
+        try:
+            text = headers.get(ACK_DEADLINE_HEADER) if headers else None
+            if not isinstance(text, str) or not 0 < len(text) <= 20 or not text.isdigit():
+                return 0.0
+            return max(0.0, (now_ns - int(text)) / 1e9)
+        except (AttributeError, TypeError):
+            return 0.0
 
     def parse_request_header(self, header: bytes) -> tuple[str, dict[str, Any]]:
         """Return ``(request_id, connection_info)``; ProtocolError if the header is not a control header."""

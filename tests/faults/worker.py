@@ -5,7 +5,8 @@ Run as ``python worker.py ETCD NATS REFERENCE LEASE_TTL``. It prints ``READY <in
 SIGSTOPped by the test that started it.
 
 The handler streams ``request["n"]`` items ``{"i": i, "pid": pid}`` with ``request["delay"]`` seconds between
-them; with ``request["exit_after"] = k`` the process dies (``os._exit``) after sending k items, mid-stream.
+them; with ``request["exit_after"] = k`` the process dies (``os._exit``) after sending k items, mid-stream. A
+request with a ``"tag"`` prints ``RAN <tag>`` when its handler starts, so a test can count handler runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dynamo_nb import DistributedRuntime
 
 
 async def generate(request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    if "tag" in request:
+        print(f"RAN {request['tag']}", flush=True)
     delay = float(request.get("delay", 0.0))
     exit_after = request.get("exit_after")
     for i in range(int(request.get("n", 1))):

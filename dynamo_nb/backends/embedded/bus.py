@@ -9,6 +9,7 @@ import random
 from typing import Awaitable, Callable
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
+from ...ratelog import warn_limited
 from ..base import Msg
 from .channel import Channel
 
@@ -77,8 +78,10 @@ class _Sub:
                 await self._cb(msg)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failing callback must not kill the subscription (as in nats-py)
-                log.exception("subscription callback on %r failed", self.subject)
+            except Exception as exc:  # a failing callback must not kill the subscription (as in nats-py)
+                warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                             self.subject, type(exc).__name__, exc)
+                log.debug("subscription callback on %r failed", self.subject, exc_info=True)
 
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)
@@ -123,7 +126,7 @@ class EmbeddedNats:
             self._match_cache[subject] = subs
         return subs
 
-    def publish(self, subject: str, data: bytes, reply: str = "") -> int:
+    def publish(self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None) -> int:
         """Deliver to every plain subscriber and one member per queue group; returns deliveries."""
         if len(data) > self.max_payload:
             raise PayloadTooLargeError(len(data), self.max_payload)
@@ -142,31 +145,32 @@ class EmbeddedNats:
             if sub.queue:
                 groups.setdefault(sub.queue, []).append(sub)
             else:
-                sub.deliver(self._message(subject, data, reply))
+                sub.deliver(self._message(subject, data, reply, headers))
                 count += 1
         for members in groups.values():
             member = members[0] if len(members) == 1 else random.choice(members)
-            member.deliver(self._message(subject, data, reply))
+            member.deliver(self._message(subject, data, reply, headers))
             count += 1
         return count
 
-    def _message(self, subject: str, data: bytes, reply: str) -> Msg:
+    def _message(self, subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None) -> Msg:
         if not reply:
-            return Msg(subject, bytes(data))
+            return Msg(subject, bytes(data), headers=headers)
 
         async def respond(answer: bytes) -> None:
             self.publish(reply, answer)
 
-        return Msg(subject, bytes(data), reply, respond)
+        return Msg(subject, bytes(data), reply, respond, headers)
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
         timer = loop.call_later(timeout, _expire, future, subject, timeout)
         try:
-            if self.publish(subject, data, reply=inbox) == 0:
+            if self.publish(subject, data, reply=inbox, headers=headers) == 0:
                 raise NoRespondersError(subject)
             return await future
         finally:
@@ -205,11 +209,16 @@ class EmbeddedMessaging:
         self._subs.add(sub)
         return sub
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
-        return await self._live().request(subject, data, timeout)
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
+        return await self._live().request(subject, data, timeout, headers)
 
     async def flush(self) -> None:
         await asyncio.sleep(0)
+
+    def outage(self) -> None:
+        """The embedded bus is never out of reach."""
+        return None
 
     async def close(self) -> None:
         self._closed = True

@@ -80,7 +80,7 @@ class EmbeddedTcpPlane:
             if not acked.done():
                 acked.set_result(data)
 
-        await cb(Msg(subject=path, data=payload, reply="tcp", _respond=respond))
+        await cb(Msg(subject=path, data=payload, reply="tcp", _respond=respond, headers=headers))
         if not acked.done():
             acked.set_result(b"")
         try:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from typing import Any
 
-from ...errors import StreamClosedError, StreamRefusedError
+from ...errors import StreamClosedError, StreamRefusedError, StreamStalledError
 from ...transport.profile import SEED
 from .channel import Channel
 
 __all__ = ["EmbeddedResponsePlane"]
 
 _EOF = (b"", b"\x00eof")
+GONE_GRACE = 1.0  # seconds a stream lives on without a frame once its instance's key is gone (as on TCP)
 
 
 class _Receiver:
@@ -20,8 +22,10 @@ class _Receiver:
         self.subject = subject
         self.connection_info = SEED.connection_info(plane.address, subject, request_id)
         self._plane = plane
-        self._queue: Channel[tuple[bytes, bytes]] = Channel()
+        self._queue: Channel[Any] = Channel()
         self.closed = False
+        self.frames_in = 0
+        self._ended = False
         self._on_close: list = []
         self._on_control: list = []
 
@@ -30,10 +34,26 @@ class _Receiver:
 
     async def __anext__(self) -> tuple[bytes, bytes]:
         frame = await self._queue.get()
+        if isinstance(frame, BaseException):
+            self._queue.put(frame)  # stay failed for any later read
+            raise frame
         if frame is _EOF:
             self._queue.put(_EOF)  # stay ended for any later read
             raise StopAsyncIteration
         return frame
+
+    def expire(self, reason: str) -> None:
+        """The worker's instance left discovery: end the stream unless a frame arrives within a short grace."""
+        if self.closed or self._ended:
+            return
+        seen = self.frames_in
+
+        def check() -> None:
+            if not self.closed and not self._ended and self.frames_in == seen:
+                self._ended = True
+                self._queue.put(StreamStalledError(detail=f"no frame on response stream {self.subject} for "
+                                                          f"{GONE_GRACE} s: its instance is gone ({reason})"))
+        asyncio.get_running_loop().call_later(GONE_GRACE, check)
 
     def send_control(self, header: bytes) -> bool:
         word = header.strip(b'"').decode(errors="replace")
@@ -61,6 +81,7 @@ class _Sender:
             raise StreamClosedError("caller closed the response stream")
         if self._closed:
             raise StreamClosedError("response stream already closed")
+        self._receiver.frames_in += 1
         self._receiver._queue.put((header or b"", body or b""))
 
     def closed_by_peer(self) -> bool:
@@ -79,6 +100,7 @@ class _Sender:
         if not self._closed:
             self._closed = True
             self._receiver._on_control.clear()
+            self._receiver._ended = True
             self._receiver._queue.put(_EOF)
 
 

@@ -41,6 +41,7 @@ from ...errors import (
     PermissionDeniedError,
     RuntimeClosedError,
 )
+from ...ratelog import warn_limited
 from ..base import Msg
 from ._deadline import being_cancelled, bounded
 from .urls import redact, redact_text
@@ -280,15 +281,17 @@ class NatsMessaging:
 
         async def deliver(m: NatsMsg) -> None:
             reply = m.reply
-            msg = Msg(m.subject, m.data, reply, respond(reply) if reply else None)
+            msg = Msg(m.subject, m.data, reply, respond(reply) if reply else None, m.headers)
             try:
                 await cb(msg)
             except asyncio.CancelledError:
                 if being_cancelled(default=True):
                     raise  # the subscription is being torn down
                 log.warning("callback on %r was cancelled; the subscription keeps going", subject)
-            except Exception:
-                log.exception("subscription callback on %r failed", subject)
+            except Exception as exc:  # one line per interval, not a traceback per message
+                warn_limited(log, f"callback:{subject}", "subscription callback on %r failed: %s: %s", subject,
+                             type(exc).__name__, exc)
+                log.debug("subscription callback on %r failed", subject, exc_info=True)
 
         try:
             sub = await self._nc.subscribe(subject, queue=queue, cb=deliver)
@@ -307,7 +310,8 @@ class NatsMessaging:
                 raise PermissionDeniedError("subscribe to", subject)
         return handle
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(self, subject: str, data: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
         """Request/reply; :class:`NoRespondersError` when nobody subscribes to ``subject``.
 
         At once on a single server; in a cluster only once no responder has appeared for a moment (interest
@@ -323,7 +327,8 @@ class NatsMessaging:
         pause = 0.01
         while True:
             try:
-                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()))
+                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()),
+                                           headers=headers)
                 break
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
@@ -345,6 +350,13 @@ class NatsMessaging:
             except nats.errors.ConnectionClosedError as exc:
                 raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
+
+    def outage(self) -> BackendUnavailableError | None:
+        """Disconnected, and re-connecting: say so (see :meth:`Messaging.outage`)."""
+        if self._closed or self._nc.is_connected:
+            return None
+        return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; an event "
+                                       "published now would be lost (NATS keeps no messages): not published")
 
     def _outage(self) -> BackendUnavailableError | None:
         if not self._nc.is_connected:
@@ -378,10 +390,19 @@ class NatsMessaging:
             # so its flush() can return before the server has seen a subscription made just before it, and a
             # publish from another connection is then lost. Push the pending commands out first.
             flush_pending = getattr(self._nc, "_flush_pending", None)
+            send_ping = getattr(self._nc, "_send_ping", None)
             if flush_pending is not None and self._nc.is_connected:
                 await flush_pending(force_flush=True)
-            await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
-        except nats.errors.TimeoutError:
+            if send_ping is None or not self._nc.is_connected:
+                await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]
+                return
+            # nats-py's own flush cancels its PONG future on a timeout, and the PONG that arrives later then
+            # raises inside its read loop and kills the connection. Wait on a shield: the late PONG lands in a
+            # future still pending, harmlessly.
+            pong: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            await send_ping(pong)
+            await bounded(asyncio.shield(pong), timeout)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise BackendTimeoutError(f"NATS {self.url} did not answer a flush within {timeout} s") from None
 
     async def close(self) -> None:

@@ -14,6 +14,13 @@ connection is read in the same callback that accepted it, a loopback ``connect``
 at once, and the frames a handler produces within one loop turn leave in one ``send``. Back-pressure is kept:
 the worker waits when the caller's socket stops taking data, and the caller stops reading a stream whose
 consumer falls behind.
+
+Every wait is bounded. The caller gives up on a stream whose worker sends nothing for ``stream_idle_timeout``
+seconds (or, once the worker's instance key is gone, for a short grace), and drops a connection whose first
+frame is not a small handshake. The worker gives up on a caller that takes no data for ``send_drain_timeout``
+seconds. A second connection presenting a subject that is already claimed fails the call with
+:class:`~dynamo_nb.errors.ResponseInjectionError` naming both peers: the subject travels in clear in the request,
+so a stranger who can read it could otherwise slip items into someone else's stream.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import uuid
 from collections import deque
 from typing import Any, Callable
 
-from ...errors import StreamClosedError, StreamRefusedError
+from ...errors import ResponseInjectionError, StreamClosedError, StreamRefusedError, StreamStalledError
 from ...ratelog import warn_limited
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
@@ -46,6 +53,11 @@ _LOW_WATER = 64 * 1024
 _PAUSE_FRAMES = 4096  # caller: stop reading a stream when this many frames wait for its consumer
 _RESUME_FRAMES = 1024
 _ACCEPT_BATCH = 64
+_HANDSHAKE_MAX = 4096  # caller: the largest first frame a connection may send (a handshake is ~70 bytes)
+_CONTROL_MAX = 4096  # worker: the largest control frame a caller may send ("stop", "kill")
+STREAM_IDLE_TIMEOUT = 30.0  # caller: seconds without a frame from a connected worker before the stream fails
+SEND_DRAIN_TIMEOUT = 30.0  # worker: seconds a caller may take no data before the stream is dropped
+GONE_GRACE = 1.0  # caller: seconds a stream lives on without a frame once its instance's key is gone
 _EOF = object()
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
@@ -80,13 +92,19 @@ class TcpReceiver:
         self.request_id = request_id
         self.connection_info: dict[str, Any] = plane.profile.connection_info(plane.address, subject, request_id)
         self.connect_timeout = plane.stream_connect_timeout
+        self.idle_timeout = plane.stream_idle_timeout
         self.closed = False
+        self.peer = ""  # host:port of the connection that claimed this stream
         self._plane = plane
         self._frames: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._conn: _Inbound | None = None
         self._connected = False
+        self._ended = False
         self._timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_frame = 0.0
+        self._gone = ""  # why the worker is known to be gone (its key was deleted)
 
     # -- fed by the connection ---------------------------------------------------------------------
     def _attach(self, conn: "_Inbound") -> bool:
@@ -94,21 +112,86 @@ class TcpReceiver:
             return False
         self._conn = conn
         self._connected = True
+        self.peer = conn.peer
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        loop = conn._loop
+        self._last_frame = loop.time()
+        self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
         return True
 
     def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
         self._frames.extend(frames)
+        self._last_frame = self._plane._now()
         self._wake()
         if len(self._frames) >= _PAUSE_FRAMES and self._conn is not None:
             self._conn.pause()
 
     def _end(self) -> None:
         self._conn = None
+        self._ended = True
+        self._cancel_idle()
         self._frames.append(_EOF)
         self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the stream with ``exc``: frames not yet read are dropped (they may not be the worker's)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn._receiver = None
+            conn.close()
+        self._ended = True
+        self._cancel_idle()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._plane._receivers.pop(self.subject, None)
+        self._frames.clear()
+        self._frames.append(exc)
+        self._wake()
+
+    def _claimed_again(self, other: "_Inbound") -> None:
+        warn_limited(log, "injection", "response stream %s claimed twice (by %s, then by %s): failing the call",
+                     self.subject, self.peer, other.peer)
+        self._fail(ResponseInjectionError(self.subject, self.peer, other.peer))
+
+    # -- idle bound ----------------------------------------------------------------------------------
+    def _idle_bound(self) -> float:
+        return min(self.idle_timeout, GONE_GRACE) if self._gone else self.idle_timeout
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self.closed or self._ended:
+            return
+        now, bound = self._plane._now(), self._idle_bound()
+        if self._frames:  # the consumer is behind, not the worker: measure from when it caught up
+            self._last_frame = now
+        idle = now - self._last_frame
+        if idle < bound:
+            self._idle_timer = self._plane._call_later(bound - idle, self._idle_check)
+            return
+        why = f"its instance is gone ({self._gone})" if self._gone else "the worker is frozen or unreachable"
+        peer = self.peer or "any worker"
+        self._fail(StreamStalledError(detail=f"no frame on response stream {self.subject} from {peer} "
+                                             f"for {idle:.1f} s: {why}"))
+
+    def expire(self, reason: str) -> None:
+        """The worker's instance left discovery: the stream ends unless a frame arrives within a short grace."""
+        if self.closed or self._ended or self._gone:
+            return
+        self._gone = reason or "its key was deleted"
+        if self._timer is not None and not self._connected:  # still waiting for the worker to call back
+            self._timer.cancel()
+            self._timer = self._plane._call_later(GONE_GRACE, self._connect_timed_out)
+        if self._connected:
+            self._cancel_idle()
+            self._idle_timer = self._plane._call_later(GONE_GRACE, self._idle_check)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -118,8 +201,12 @@ class TcpReceiver:
     def _connect_timed_out(self) -> None:
         self._timer = None
         if not self._connected and not self.closed:
-            log.warning("no worker called back on response stream %s within %.1f s",
-                        self.subject, self.connect_timeout)
+            if self._gone:
+                self._fail(StreamStalledError(detail=f"no worker called back on response stream {self.subject}: "
+                                                     f"its instance is gone ({self._gone})"))
+                return
+            warn_limited(log, "no-callback", "no worker called back on response stream %s within %.1f s",
+                         self.subject, self.connect_timeout)
             self._plane._receivers.pop(self.subject, None)
             self._end()
 
@@ -134,16 +221,19 @@ class TcpReceiver:
                 raise StopAsyncIteration
             loop = asyncio.get_running_loop()
             if self._timer is None and not self._connected:
-                self._timer = loop.call_later(self.connect_timeout, self._connect_timed_out)
+                self._timer = loop.call_later(GONE_GRACE if self._gone else self.connect_timeout,
+                                              self._connect_timed_out)
             self._waiter = loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         frame = frames.popleft()
-        if frame is _EOF:
-            frames.appendleft(_EOF)
-            raise StopAsyncIteration
+        if frame.__class__ is not tuple:
+            frames.appendleft(frame)  # stay ended (or failed) for any later read
+            if frame is _EOF:
+                raise StopAsyncIteration
+            raise frame
         if len(frames) == _RESUME_FRAMES and self._conn is not None:
             self._conn.resume()
         return frame
@@ -162,6 +252,7 @@ class TcpReceiver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._cancel_idle()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -175,14 +266,16 @@ class TcpReceiver:
 class _Inbound:
     """One worker's connection to the caller's listener: handshake first, then frames for one receiver."""
 
-    __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused")
+    __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused", "peer")
 
-    def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 peer: str = "") -> None:
         self._plane = plane
         self._loop = loop
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
-        self._decoder = FrameDecoder()
+        self.peer = peer
+        self._decoder = FrameDecoder(first_max=_HANDSHAKE_MAX)  # nothing large before the peer says who it is
         self._receiver: TcpReceiver | None = None
         self._reading = False  # registered with the loop
         self._paused = False  # held back because the consumer is behind
@@ -250,6 +343,9 @@ class _Inbound:
                          header[:100])
             return False
         receiver = self._plane._receivers.get(subject) if isinstance(subject, str) else None
+        if receiver is not None and receiver._connected and not receiver.closed:
+            receiver._claimed_again(self)  # one of the two is forged: never mix their items
+            return False
         if receiver is None or not receiver._attach(self):
             # The caller already gave up on this stream: closing tells the worker to stop generating.
             log.debug("no caller waiting on response stream %r", subject)
@@ -307,8 +403,10 @@ class TcpSender:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, connected: bool,
-                 on_done: Callable[["TcpSender"], None] | None = None) -> None:
+                 on_done: Callable[["TcpSender"], None] | None = None,
+                 drain_timeout: float = SEND_DRAIN_TIMEOUT) -> None:
         self._loop = loop
+        self.drain_timeout = drain_timeout
         self._on_done = on_done
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
@@ -323,7 +421,7 @@ class TcpSender:
         self._closed = False
         self._callbacks: list[Callable[[], None]] = []
         self._control_callbacks: list[Callable[[str], None]] = []
-        self._control = FrameDecoder()
+        self._control = FrameDecoder(max_frame=_CONTROL_MAX)
         self.frames_sent = 0
         # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are over
         # within the loop
@@ -355,7 +453,7 @@ class TcpSender:
             frames = self._control.feed(data)
         except FrameError:
             log.debug("ignoring garbage from the caller on a response stream")
-            self._control = FrameDecoder()
+            self._control = FrameDecoder(max_frame=_CONTROL_MAX)
             return
         for header, _ in frames:
             word = header.strip(b'"').decode(errors="replace")
@@ -458,9 +556,24 @@ class TcpSender:
         if len(self._unsent) > _HIGH_WATER:
             if self._drain is None:
                 self._drain = self._loop.create_future()
-            await self._drain
+            drain = self._drain
+            timer = self._loop.call_later(self.drain_timeout, self._drain_overdue, drain)
+            try:
+                await drain
+            finally:
+                timer.cancel()
             if self._peer_closed:
-                raise StreamClosedError("the caller closed the response stream")
+                raise StreamClosedError("the caller closed the response stream" if drain.result() is None else
+                                        f"the caller took no data for {self.drain_timeout} s; stream dropped")
+
+    def _drain_overdue(self, drain: "asyncio.Future[Any]") -> None:
+        """A caller that stops reading must not hold this handler (and its socket) for ever."""
+        if drain.done() or self._sock is None:
+            return
+        warn_limited(log, "drain-overdue", "dropping a response stream whose caller took no data for %.1f s",
+                     self.drain_timeout)
+        drain.set_result("overdue")
+        self._peer_gone()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -529,12 +642,16 @@ class TcpResponsePlane:
 
     def __init__(self, host: str = "127.0.0.1", *, advertise_host: str | None = None,
                  profile: SeedProfile = SEED, stream_connect_timeout: float = 10.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, stream_idle_timeout: float | None = None,
+                 send_drain_timeout: float | None = None) -> None:
         self.host = host
         self.advertise_host = advertise_host or host
         self.profile = profile
         self.stream_connect_timeout = stream_connect_timeout
         self.connect_timeout = connect_timeout
+        self.stream_idle_timeout = _seconds("DYNAMO_NB_STREAM_IDLE_TIMEOUT", stream_idle_timeout,
+                                            STREAM_IDLE_TIMEOUT)
+        self.send_drain_timeout = _seconds("DYNAMO_NB_SEND_DRAIN_TIMEOUT", send_drain_timeout, SEND_DRAIN_TIMEOUT)
         self.port = 0
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -554,6 +671,13 @@ class TcpResponsePlane:
     @property
     def listening(self) -> bool:
         return self._listener is not None
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.call_later(delay, callback)
 
     def receivers(self) -> list[str]:
         """Subjects of the streams this runtime is waiting on (for inspection)."""
@@ -591,7 +715,7 @@ class TcpResponsePlane:
             return
         for _ in range(_ACCEPT_BATCH):
             try:
-                conn, _ = listener.accept()
+                conn, peer = listener.accept()
             except _WOULD_BLOCK:
                 return
             except OSError as exc:  # out of file descriptors and the like: try again on the next event
@@ -600,7 +724,7 @@ class TcpResponsePlane:
                 return
             conn.setblocking(False)
             _keep_alive(conn)
-            _Inbound(self, loop, conn).start()
+            _Inbound(self, loop, conn, _format_peer(peer)).start()
 
     async def open_receiver(self, request_id: str) -> TcpReceiver:
         if self._listener is None:
@@ -653,7 +777,7 @@ class TcpResponsePlane:
         except BaseException:
             sock.close()
             raise
-        sender = TcpSender(loop, sock, connected, self._senders.discard)
+        sender = TcpSender(loop, sock, connected, self._senders.discard, self.send_drain_timeout)
         self._senders.add(sender)
         await sender.send(self.profile.handshake(str(info["subject"])), None)
         return sender
@@ -679,6 +803,27 @@ class TcpResponsePlane:
     def __repr__(self) -> str:
         where = self.address or "not listening"
         return f"TcpResponsePlane({where}, waiting={len(self._receivers)})"
+
+
+def _seconds(variable: str, given: float | None, default: float) -> float:
+    """A positive number of seconds: ``given``, else the environment variable, else ``default``."""
+    if given is None:
+        text = os.environ.get(variable, "")
+        try:
+            given = float(text) if text else default
+        except ValueError:
+            raise ValueError(f"{variable} must be a number of seconds, got {text!r}") from None
+    if not given > 0:
+        raise ValueError(f"{variable.lower()} must be positive, got {given}")
+    return given
+
+
+def _format_peer(address: Any) -> str:
+    try:
+        host, port = address[0], address[1]
+    except (TypeError, IndexError):
+        return str(address)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def _keep_alive(sock: socket.socket, idle: int = 10, interval: int = 5, count: int = 3) -> None:

@@ -63,6 +63,17 @@ def decode_request(data: bytes) -> tuple[str, dict[str, str], bytes]:
     return path, headers, bytes(data[o + 4:])
 
 
+def _headers(raw: bytes) -> dict[str, str] | None:
+    """The request's header map, or None when it is not a JSON object of strings (headers are optional)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return {k: v for k, v in doc.items() if isinstance(v, str)}
+
+
 def split_target(target: str) -> tuple[str, int, str]:
     """``"host:port/path"`` → ``(host, port, path)`` (the address a worker advertises in etcd).
 
@@ -183,8 +194,7 @@ class TcpRequestPlane:
                 (plen,) = _U16.unpack(await reader.readexactly(2))
                 path = (await reader.readexactly(plen)).decode(errors="replace")
                 (hlen,) = _U16.unpack(await reader.readexactly(2))
-                if hlen:
-                    await reader.readexactly(hlen)  # headers: optional, nothing here depends on them
+                headers = _headers(await reader.readexactly(hlen)) if hlen else None  # optional on the wire
                 (n,) = _U32.unpack(await reader.readexactly(4))
                 if n > self.max_message:
                     log.warning("closing a request connection: %d-byte message over the %d-byte cap",
@@ -205,7 +215,7 @@ class TcpRequestPlane:
 
                 # Awaited before the next frame is read: acks leave in arrival order.
                 try:
-                    await cb(Msg(subject=path, data=payload, reply="tcp", _respond=respond))
+                    await cb(Msg(subject=path, data=payload, reply="tcp", _respond=respond, headers=headers))
                 except Exception as exc:
                     log.warning("request on %s failed before its ack: %s", path, exc)
                     await respond(f"request failed: {exc}".encode())
