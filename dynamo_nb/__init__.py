@@ -61,6 +61,12 @@ __all__ = [
     "LiveView",
     "Limits",
     "set_limits",
+    "service",
+    "dynamo_endpoint",
+    "endpoint",
+    "depends",
+    "async_on_start",
+    "serve",
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -88,6 +94,12 @@ _LAZY = {
     "LiveView": ("dynamo_nb.display.live", "LiveView"),
     "Limits": ("dynamo_nb.display.kinds", "Limits"),
     "set_limits": ("dynamo_nb.display.kinds", "set_limits"),
+    "service": ("dynamo_nb.sdk.decorators", "service"),
+    "dynamo_endpoint": ("dynamo_nb.sdk.decorators", "dynamo_endpoint"),
+    "endpoint": ("dynamo_nb.sdk.decorators", "endpoint"),
+    "depends": ("dynamo_nb.sdk.decorators", "depends"),
+    "async_on_start": ("dynamo_nb.sdk.decorators", "async_on_start"),
+    "serve": ("dynamo_nb.sdk.serve", "serve"),
 }
 
 

@@ -16,6 +16,7 @@ PINNED = {
     "DistributedRuntime", "attach", "Namespace", "Component", "Endpoint", "EndpointBuilder", "ServedEndpoint",
     "RequestContext", "Client", "ResponseStream", "State", "EmbeddedWorld", "ManualClock", "LocalCluster",
     "diagram", "live", "Diagram", "LiveView", "Limits", "set_limits",
+    "service", "dynamo_endpoint", "endpoint", "depends", "async_on_start", "serve",
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",
     "NoRespondersError", "PayloadTooLargeError", "RegistrationError", "EndpointError", "NoInstancesError",
     "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "RuntimeClosedError", "WaitTimeoutError",
@@ -23,7 +24,7 @@ PINNED = {
 
 # The whole tree, as ``dynamo_nb.errors`` exports it.
 ERRORS = {
-    "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "BackendError",
+    "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "ServiceConfigError", "BackendError",
     "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError",
     "PermissionDeniedError", "ResponseStreamError", "StreamRefusedError",
     "StreamClosedError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
@@ -40,7 +41,7 @@ BUILTIN_BASES = {
     "StreamRefusedError": ConnectionRefusedError, "StreamClosedError": ConnectionResetError,
     "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
     "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
-    "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError,
+    "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError, "ServiceConfigError": ValueError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,
 }

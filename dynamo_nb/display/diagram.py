@@ -44,6 +44,8 @@ def describe_focus(focus: Focus) -> str:
         return f"instance {focus.instance_id:x} of {focus.namespace}.{focus.component}.{focus.endpoint}"
     if focus.kind == "client":
         return f"client#{focus.client_id} of {focus.namespace}.{focus.component}.{focus.endpoint}"
+    if focus.kind == "graph":
+        return f"service graph of {focus.component}"
     if focus.kind == "registry":
         return f"registry of {focus.runtime}"
     return "LocalCluster"
@@ -138,7 +140,7 @@ def diagram(obj: Any, kind: str | None = None, *, limits: Limits | None = None) 
     """Draw ``obj`` — a runtime, namespace, component, endpoint, served endpoint, client, registry or
     LocalCluster, or a list of them drawn together — as ``kind`` (its default kind when None).
 
-    Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology.
+    Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology, graph.
     """
     if isinstance(obj, Diagram):
         return obj if kind in (None, obj.kind) else Diagram(obj.snapshot, kind, limits or obj.limits)

@@ -178,6 +178,7 @@ def snapshot(objs: Any) -> Snapshot:
         focus=tuple(p.focus for p in drawn),
         dropped=dropped,
         calls=tuple(calls),
+        graphs=tuple(p.graph for p in parts if p.graph is not None),
     )
 
 
