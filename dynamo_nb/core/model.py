@@ -178,12 +178,13 @@ class Endpoint(_Handle):
         """
         from .signals import graceful_signals, restore_signals
 
-        served = await self.endpoint_builder().handler(handler).options(**options).start()
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
-        taken = graceful_signals(loop, signalled)
-        waits = {asyncio.ensure_future(served.wait_stopped()), asyncio.ensure_future(signalled.wait())}
+        taken = graceful_signals(loop, signalled)  # before registering: a signal during start is kept
+        waits: set[asyncio.Future[Any]] = set()
         try:
+            served = await self.endpoint_builder().handler(handler).options(**options).start()
+            waits = {asyncio.ensure_future(served.wait_stopped()), asyncio.ensure_future(signalled.wait())}
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if signalled.is_set():
                 await served.stop()

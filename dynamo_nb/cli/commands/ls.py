@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from ..common import add_server_options, attach, emit, instance_rows
+from ..common import add_server_options, attach, emit, instance_rows, until_signal
 
 __all__ = ["HELP", "add_arguments", "run", "render"]
 
@@ -39,14 +39,25 @@ async def run(args: argparse.Namespace) -> int:
     runtime = await attach(args)
     try:
         watcher = await runtime.registry.scan()
-        while True:
-            rows = instance_rows(runtime)
-            if args.watch and not args.json and sys.stdout.isatty():
-                print("\033[2J\033[H", end="")
-            emit(args, {"instances": rows}, render(rows))
-            if not args.watch:
-                return 0
-            await watcher.wait_changed()
-            await asyncio.sleep(0.1)  # coalesce a burst of changes into one redraw
+
+        async def redraw() -> None:
+            while True:
+                rows = instance_rows(runtime)
+                if args.watch and not args.json and sys.stdout.isatty():
+                    print("\033[2J\033[H", end="")
+                emit(args, {"instances": rows}, render(rows))
+                if not args.watch:
+                    return
+                await watcher.wait_changed()
+                await asyncio.sleep(0.1)  # coalesce a burst of changes into one redraw
+
+        if not args.watch:
+            await redraw()
+            return 0
+        drawing, stop = asyncio.ensure_future(redraw()), asyncio.ensure_future(until_signal())
+        await asyncio.wait({drawing, stop}, return_when=asyncio.FIRST_COMPLETED)
+        drawing.cancel()
+        stop.cancel()
+        return 0
     finally:
         await runtime.shutdown()
