@@ -19,7 +19,7 @@ from dynamo_nb.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0[1-7]-*.ipynb"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0[1-8]-*.ipynb"))
 CELL_TIMEOUT = 60
 
 #: The seed's figures each notebook reproduces: Mermaid diagram type → how many, at least.
@@ -31,6 +31,7 @@ FIGURES = {
     "05": {"stateDiagram-v2": 2, "sequenceDiagram": 2},       # §6.1 state machine, §6.2 lifecycle, crash
     "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
     "07": {"flowchart": 1},                                   # the playground's runtime
+    "08": {"flowchart": 3},                                   # §7.2/§7.3 graph, scaled, hierarchy
     "09": {"flowchart": 1},                                   # a real Dynamo deployment, attached
 }
 
@@ -87,7 +88,7 @@ def check_outputs(path: Path, nb: nbformat.NotebookNode) -> None:
 
 
 def test_there_is_one_notebook_per_seed_section() -> None:
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-", "08-"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
