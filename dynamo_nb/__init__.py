@@ -65,6 +65,12 @@ __all__ = [
     "set_language",
     "load_recording",
     "Timeline",
+    "service",
+    "dynamo_endpoint",
+    "endpoint",
+    "depends",
+    "async_on_start",
+    "serve",
     "DynamoError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -96,6 +102,12 @@ _LAZY = {
     "set_language": ("dynamo_nb.display.i18n", "set_language"),
     "load_recording": ("dynamo_nb.core.recording", "load_recording"),
     "Timeline": ("dynamo_nb.display.timeline", "Timeline"),
+    "service": ("dynamo_nb.sdk.decorators", "service"),
+    "dynamo_endpoint": ("dynamo_nb.sdk.decorators", "dynamo_endpoint"),
+    "endpoint": ("dynamo_nb.sdk.decorators", "endpoint"),
+    "depends": ("dynamo_nb.sdk.decorators", "depends"),
+    "async_on_start": ("dynamo_nb.sdk.decorators", "async_on_start"),
+    "serve": ("dynamo_nb.sdk.serve", "serve"),
 }
 
 

@@ -6,7 +6,9 @@
     ├── InvalidNameError (ValueError)         a namespace/component/endpoint name breaks its rule
     ├── InvalidReferenceError (ValueError)    "ns.Component.endpoint" is malformed
     ├── ConfigurationError (ValueError)       settings that cannot work together (a client certificate without its
-    │                                         key, two sets of credentials), refused before any connection
+    │   │                                     key, two sets of credentials), refused before any connection
+    │   └── ServiceConfigError                a service graph's config (YAML, overrides, decorators, GPUs) that
+    │                                         cannot run: names the source, the key and what was expected
     ├── BackendError                          etcd / NATS / response-stream trouble
     │   ├── BackendUnavailableError (ConnectionError)   a server cannot be reached (names the URL), or is
     │   │                                               connected but frozen, or the connection is being re-made
@@ -61,6 +63,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidReferenceError",
     "ConfigurationError",
+    "ServiceConfigError",
     "BackendError",
     "BackendUnavailableError",
     "CertificateError",
@@ -119,6 +122,22 @@ class InvalidReferenceError(DynamoError, ValueError):
 
 class ConfigurationError(DynamoError, ValueError):
     """Settings that cannot work (half a key pair, conflicting credentials): refused before anything connects."""
+
+
+class ServiceConfigError(ConfigurationError):
+    """A service graph that cannot start as configured; refused before any worker starts.
+
+    ``source`` is where the setting came from (a file, ``--Service.key``, ``dict``, a decorator), ``key`` the
+    setting (``VllmWorker.ServiceArgs.workers``) and ``expected`` what would have worked.
+    """
+
+    def __init__(self, source: str, key: str, problem: str, expected: str = ""):
+        self.source = source
+        self.key = key
+        self.problem = problem
+        self.expected = expected
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}" + (f"; expected {expected}" if expected else ""))
 
 
 class BackendError(DynamoError):

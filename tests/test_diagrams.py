@@ -30,6 +30,7 @@ from dynamo_nb.display.snapshot import (
     InstanceSnap,
     NamespaceSnap,
     RuntimeSnap,
+    Part,
     Snapshot,
     TaggedRecord,
 )
@@ -158,7 +159,22 @@ def target(system: System, kind: str) -> Any:
         "sequence": [system.served["worker-2"], rts["processor"]],
         "pubsub": system.all,
         "topology": system.all,
+        "graph": [graph_part(system), rts["processor"], rts["worker-1"], rts["worker-2"]],
     }[kind]
+
+
+def graph_part(system: System) -> Part:
+    """A served service graph over the system's Processor and Worker runtimes, as serve()'s handle describes it."""
+    from dynamo_nb.core.snapshot import GraphSnap, ServiceNodeSnap, WorkerSnap
+
+    w1, w2, proc = system.served["worker-1"], system.served["worker-2"], system.served["processor"]
+    workers = (WorkerSnap("Worker-0", "worker-1", w1.lease_id, str(w1.state), (0,)),
+               WorkerSnap("Worker-1", "worker-2", w2.lease_id, "", (1,)))
+    return Part(Focus("graph", "", "dynamo", "Processor"), graph=GraphSnap("Processor", (
+        ServiceNodeSnap("Worker", "dynamo", "Worker", ("generate",), workers, 2, (("gpu", "1"),)),
+        ServiceNodeSnap("Processor", "dynamo", "Processor", ("generate",),
+                        (WorkerSnap("Processor-0", "processor", proc.lease_id, str(proc.state)),), 1, (),
+                        (("worker", "Worker"),)))))
 
 
 # ------------------------------------------------------------------------------------------- Mermaid lint
@@ -227,6 +243,8 @@ async def test_goldens_show_what_the_seed_figures_show(system: System) -> None:
     assert "watch delete dynamo/components/Worker/generate:<worker-2-lease>" in d["sequence"]
     assert 'publish(#quot;kv_events#quot;, #123;#quot;blocks#quot;: 3' in d["pubsub"]
     assert "subscribe(#quot;namespace.dynamo.component.Worker.kv_events#quot;)" in d["pubsub"]
+    assert '==>|"depends · self.worker"|' in d["graph"] and "@service Processor · entry" in d["graph"]
+    assert "instance <worker-1-lease> · Healthy · GPU 0" in d["graph"] and "2 workers · gpu: 1" in d["graph"]
 
 
 async def test_default_kind_of_each_object(system: System) -> None:
@@ -345,7 +363,7 @@ async def test_awkward_names_and_hostile_text_never_break_a_diagram(make_runtime
         assert "<b>" not in drawn.mermaid
         dot = drawn.dot
         assert HOSTILE not in dot  # only ever inside an escaped string
-        assert "a-b_C" in drawn.text or kind in ("topology", "pubsub", "lifecycle", "registry")
+        assert "a-b_C" in drawn.text or kind in ("topology", "pubsub", "lifecycle", "registry", "graph")
     hierarchy = dynamo_nb.diagram(rt).mermaid
     assert mm.escape(HOSTILE) in hierarchy
     assert "Component a-b_C" in hierarchy and "Endpoint chat/completions" in hierarchy

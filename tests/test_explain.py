@@ -20,7 +20,7 @@ import dynamo_nb
 from dynamo_nb import DistributedRuntime, NoInstancesError, PayloadTooLargeError
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.diagnose import match_error
-from dynamo_nb.diagnose.cli import run_explain
+from dynamo_nb.cli import main as cli_main
 
 Factory = Callable[..., Awaitable[DistributedRuntime]]
 
@@ -226,9 +226,14 @@ async def test_error_text_alone_explains_without_servers_when_it_names_no_endpoi
     assert "deadline has elapsed" in report.text and report.findings.reference == ""
 
 
-def test_run_explain_prints_text_or_json_and_returns_an_exit_code(local_cluster: LocalCluster,
+def run_explain(argv: list[str]) -> int:
+    """``dynamo-nb explain ...`` as the console script runs it."""
+    return cli_main(["explain", *argv])
+
+
+def test_dynamo_nb_explain_prints_text_or_json_and_returns_an_exit_code(local_cluster: LocalCluster,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--etcd-endpoints", local_cluster.etcd_endpoints, "--nats-server", local_cluster.nats_server]
+    args = ["--etcd", local_cluster.etcd_endpoints, "--nats", local_cluster.nats_server]
     assert run_explain(["prod.backend.generate", *args]) == 1  # nothing serves it
     out = capsys.readouterr().out
     assert "✘ the endpoint's instance keys are in etcd" in out and "failing step: keys" in out
@@ -258,7 +263,10 @@ def test_run_explain_prints_text_or_json_and_returns_an_exit_code(local_cluster:
     finally:
         stop.set()
         thread.join(20)
-    assert run_explain([]) == 2 and run_explain(["--no-such-option"]) == 2
+    assert run_explain([]) == 2
+    with pytest.raises(SystemExit) as usage:
+        run_explain(["--no-such-option"])
+    assert usage.value.code == 2
 
 
 async def test_the_report_draws_a_checklist(local_cluster: LocalCluster, runtimes: Factory) -> None:

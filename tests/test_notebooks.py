@@ -19,7 +19,7 @@ from dynamo_nb.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted([*NOTEBOOK_DIR.glob("0[1-7]-*.ipynb"), *NOTEBOOK_DIR.glob("1[0-9]-*.ipynb")])
+NOTEBOOKS = sorted([*NOTEBOOK_DIR.glob("0[1-8]-*.ipynb"), *NOTEBOOK_DIR.glob("1[0-9]-*.ipynb")])
 CELL_TIMEOUT = 60
 
 #: The seed's figures each notebook reproduces: Mermaid diagram type → how many, at least.
@@ -31,6 +31,7 @@ FIGURES = {
     "05": {"stateDiagram-v2": 2, "sequenceDiagram": 2},       # §6.1 state machine, §6.2 lifecycle, crash
     "06": {"sequenceDiagram": 2},                             # §3.4 pub/sub
     "07": {"flowchart": 1},                                   # the playground's runtime
+    "08": {"flowchart": 3},                                   # §7.2/§7.3 graph, scaled, hierarchy
     "09": {"flowchart": 1},                                   # a real Dynamo deployment, attached
     "10": {"flowchart": 3, "sequenceDiagram": 2},             # each fault on the hierarchy, faults in sequences
     "11": {"flowchart": 8},                                   # explain's checklists and a lease in view

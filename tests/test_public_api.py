@@ -16,6 +16,7 @@ PINNED = {
     "DistributedRuntime", "attach", "explain", "Namespace", "Component", "Endpoint", "EndpointBuilder", "ServedEndpoint",
     "RequestContext", "Client", "ResponseStream", "State", "EmbeddedWorld", "ManualClock", "LocalCluster",
     "diagram", "live", "Diagram", "LiveView", "Limits", "set_limits", "set_language", "load_recording", "Timeline",
+    "service", "dynamo_endpoint", "endpoint", "depends", "async_on_start", "serve",
     "DynamoError", "InvalidNameError", "InvalidReferenceError", "BackendError", "BackendUnavailableError",
     "NoRespondersError", "PayloadTooLargeError", "RegistrationError", "EndpointError", "NoInstancesError",
     "InstanceNotFoundError", "RemoteError", "StreamIncompleteError", "RuntimeClosedError", "WaitTimeoutError",
@@ -23,7 +24,7 @@ PINNED = {
 
 # The whole tree, as ``dynamo_nb.errors`` exports it.
 ERRORS = {
-    "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "BackendError",
+    "DynamoError", "InvalidNameError", "InvalidReferenceError", "ConfigurationError", "ServiceConfigError", "BackendError",
     "BackendUnavailableError", "CertificateError", "BackendTimeoutError", "NoRespondersError", "PayloadTooLargeError",
     "PermissionDeniedError", "ResponseStreamError", "StreamRefusedError",
     "StreamClosedError", "ResponseInjectionError", "StreamStalledError", "ProtocolError", "FrameError", "RegistrationError", "LeaseExpiredError", "EndpointError",
@@ -42,6 +43,7 @@ BUILTIN_BASES = {
     "InstanceNotFoundError": LookupError, "PermissionDeniedError": PermissionError,
     "IllegalTransitionError": RuntimeError, "DotError": RuntimeError,
     "UndeclaredFieldError": KeyError, "ConfigurationError": ValueError, "RecordingFormatError": ValueError,
+    "ServiceConfigError": ValueError,
     "DotNotFoundError": RuntimeError, "DotFailedError": RuntimeError, "BinaryNotFoundError": RuntimeError,
     "ClusterStartError": RuntimeError, "ClusterStateError": RuntimeError,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import names
@@ -169,9 +171,27 @@ class Endpoint(_Handle):
         return EndpointBuilder(self)
 
     async def serve_endpoint(self, handler: "Handler", **options: Any) -> None:
-        """Serve ``handler`` and return only when the endpoint stops (as Dynamo's ``serve_endpoint``)."""
-        served = await self.endpoint_builder().handler(handler).options(**options).start()
-        await served.wait_stopped()
+        """Serve ``handler`` and return only when the endpoint stops (as Dynamo's ``serve_endpoint``).
+
+        In a worker script, SIGINT/SIGTERM stop it gracefully (deregistered at once, not at lease expiry) and a
+        second signal ends the process; where those signals already have handlers of their own they are kept.
+        """
+        from .signals import graceful_signals, restore_signals
+
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        taken = graceful_signals(loop, signalled)  # before registering: a signal during start is kept
+        waits: set[asyncio.Future[Any]] = set()
+        try:
+            served = await self.endpoint_builder().handler(handler).options(**options).start()
+            waits = {asyncio.ensure_future(served.wait_stopped()), asyncio.ensure_future(signalled.wait())}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if signalled.is_set():
+                await served.stop()
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            restore_signals(loop, taken)
 
     async def client(self) -> "Client":
         from .client import Client

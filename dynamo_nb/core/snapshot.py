@@ -33,6 +33,9 @@ __all__ = [
     "WatcherSnap",
     "RegistrySnap",
     "ClusterSnap",
+    "WorkerSnap",
+    "ServiceNodeSnap",
+    "GraphSnap",
     "RuntimeState",
     "TaggedRecord",
     "Focus",
@@ -223,6 +226,40 @@ class ClusterSnap:
 
 
 @dataclass(frozen=True)
+class WorkerSnap:
+    """One worker of a served service graph: its runtime, instance id (its lease), state and GPUs."""
+
+    name: str
+    runtime: str
+    instance_id: int = 0
+    state: str = ""
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceNodeSnap:
+    """One ``@service`` class of a graph: where it registers, its endpoints, workers, resources and edges."""
+
+    name: str
+    namespace: str
+    component: str
+    endpoints: tuple[str, ...] = ()
+    workers: tuple[WorkerSnap, ...] = ()
+    wanted: int = 0  # workers asked for (config or scale())
+    resources: tuple[tuple[str, str], ...] = ()
+    depends: tuple[tuple[str, str], ...] = ()  # (attribute, service name) for each served dependency
+
+
+@dataclass(frozen=True)
+class GraphSnap:
+    """A service graph served from ``entry``: its services in start order (dependencies first)."""
+
+    entry: str
+    services: tuple[ServiceNodeSnap, ...] = ()
+    state: str = "running"
+
+
+@dataclass(frozen=True)
 class RuntimeState:
     """Everything one runtime knows at one moment: what it serves, watches and calls, and what it recorded."""
 
@@ -281,7 +318,7 @@ class TaggedRecord(NamedTuple):
 
 
 #: What can be asked to be drawn.
-FOCUS_KINDS = ("runtime", "namespace", "component", "endpoint", "instance", "client", "registry", "cluster")
+FOCUS_KINDS = ("runtime", "namespace", "component", "endpoint", "instance", "client", "registry", "cluster", "graph")
 
 
 @dataclass(frozen=True)
@@ -302,7 +339,7 @@ class Focus:
 
     def covers(self, namespace: str, component: str | None = None, endpoint: str | None = None) -> bool:
         """Whether this focus includes the given namespace / component / endpoint."""
-        if self.kind in ("runtime", "registry", "cluster"):
+        if self.kind in ("runtime", "registry", "cluster", "graph"):
             return True
         if self.namespace != namespace:
             return False
@@ -318,14 +355,15 @@ class Part:
     """What one object contributes to a drawing: what it is (``focus``) and the state it draws from.
 
     ``instance`` is a served instance to draw even when its runtime no longer serves it (stopped or killed);
-    ``cluster`` a LocalCluster's servers; ``poll`` says the object records nothing, so a live view must look again
-    from time to time rather than wait to be told.
+    ``cluster`` a LocalCluster's servers; ``graph`` a served service graph; ``poll`` says the object records
+    nothing, so a live view must look again from time to time rather than wait to be told.
     """
 
     focus: Focus
     runtimes: tuple[RuntimeState, ...] = ()
     instance: InstanceSnap | None = None
     cluster: ClusterSnap | None = None
+    graph: GraphSnap | None = None
     poll: bool = False
 
     def at(self, t: float) -> "Part":
@@ -358,6 +396,7 @@ class Snapshot:
     calls: tuple[CallSnap, ...] = ()
     subscriptions: tuple[SubscriptionSnap, ...] = ()
     events_unsent: dict[str, int] = field(default_factory=dict)  # by runtime name
+    graphs: tuple[GraphSnap, ...] = ()
 
     def first(self, *kinds: str) -> Focus | None:
         return next((f for f in self.focus if f.kind in kinds), None)

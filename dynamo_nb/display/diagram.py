@@ -45,6 +45,8 @@ def describe_focus(focus: Focus) -> str:
         return f"instance {focus.instance_id:x} of {focus.namespace}.{focus.component}.{focus.endpoint}"
     if focus.kind == "client":
         return f"client#{focus.client_id} of {focus.namespace}.{focus.component}.{focus.endpoint}"
+    if focus.kind == "graph":
+        return f"service graph of {focus.component}"
     if focus.kind == "registry":
         return f"registry of {focus.runtime}"
     return "LocalCluster"
@@ -146,7 +148,7 @@ def diagram(obj: Any, kind: str | None = None, *, lang: str | None = None, at: f
     the system as it was at wall-clock time ``t`` (seconds, as ``time.time()`` gives them), from the frames and
     records its runtimes kept — a live object's or a loaded recording's.
 
-    Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology.
+    Kinds: hierarchy, structure, reference, startup, registry, lifecycle, sequence, pubsub, topology, graph.
     """
     if isinstance(obj, (Diagram, Snapshot)):
         if at is not None:

@@ -12,6 +12,7 @@ Every kind redraws one figure of the source document from the running system or 
 - ``sequence``: the recorded life of one instance: lease, register, keep-alive loop, stop, revoke (§6.2)
 - ``pubsub``: recorded subscriptions, publishes (with data), deliveries and handling, with subjects (§3.4)
 - ``topology``: runtimes and the etcd / NATS servers they use (a LocalCluster, or the embedded world)
+- ``graph``: a served ``@service`` graph: services, ``depends`` edges, workers, resources, endpoints (§7.2, §7.3)
 
 A figure draws only what the snapshot says happened: call arrows come from recorded calls, lifecycle edges from
 the state machine itself, names from what the runtime's profile derived. Large systems stay readable: every list
@@ -1114,6 +1115,44 @@ def topology(snap: Snapshot, limits: Limits) -> Flow:
     return flow
 
 
+# ------------------------------------------------------------------------------------------------ graph
+def graph(snap: Snapshot, limits: Limits) -> Flow:
+    """Seed §7.2/§7.3: each service a box (its namespace and component, endpoints, resources) holding its workers
+    (instance id, state, GPUs); a thick arrow for every ``depends`` edge the graph serves, labelled by the attribute."""
+    flow = Flow("TB", fit=False)
+    styles: set[str] = set()
+    for g_i, g in enumerate(snap.graphs):
+        prefix = f"g{g_i}:"
+        for svc in reversed(g.services):  # the entry first: requests flow down the figure
+            title = f"@service {svc.name}" + (" · entry" if svc.name == g.entry else "")
+            box = flow.cluster(f"{prefix}svc:{svc.name}", title, direction="LR")
+            resources = ", ".join(f"{k}: {v}" for k, v in svc.resources)
+            workers = f"{len(svc.workers)} of {svc.wanted} workers" if svc.wanted != len(svc.workers) else \
+                _plural(len(svc.workers), "worker")
+            lines = [f"{svc.namespace}.{svc.component}", "endpoints: " + (", ".join(svc.endpoints) or "none"),
+                     workers + (f" · {resources}" if resources else "")]
+            flow.node(f"{prefix}s:{svc.name}", *lines, style="component", cluster=box)
+            n = shown(len(svc.workers), limits.instances)
+            for w in svc.workers[:n]:
+                style = STATE_STYLE.get(w.state, "stopping" if not w.state else "starting")
+                styles.add(style)
+                gpus = f" · GPU {','.join(map(str, w.gpus))}" if w.gpus else ""
+                key = flow.node(f"{prefix}w:{w.name}", f"worker {w.name}",
+                                f"instance {hex_id(w.instance_id)} · {w.state or 'stopped'}{gpus}",
+                                shape="stadium", style=style, cluster=box)
+                flow.edge(f"{prefix}s:{svc.name}", key)
+            if n < len(svc.workers):
+                flow.node(f"{prefix}more:{svc.name}", _more(len(svc.workers) - n, "workers"), style="more",
+                          cluster=box)
+        for svc in g.services:
+            for attr, target in svc.depends:
+                flow.edge(f"{prefix}s:{svc.name}", f"{prefix}s:{target}", f"depends · self.{attr}", thick=True)
+    if not snap.graphs:
+        flow.node("empty", "no service graph here: draw the handle serve() returned", style="more")
+    _legend(flow, styles)
+    return flow
+
+
 # ------------------------------------------------------------------------------------------------ the table
 Builder = Callable[[Snapshot, Limits], Model]
 
@@ -1128,6 +1167,7 @@ KINDS: dict[str, tuple[Builder, str]] = {
     "sequence": (sequence, "the recorded full lifecycle of an instance (seed §6.2)"),
     "pubsub": (pubsub, "recorded event subscriptions, publishes and deliveries (seed §3.4)"),
     "topology": (topology, "runtimes and the etcd / NATS servers they use"),
+    "graph": (graph, "a served @service graph: services, depends edges, workers, resources (seed §7.2, §7.3)"),
 }
 
 #: what each kind of object draws when no kind is given
@@ -1140,6 +1180,7 @@ DEFAULT_KIND: dict[str, str] = {
     "client": "hierarchy",
     "registry": "registry",
     "cluster": "topology",
+    "graph": "graph",
 }
 
 

@@ -201,6 +201,7 @@ def merge(parts: Sequence[Part]) -> Snapshot:
         calls=tuple(calls),
         subscriptions=tuple(sub for s in states.values() for sub in s.subscriptions),
         events_unsent={s.runtime.name: s.events_unsent for s in states.values() if s.events_unsent},
+        graphs=tuple(p.graph for p in parts if p.graph is not None),
     )
 
 

@@ -222,8 +222,9 @@ class _WatchStream:
 
     def start(self, metadata: Any) -> None:
         key = self._watch.prefix.encode()
-        create = rpc.WatchCreateRequest(key=key, range_end=prefix_range_end(key),
-                                        start_revision=max(0, self.start_revision))
+        # the empty prefix is the whole keyspace ("\0".."\0"); prefix_range_end(b"") would name one empty key
+        key, end = (key, prefix_range_end(key)) if key else (b"\0", b"\0")
+        create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=max(0, self.start_revision))
         self._requests.put(rpc.WatchRequest(create_request=create))
         self._responses = self.member.watch.Watch(self._request_stream(), metadata=metadata)
         threading.Thread(target=self._pump, name=f"etcd-watch:{self._watch.prefix}", daemon=True).start()
