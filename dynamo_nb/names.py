@@ -49,6 +49,7 @@ __all__ = [
     "dynamo_nats_subject",
     "dynamo_tcp_path",
     "dynamo_service_endpoint_name",
+    "dynamo_event_prefix",
     "dynamo_event_subject",
     "dynamo_event_channel_key",
 ]
@@ -258,13 +259,22 @@ def dynamo_service_endpoint_name(namespace: str, component: str, endpoint: str, 
     return f"{service_slug(namespace, component)}-{endpoint}-{lease_id:x}"
 
 
+def dynamo_event_prefix(namespace: str, component: str, endpoint: str) -> str:
+    """The ``subject_prefix`` of an endpoint's NATS event channel: its topics are the next token.
+
+    >>> dynamo_event_prefix("demo", "backend", "generate")
+    'namespace.demo.component.backend.endpoint.generate'
+    """
+    return f"namespace.{namespace}.component.{component}.endpoint.{endpoint}"
+
+
 def dynamo_event_subject(namespace: str, component: str, endpoint: str, topic: str) -> str:
     """NATS subject of an endpoint-scoped event (``DYN_EVENT_PLANE=nats``).
 
     >>> dynamo_event_subject("demo", "backend", "generate", "kv_metrics")
     'namespace.demo.component.backend.endpoint.generate.kv_metrics'
     """
-    return f"namespace.{namespace}.component.{component}.endpoint.{endpoint}.{topic}"
+    return f"{dynamo_event_prefix(namespace, component, endpoint)}.{topic}"
 
 
 def dynamo_event_channel_key(namespace: str, component: str, endpoint: str, topic: str, publisher_id: int) -> str:

@@ -534,6 +534,26 @@ async def test_component_events_with_namespace_isolation(make_runtime):
     assert [x async for x in sub] == []  # a closed subscription ends iteration
 
 
+async def test_endpoint_events_in_dynamos_envelope(make_runtime):
+    a, b = await make_runtime(profile="dynamo"), await make_runtime(profile="dynamo")
+    sub = await b.endpoint("demo.backend.generate").subscribe("kv_metrics")
+    assert sub.subject == "namespace.demo.component.backend.endpoint.generate.kv_metrics"
+    for blocks in (3, 4):
+        await a.endpoint("demo.backend.generate").publish("kv_metrics", {"worker_id": a.primary_lease_id,
+                                                                          "kv_used_blocks": blocks})
+    assert await sub.get(timeout=5) == {"worker_id": a.primary_lease_id, "kv_used_blocks": 3}
+    second = await asyncio.wait_for(anext(sub.events()), 5)
+    assert second.data["kv_used_blocks"] == 4 and second.sequence == 1 and second.topic == "kv_metrics"
+    # the publisher is announced on a's lease, as a real Dynamo publisher does, and leaves with it
+    _, found = await b.backend.discovery.get_prefix("v1/event_channels/namespace/demo/")
+    assert [kv.key.rpartition("/")[2] for kv in found] == [f"{second.publisher_id:x}"]
+    assert found[0].lease == a.primary_lease_id
+    await a.shutdown()  # revokes the lease: etcd deletes the channel with it
+    _, found = await b.backend.discovery.get_prefix("v1/event_channels/")
+    assert found == []
+    await sub.close()
+
+
 async def test_waiting_for_an_event_that_never_comes_is_a_wait_timeout(runtime):
     sub = await runtime.namespace("dynamo").component("quiet").subscribe("kv_events")
     with pytest.raises(WaitTimeoutError, match="namespace.dynamo.component.quiet.kv_events"):

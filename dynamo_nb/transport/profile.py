@@ -16,7 +16,7 @@ from .. import names
 from ..errors import ProtocolError
 from . import validate
 
-__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError"]
+__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "Event", "SeedProfile", "SEED", "ProtocolError"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,18 @@ class ResponseItem:
     error_type: str = ""
     error_message: str = ""
     details: dict[str, Any] | None = None  # the remote error document, when the profile carries one
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as a subscriber receives it: its data, and who sent it when the wire says so."""
+
+    subject: str
+    data: Any
+    topic: str = ""
+    publisher_id: int | None = None  # Dynamo's envelope: a random id per publisher
+    sequence: int | None = None  # per publisher, from 0: a gap means events were lost
+    published_at: int | None = None  # milliseconds since the epoch, as the publisher stamped it
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -91,6 +103,10 @@ class SeedProfile:
 
     def namespace_event_subject(self, namespace: str, event: str) -> str:
         return names.namespace_event_subject(namespace, event)
+
+    def endpoint_event_subject(self, namespace: str, component: str, endpoint: str, topic: str) -> str:
+        """Where an endpoint's ``topic`` events go (Dynamo scopes its metrics and KV events to an endpoint)."""
+        return names.dynamo_event_subject(namespace, component, endpoint, topic)
 
     # -- discovery -----------------------------------------------------------------------------------
     def instance_prefix(self, namespace: str, component: str) -> str:
@@ -150,6 +166,23 @@ class SeedProfile:
         return endpoint
 
     stats_data = True  # STATS entries carry the stats handler's ``data``
+
+    # -- events ---------------------------------------------------------------------------------------
+    def encode_event(self, data: Any, *, topic: str, publisher_id: int, sequence: int) -> bytes:
+        """The body of one endpoint-scoped event (the seed: the data as JSON, no envelope)."""
+        try:
+            return _dumps(data).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
+
+    def decode_event(self, subject: str, body: bytes) -> Event:
+        """One received event; ProtocolError when the body is not an event this profile reads."""
+        return Event(subject, _loads(body), subject.rpartition(".")[2])
+
+    def event_channel(self, namespace: str, component: str, endpoint: str, topic: str,
+                      publisher_id: int) -> tuple[str, bytes] | None:
+        """The etcd key and value that announce a publisher to discovery-driven subscribers (the seed: none)."""
+        return None
 
     # -- bodies ---------------------------------------------------------------------------------------
     def encode(self, obj: Any, codec: str = "json") -> bytes:
