@@ -230,3 +230,17 @@ async def test_pubsub_draws_a_publisher_it_only_heard_from(world: EmbeddedWorld)
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_reference_says_how_each_instance_is_reached(world: EmbeddedWorld) -> None:
+    rt = await DistributedRuntime.create(world=world, name="w", profile="dynamo", request_plane="tcp", **OPTS)
+    try:
+        async def gen(request: Any) -> Any:
+            yield request
+
+        served = await rt.endpoint("demo.backend.generate").endpoint_builder().handler(gen).start()
+        text = dynamo_nb.diagram(rt, "reference").text
+        assert f"TCP {served.address} · {rt.profile.codec} · cpu" in text
+        assert served.address.endswith(f"/{served.instance_id:x}/demo/backend/generate")
+    finally:
+        await rt.shutdown()

@@ -253,7 +253,8 @@ class DistributedRuntime(Drawable):
         watched = tuple(
             InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id,
                          self.profile.instance_key(info.namespace, info.component, info.endpoint, info.instance_id),
-                         info.subject, seen_by=(self.name,))
+                         info.subject, seen_by=(self.name,), plane=info.plane, address=info.subject,
+                         codec=info.codec, device_type=info.device_type or "")
             for watcher in self.registry.watchers.values() for info in watcher.instances.values())
         endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
         components = tuple(

@@ -506,13 +506,15 @@ class ServedEndpoint(Drawable):
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self) -> InstanceSnap:
         """This instance now: names, state and its history, load and counters (plain data)."""
-        ep, stats = self.endpoint, self.stats
+        ep, stats, profile = self.endpoint, self.stats, self.runtime.profile
         return InstanceSnap(
             ep.namespace.name, ep.component.name, ep.name, self.lease_id, self.key, self.subject,
             runtime=self.runtime.name, state=self.lifecycle.state.value,
             history=tuple((s.value, ts) for s, ts in self.lifecycle.history),
             inflight=len(self._inflight), requests=stats.num_requests if stats else 0,
             errors=stats.num_errors if stats else 0, killed=self.killed, lease_expires_at=self.lease_expires_at,
+            plane=profile.serve_plane, address=self.address or self.subject, codec=profile.codec,
+            device_type=getattr(profile, "device_type", ""),
         )
 
     def _part(self) -> Part:

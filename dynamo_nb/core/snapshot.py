@@ -57,6 +57,10 @@ class InstanceSnap:
     killed: bool = False
     seen_by: tuple[str, ...] = ()
     lease_expires_at: float = 0.0
+    plane: str = ""  # the request plane that reaches it: "nats" or "tcp"
+    address: str = ""  # what its etcd value tells callers: the NATS subject, or "host:port/path" on TCP
+    codec: str = ""  # the body codec it advertises
+    device_type: str = ""  # what a Dynamo value says it runs on ("" when the value does not say)
 
     @property
     def reference(self) -> str:

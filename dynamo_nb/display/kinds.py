@@ -449,12 +449,19 @@ def reference(snap: Snapshot, limits: Limits) -> Flow:
                 break
             i_key = flow.node(f"i:{ep.reference}:{inst.instance_id}",
                               f"instance {hex_id(inst.instance_id)} · {_instance_status(inst)}",
-                              f"etcd key {inst.key}", f"NATS subject {inst.subject}",
+                              f"etcd key {inst.key}", _reached_by(inst),
                               style=_instance_style(inst), cluster=cl)
             flow.edge(e_key, i_key)
     if not endpoints:
         flow.node("empty", "no endpoint known yet", style="more")
     return flow
+
+
+def _reached_by(inst: InstanceSnap) -> str:
+    """How callers reach an instance, as its etcd value says: plane and address, body codec, device."""
+    plane = "TCP" if inst.plane == "tcp" else "NATS subject"
+    extra = "".join(f" · {x}" for x in (inst.codec, inst.device_type) if x)
+    return f"{plane} {inst.address or inst.subject}{extra}"
 
 
 # ------------------------------------------------------------------------------------------ record helpers

@@ -28,6 +28,8 @@ async def test_appear_and_vanish_within_a_second(peers, nb_runtime, plane):
         ready["connection_id"], plane, "json", "cuda")  # a real worker says "cuda" even without a GPU
     text = diagram(runtime, "hierarchy").mermaid
     assert f"{ready['connection_id']:x}" in text
+    reached = "TCP 127.0.0.1:" if plane == "tcp" else f"NATS subject demo_backend.generate-{ready['connection_id']:x}"
+    assert f"{reached}" in diagram(runtime, "reference").text and " · json · cuda" in diagram(runtime, "reference").text
 
     peer.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(1.0):
