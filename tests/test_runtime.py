@@ -632,3 +632,31 @@ async def test_dropping_a_stream_without_closing_it_stops_the_handler(make_runti
             break  # no aclose(): the stream object is simply dropped
     await asyncio.wait_for(finished.wait(), 5)
     await eventually(lambda: served.inflight == 0)
+
+
+@pytest.mark.parametrize("profile", ["seed", "dynamo"])
+async def test_a_scan_reads_only_instance_keys(profile):
+    import dynamo_nb
+    from dynamo_nb import DistributedRuntime
+    from dynamo_nb.backends.embedded import EmbeddedWorld
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world, profile=profile)
+    attached = await dynamo_nb.attach(world=world, profile=profile)
+    try:
+        served = await worker.endpoint("dynamo.w.chat/completions").endpoint_builder().handler(tokens).start()
+        kv = worker.backend.discovery
+        await kv.put("config/app", b"\xff not json")  # not an instance key: its value is never read
+        await kv.put("v1/event_channels/namespace/dynamo/x", b"{}")
+        # an instance-shaped key whose value names another component is not believed
+        value = worker.profile.instance_value("dynamo", "other", "gen", 0x2a, address="other")
+        await kv.put(worker.profile.instance_key("dynamo", "w", "gen", 0x2a), value)
+        watcher = attached.registry.watchers[f"scan:{worker.profile.scan_prefix}"]
+        await eventually(lambda: [i.instance_id for i in watcher.instances.values()] == [served.instance_id])
+        await kv.put("config/app2", b"\xff")
+        await asyncio.sleep(0.05)
+        assert [i.endpoint for i in watcher.instances.values()] == ["chat/completions"]
+        assert watcher.rejected == 0
+    finally:
+        await attached.shutdown()
+        await worker.shutdown()

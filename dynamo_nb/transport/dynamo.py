@@ -160,6 +160,14 @@ class DynamoProfile(SeedProfile):
     def instance_prefix(self, namespace: str, component: str) -> str:
         return names.dynamo_instance_prefix(namespace, component)
 
+    def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
+        """An instance anywhere under ``v1/instances/`` (the key names its component), for a scan."""
+        parts = key.split("/", 4)
+        if len(parts) < 5 or "/".join(parts[:2]) != names.DYNAMO_INSTANCE_ROOT:
+            return None
+        info = self.parse_instance(self.instance_prefix(parts[2], parts[3]), key, value)
+        return info if info is not None and (info.namespace, info.component) == (parts[2], parts[3]) else None
+
     def instance_key(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
         return names.dynamo_instance_key(namespace, component, endpoint, lease_id)
 

@@ -144,16 +144,16 @@ class SeedProfile:
         endpoint, _, lease_hex = key[len(prefix) + 1:].rpartition(":")
         return InstanceInfo(**validate.instance_fields(endpoint, lease_hex, value, self.transport_name))
 
-    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root)
+    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root: all of it)
 
     def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
-        """An instance anywhere in the store (its value names its component), for a scan; None otherwise."""
-        try:
-            doc = _loads(value)
-            prefix = self.instance_prefix(doc["namespace"], doc["component"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        """An instance anywhere in the store, for a scan; None for every key not shaped like an instance key
+        (its value is then never read), and for a value that names another component than its key."""
+        found = names.split_instance_key(key)
+        if found is None:
             return None
-        return self.parse_instance(prefix, key, value) if isinstance(prefix, str) else None
+        info = self.parse_instance(self.instance_prefix(*found), key, value)
+        return info if info is not None and (info.namespace, info.component) == found else None
 
     # -- service ($SRV) ---------------------------------------------------------------------------------
     def service_description(self, namespace: str, component: str) -> str:
