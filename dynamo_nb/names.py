@@ -49,6 +49,8 @@ __all__ = [
     "dynamo_nats_subject",
     "dynamo_tcp_path",
     "dynamo_service_endpoint_name",
+    "split_instance_key",
+    "dynamo_event_prefix",
     "dynamo_event_subject",
     "dynamo_event_channel_key",
 ]
@@ -139,6 +141,24 @@ def parse_instance_key(prefix: str, key: str) -> tuple[str, int] | None:
         return endpoint, int(lease_hex, 16)
     except ValueError:
         return None
+
+
+_ANY_INSTANCE_KEY = re.compile(r"([a-z0-9_-]+)/components/([A-Za-z0-9_-]+)/([A-Za-z0-9_/-]+):([0-9a-f]+)")
+
+
+def split_instance_key(key: str) -> tuple[str, str] | None:
+    """``(namespace, component)`` of a key shaped like a seed instance key anywhere in the store; else None.
+
+    etcd watches prefixes, not patterns, and the seed's keys share no root: a scan of the whole store looks at
+    every key, and this is how it skips the ones that are not instances without reading their values.
+
+    >>> split_instance_key("dynamo/components/processor/chat/completions:1a2b3c4d")
+    ('dynamo', 'processor')
+    >>> split_instance_key("v1/instances/demo/backend/generate/51c6a233e0443d07") is None
+    True
+    """
+    m = _ANY_INSTANCE_KEY.fullmatch(key)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def endpoint_subject(namespace: str, component: str, endpoint: str, lease_id: int) -> str:
@@ -258,13 +278,22 @@ def dynamo_service_endpoint_name(namespace: str, component: str, endpoint: str, 
     return f"{service_slug(namespace, component)}-{endpoint}-{lease_id:x}"
 
 
+def dynamo_event_prefix(namespace: str, component: str, endpoint: str) -> str:
+    """The ``subject_prefix`` of an endpoint's NATS event channel: its topics are the next token.
+
+    >>> dynamo_event_prefix("demo", "backend", "generate")
+    'namespace.demo.component.backend.endpoint.generate'
+    """
+    return f"namespace.{namespace}.component.{component}.endpoint.{endpoint}"
+
+
 def dynamo_event_subject(namespace: str, component: str, endpoint: str, topic: str) -> str:
     """NATS subject of an endpoint-scoped event (``DYN_EVENT_PLANE=nats``).
 
     >>> dynamo_event_subject("demo", "backend", "generate", "kv_metrics")
     'namespace.demo.component.backend.endpoint.generate.kv_metrics'
     """
-    return f"namespace.{namespace}.component.{component}.endpoint.{endpoint}.{topic}"
+    return f"{dynamo_event_prefix(namespace, component, endpoint)}.{topic}"
 
 
 def dynamo_event_channel_key(namespace: str, component: str, endpoint: str, topic: str, publisher_id: int) -> str:

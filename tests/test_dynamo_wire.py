@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from dynamo_nb.backends.real.tcp_request import decode_request, encode_request
+from dynamo_nb.errors import ProtocolError
 from dynamo_nb.transport.dynamo import DynamoProfile, dynamo_error
 from dynamo_nb.transport.frames import FrameDecoder, decode_frame, encode_frame
+from dynamo_nb.transport.profile import SEED
 
 CAPTURES = Path(__file__).parent / "data" / "wire-captures"
 P = DynamoProfile("tcp", codec="json")
@@ -97,3 +99,39 @@ def test_instance_value_matches_the_peer_shape():
     # names dynamo_nb cannot show are skipped, never raised
     odd = value.replace(b'"namespace":"demo"', b'"namespace":"Demo"')
     assert P.parse_instance("v1/instances/Demo/backend", "v1/instances/Demo/backend/generate/51c6a233e0443d3d", odd) is None
+
+
+@pytest.mark.parametrize("topic", ["kv_metrics", "kv-events"])
+def test_captured_event_envelopes(topic):
+    subject = f"namespace.demo.component.backend.endpoint.generate.{topic}"
+    event = P.decode_event(subject, (CAPTURES / f"dynamo161-event-{topic}.bin").read_bytes())
+    assert (event.subject, event.topic, event.sequence) == (subject, topic, 0)
+    assert event.publisher_id > 0 and event.published_at > 1_600_000_000_000
+    worker = event.data["worker_id"] if topic == "kv_metrics" else event.data[0]["worker_id"]
+    assert worker == 8979230102939164463
+    if topic == "kv_metrics":
+        assert event.data["kv_used_blocks"] == 10 and event.data["active_prefill_tokens"] is None
+    else:
+        assert event.data[0]["event"]["data"] == {"removed": {"block_hashes": [1]}}
+
+
+def test_event_envelope_round_trip_and_seed_events():
+    body = P.encode_event({"worker_id": 7, "raw": b"\x00"}, topic="kv_metrics", publisher_id=2**60, sequence=3)
+    event = P.decode_event("namespace.d.component.c.endpoint.e.kv_metrics", body)
+    assert (event.data, event.publisher_id, event.sequence) == ({"worker_id": 7, "raw": b"\x00"}, 2**60, 3)
+    # a seed-style JSON event on the same profile stays JSON, with no envelope
+    plain = P.decode_event("namespace.d.component.c.kv_events", b'{"blocks":3}')
+    assert (plain.data, plain.topic, plain.publisher_id) == ({"blocks": 3}, "kv_events", None)
+    with pytest.raises(ProtocolError):
+        P.decode_event("s", bytes([0x81, 0xA1, 0x61, 0x01]))  # a msgpack map, not an envelope
+    assert SEED.encode_event([1], topic="t", publisher_id=1, sequence=0) == b"[1]"
+    assert SEED.event_channel("d", "c", "e", "t", 1) is None
+
+
+def test_event_channel_value_is_the_peers():
+    key, value = P.event_channel("demo", "backend", "generate", "kv_metrics", 8323734676634306)
+    assert key == "v1/event_channels/namespace/demo/component/backend/endpoint/generate/topic/kv_metrics/1d9264809afac2"
+    assert value == (b'{"type":"EventChannel","scope":{"kind":"endpoint","endpoint":{"namespace":"demo",'
+                     b'"component":"backend","name":"generate"}},"topic":"kv_metrics","instance_id":8323734676634306,'
+                     b'"transport":{"kind":"Nats","config":{"subject_prefix":'
+                     b'"namespace.demo.component.backend.endpoint.generate"}}}')  # as a real 1.6.1 publisher wrote it

@@ -210,3 +210,37 @@ async def test_pubsub_ends_with_the_subscriber_handling_the_event(world: Embedde
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_pubsub_draws_a_publisher_it_only_heard_from(world: EmbeddedWorld) -> None:
+    a = await DistributedRuntime.create(world=world, name="a", profile="dynamo", **OPTS)
+    b = await DistributedRuntime.create(world=world, name="b", profile="dynamo", **OPTS)
+    try:
+        events = (await b.endpoint("demo.backend.generate").subscribe("kv_metrics")).events()
+        await a.endpoint("demo.backend.generate").publish("kv_metrics", {"kv_used_blocks": 11})
+        event = await asyncio.wait_for(anext(events), 5)
+        # b's records alone: the publisher is known only from the envelope b received
+        text = dynamo_nb.diagram(b, "pubsub").text
+        assert f"publisher {event.publisher_id:x}" in text
+        assert 'publish("kv_metrics", {"kv_used_blocks": 11}) #0' in text
+        # with a's records too, a's own publish is drawn once, and no remote publisher
+        both = dynamo_nb.diagram([a, b], "pubsub").text
+        assert f"publisher {event.publisher_id:x}" not in both
+        assert both.count('publish("kv_metrics"') == 1
+    finally:
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_reference_says_how_each_instance_is_reached(world: EmbeddedWorld) -> None:
+    rt = await DistributedRuntime.create(world=world, name="w", profile="dynamo", request_plane="tcp", **OPTS)
+    try:
+        async def gen(request: Any) -> Any:
+            yield request
+
+        served = await rt.endpoint("demo.backend.generate").endpoint_builder().handler(gen).start()
+        text = dynamo_nb.diagram(rt, "reference").text
+        assert f"TCP {served.address} · {rt.profile.codec} · cpu" in text
+        assert served.address.endswith(f"/{served.instance_id:x}/demo/backend/generate")
+    finally:
+        await rt.shutdown()

@@ -534,6 +534,26 @@ async def test_component_events_with_namespace_isolation(make_runtime):
     assert [x async for x in sub] == []  # a closed subscription ends iteration
 
 
+async def test_endpoint_events_in_dynamos_envelope(make_runtime):
+    a, b = await make_runtime(profile="dynamo"), await make_runtime(profile="dynamo")
+    sub = await b.endpoint("demo.backend.generate").subscribe("kv_metrics")
+    assert sub.subject == "namespace.demo.component.backend.endpoint.generate.kv_metrics"
+    for blocks in (3, 4):
+        await a.endpoint("demo.backend.generate").publish("kv_metrics", {"worker_id": a.primary_lease_id,
+                                                                          "kv_used_blocks": blocks})
+    assert await sub.get(timeout=5) == {"worker_id": a.primary_lease_id, "kv_used_blocks": 3}
+    second = await asyncio.wait_for(anext(sub.events()), 5)
+    assert second.data["kv_used_blocks"] == 4 and second.sequence == 1 and second.topic == "kv_metrics"
+    # the publisher is announced on a's lease, as a real Dynamo publisher does, and leaves with it
+    _, found = await b.backend.discovery.get_prefix("v1/event_channels/namespace/demo/")
+    assert [kv.key.rpartition("/")[2] for kv in found] == [f"{second.publisher_id:x}"]
+    assert found[0].lease == a.primary_lease_id
+    await a.shutdown()  # revokes the lease: etcd deletes the channel with it
+    _, found = await b.backend.discovery.get_prefix("v1/event_channels/")
+    assert found == []
+    await sub.close()
+
+
 async def test_waiting_for_an_event_that_never_comes_is_a_wait_timeout(runtime):
     sub = await runtime.namespace("dynamo").component("quiet").subscribe("kv_events")
     with pytest.raises(WaitTimeoutError, match="namespace.dynamo.component.quiet.kv_events"):
@@ -612,3 +632,31 @@ async def test_dropping_a_stream_without_closing_it_stops_the_handler(make_runti
             break  # no aclose(): the stream object is simply dropped
     await asyncio.wait_for(finished.wait(), 5)
     await eventually(lambda: served.inflight == 0)
+
+
+@pytest.mark.parametrize("profile", ["seed", "dynamo"])
+async def test_a_scan_reads_only_instance_keys(profile):
+    import dynamo_nb
+    from dynamo_nb import DistributedRuntime
+    from dynamo_nb.backends.embedded import EmbeddedWorld
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world, profile=profile)
+    attached = await dynamo_nb.attach(world=world, profile=profile)
+    try:
+        served = await worker.endpoint("dynamo.w.chat/completions").endpoint_builder().handler(tokens).start()
+        kv = worker.backend.discovery
+        await kv.put("config/app", b"\xff not json")  # not an instance key: its value is never read
+        await kv.put("v1/event_channels/namespace/dynamo/x", b"{}")
+        # an instance-shaped key whose value names another component is not believed
+        value = worker.profile.instance_value("dynamo", "other", "gen", 0x2a, address="other")
+        await kv.put(worker.profile.instance_key("dynamo", "w", "gen", 0x2a), value)
+        watcher = attached.registry.watchers[f"scan:{worker.profile.scan_prefix}"]
+        await eventually(lambda: [i.instance_id for i in watcher.instances.values()] == [served.instance_id])
+        await kv.put("config/app2", b"\xff")
+        await asyncio.sleep(0.05)
+        assert [i.endpoint for i in watcher.instances.values()] == ["chat/completions"]
+        assert watcher.rejected == 0
+    finally:
+        await attached.shutdown()
+        await worker.shutdown()

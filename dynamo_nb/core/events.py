@@ -1,15 +1,19 @@
-"""The event plane (seed §3.4): JSON events on NATS subjects scoped by namespace and component."""
+"""The event plane (seed §3.4): events on NATS subjects scoped by namespace, component or endpoint.
+
+The profile decodes each message: JSON for the seed's events, Dynamo's msgpack envelope for a real worker's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator, Generator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator
 
 from ..backends.base import Msg, Subscription
-from ..errors import RuntimeClosedError, WaitTimeoutError
+from ..errors import ProtocolError, RuntimeClosedError, WaitTimeoutError
 from ..ratelog import warn_limited
+from ..transport.profile import Event
 from .recorder import Kind
 from .snapshot import SubscriptionSnap
 
@@ -59,9 +63,9 @@ class EventSubscription:
 
     async def _on_msg(self, msg: Msg) -> None:
         try:
-            data = json.loads(msg.data)
-        except ValueError:
-            log.warning("dropped a non-JSON event on %s", msg.subject)
+            event = self.runtime.profile.decode_event(msg.subject, msg.data)
+        except ProtocolError as exc:
+            log.warning("dropped an undecodable event on %s: %s", msg.subject, exc)
             return
         if self._queue.qsize() >= self.max_queued:
             self.dropped += 1
@@ -69,27 +73,33 @@ class EventSubscription:
                          "(the subscriber is not reading)", msg.subject, self.max_queued)
             return
         self.received += 1
+        sender = {} if event.publisher_id is None else {
+            "publisher": event.publisher_id, "sequence": event.sequence,
+            "payload": json.dumps(event.data, default=repr).encode()[:256]}  # a bounded preview for diagrams
         self.runtime.recorder.record(Kind.EVENT_DELIVER, "NATS", self.runtime.name, subject=msg.subject,
-                                     scope=self.scope, event=self.event)
-        self._queue.put_nowait((msg.subject, data))
+                                     scope=self.scope, event=self.event, **sender)
+        self._queue.put_nowait(event)
 
-    def _handled(self, item: Any) -> Any:
+    def _handled(self, event: Event) -> Event:
         """The subscriber's own code takes the event now (the seed's last step: B handles it)."""
-        subject, data = item
-        self.runtime.recorder.record(Kind.EVENT_HANDLE, self.runtime.name, self.runtime.name, subject=subject,
-                                     scope=self.scope, event=self.event)
-        return data
+        self.runtime.recorder.record(Kind.EVENT_HANDLE, self.runtime.name, self.runtime.name,
+                                     subject=event.subject, scope=self.scope, event=self.event)
+        return event
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._iterate()
+        return self._iterate(lambda event: event.data)
 
-    async def _iterate(self) -> AsyncIterator[Any]:
+    def events(self) -> AsyncIterator[Event]:
+        """Iterate whole :class:`Event` s: the data, and a Dynamo publisher's id, sequence and timestamp."""
+        return self._iterate(lambda event: event)
+
+    async def _iterate(self, take: Callable[[Event], Any]) -> AsyncIterator[Any]:
         await self.start()
         while True:
             item = await self._queue.get()
             if item is _CLOSED:
                 return
-            yield self._handled(item)
+            yield take(self._handled(item))
 
     async def get(self, timeout: float | None = None) -> Any:
         """The next event's data (subscribing first if needed); :class:`WaitTimeoutError` after ``timeout`` s."""
@@ -101,7 +111,7 @@ class EventSubscription:
         if item is _CLOSED:
             self._queue.put_nowait(_CLOSED)  # stay closed for any later read
             raise RuntimeClosedError(f"the subscription to {self.subject!r} is closed")
-        return self._handled(item)
+        return self._handled(item).data
 
     async def close(self) -> None:
         if self._closed:

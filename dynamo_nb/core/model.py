@@ -165,6 +165,26 @@ class Endpoint(_Handle):
     def subject(self, lease_id: int) -> str:
         return self.runtime.profile.endpoint_subject(self.namespace.name, self.component.name, self.name, lease_id)
 
+    def event_subject(self, topic: str) -> str:
+        """``namespace.{ns}.component.{comp}.endpoint.{ep}.{topic}``: where Dynamo publishes an endpoint's events."""
+        c = self.component
+        return self.runtime.profile.endpoint_event_subject(c.namespace.name, c.name, self.name,
+                                                           names.validate_event(topic))
+
+    async def publish(self, topic: str, data: Any) -> None:
+        """Send ``data`` as this endpoint's ``topic`` event, in the profile's envelope.
+
+        On the dynamo profile that is a real worker's msgpack envelope (publisher id, sequence, timestamp), and
+        the publisher is announced under ``v1/event_channels/`` on the lease, so Dynamo's own subscribers
+        (``DYN_EVENT_PLANE=nats``) receive it; on the seed profile it is the data as JSON.
+        """
+        await self.runtime._publish_event(self.event_subject(topic), data, self.path(), topic, self)
+
+    def subscribe(self, topic: str) -> EventSubscription:
+        """Async-iterate this endpoint's ``topic`` events (a real worker's ``kv_metrics``, ``kv-events``, …);
+        ``.events()`` also gives each publisher's id and sequence."""
+        return EventSubscription(self.runtime, self.event_subject(topic), self.path(), topic)
+
     def endpoint_builder(self) -> "EndpointBuilder":
         from .served import EndpointBuilder
 

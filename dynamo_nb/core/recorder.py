@@ -88,8 +88,8 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
     Kind.STOP: ("instance_id",),
     Kind.KILL: ("instance_id", "lease_id", "lease_expires_at"),
     Kind.EVENT_SUBSCRIBE: ("subject", "scope", "event"),
-    Kind.EVENT_PUBLISH: ("subject", "scope", "event", "size", "payload"),
-    Kind.EVENT_DELIVER: ("subject", "scope", "event"),
+    Kind.EVENT_PUBLISH: ("subject", "scope", "event", "size", "payload", "publisher", "sequence"),
+    Kind.EVENT_DELIVER: ("subject", "scope", "event", "publisher", "sequence", "payload"),
     Kind.EVENT_HANDLE: ("subject", "scope", "event"),
     Kind.FAULT: ("fault", "active", "instance_id", "lease_id", "delay", "server", "downtime"),
 }.items()}

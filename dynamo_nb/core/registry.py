@@ -55,9 +55,10 @@ class EndpointStats:
 
 
 class ServiceGroup:
-    """One NATS service per component, answering ``$SRV.PING/INFO/STATS`` for all its endpoints."""
+    """One NATS service per component, answering ``$SRV.PING/INFO/STATS`` for all its endpoints.
 
-    VERSION = "0.1.0"
+    Its name, version, description and endpoint names come from the runtime's profile (``service_version``).
+    """
 
     def __init__(self, runtime: "DistributedRuntime", namespace: str, component: str) -> None:
         self.runtime = runtime
@@ -380,7 +381,11 @@ class Registry(Drawable):
             return watcher
 
     async def scan(self, sharer: str = "scan") -> SharedWatcher:
-        """One watcher over everything registered (every namespace and component), kept live; shared."""
+        """One watcher over everything registered (every namespace and component), kept live; shared.
+
+        It watches the profile's ``scan_prefix``: ``v1/instances/`` for Dynamo's keys. The seed's keys share no
+        root and etcd watches prefixes, not patterns, so there it watches the whole store and skips every key
+        not shaped like an instance key before reading its value (``names.split_instance_key``)."""
         key = "scan:" + self.runtime.profile.scan_prefix
         async with self._lock(key):
             watcher = self.watchers.get(key)

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
@@ -119,6 +120,8 @@ class DistributedRuntime(Drawable):
         self._served: list[ServedEndpoint] = []
         self._clients: set[Client] = set()
         self._event_subscriptions: set[EventSubscription] = set()
+        # endpoint event subject -> [publisher id, next sequence, lease its channel was announced on]
+        self._event_publishers: dict[str, list[int]] = {}
         # calls made by clients since closed (they still happened), merged per caller and callee instance
         self._past_calls: dict[tuple[str, int, str, int], CallSnap] = {}
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -258,7 +261,8 @@ class DistributedRuntime(Drawable):
                        for snap in (s.snapshot() for s in self._served))
         watched = tuple(
             InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
-                         info.subject, seen_by=(self.name,), lease=leases.get(key))
+                         info.subject, seen_by=(self.name,), lease=leases.get(key), plane=info.plane,
+                         address=info.subject, codec=info.codec, device_type=info.device_type or "")
             for watcher in self.registry.watchers.values() for key, info in watcher.instances.items())
         endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
         components = tuple(
@@ -393,16 +397,26 @@ class DistributedRuntime(Drawable):
             self.recorder.record(Kind.LEASE_REVOKE, served.actor, "etcd", lease_id=served.lease_id, keys=[served.key])
 
     # -- events ------------------------------------------------------------------------------------------
-    async def _publish_event(self, subject: str, data: Any, scope: str, event: str) -> None:
+    async def _publish_event(self, subject: str, data: Any, scope: str, event: str,
+                             endpoint: "Endpoint | None" = None) -> None:
+        """Publish one event: JSON on a namespace or component subject; through the profile for an endpoint."""
         self._check_open()
         if self.read_only:
             from ..errors import RegistrationError
 
             raise RegistrationError(f"{self.name} is attached read-only: it publishes nothing")
-        try:
-            payload = json.dumps(data).encode()
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
+        sender: dict[str, Any] = {}
+        if endpoint is None:
+            try:
+                payload = json.dumps(data).encode()
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
+            preview = payload
+        else:
+            publisher, sequence = await self._event_publisher(endpoint, event, subject)
+            payload = self.profile.encode_event(data, topic=event, publisher_id=publisher, sequence=sequence)
+            preview = json.dumps(data, default=repr).encode()
+            sender = {"publisher": publisher, "sequence": sequence}
         messaging = self.backend.messaging
         outage = messaging.outage()
         if outage is not None:  # nats-py would buffer it and the subscribers, reconnecting too, would miss it
@@ -410,7 +424,27 @@ class DistributedRuntime(Drawable):
             raise outage
         await messaging.publish(subject, payload)
         self.recorder.record(Kind.EVENT_PUBLISH, scope, "NATS", subject=subject, scope=scope, event=event,
-                             size=len(payload), payload=payload[:256])  # a bounded preview for diagrams
+                             size=len(payload), payload=preview[:256], **sender)  # a bounded preview for diagrams
+
+    async def _event_publisher(self, endpoint: "Endpoint", topic: str, subject: str) -> tuple[int, int]:
+        """This runtime's publisher of one endpoint topic: a random id, announced on the lease (again if the
+        lease changed), and the next sequence number (Dynamo's subscribers read a gap as lost events)."""
+        state = self._event_publishers.setdefault(subject, [random.getrandbits(53) or 1, 0, 0])
+        publisher = state[0]
+        if state[2] != self.primary_lease_id or not self.lease_alive:
+            c = endpoint.component
+            channel = self.profile.event_channel(c.namespace.name, c.name, endpoint.name, topic, publisher)
+            if channel is not None:
+                async with self._lease_lock:
+                    if not self.lease_alive:
+                        await self._grant_primary_lease()
+                key, value = channel
+                await self.backend.discovery.put(key, value, self.primary_lease_id)
+                self.recorder.record(Kind.KV_CREATE, self.name, "etcd", key=key, lease_id=self.primary_lease_id)
+            state[2] = self.primary_lease_id
+        sequence = state[1]
+        state[1] += 1
+        return publisher, sequence
 
     async def _scrape_stats(self, component: Component, timeout: float) -> list[dict[str, Any]]:
         """Collect ``$SRV.STATS`` replies from every instance of the component's service."""

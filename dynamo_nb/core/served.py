@@ -531,7 +531,7 @@ class ServedEndpoint(Drawable):
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self) -> InstanceSnap:
         """This instance now: names, state and its history, load and counters (plain data)."""
-        ep, stats = self.endpoint, self.stats
+        ep, stats, profile = self.endpoint, self.stats, self.runtime.profile
         return InstanceSnap(
             ep.namespace.name, ep.component.name, ep.name, self.lease_id, self.key, self.subject,
             runtime=self.runtime.name, state=self.lifecycle.state.value,
@@ -541,6 +541,8 @@ class ServedEndpoint(Drawable):
             lease_expires_at=self.lease_expires_at or (self.runtime.lease_expires_at if self.runtime.keepalive_paused
                                                        else 0.0),
             faults=self._faults(),
+            plane=profile.serve_plane, address=self.address or self.subject, codec=profile.codec,
+            device_type=getattr(profile, "device_type", ""),
         )
 
     def _faults(self) -> tuple[str, ...]:

@@ -93,6 +93,10 @@ class InstanceSnap:
     lease_expires_at: float = 0.0
     faults: tuple[str, ...] = ()
     lease: LeaseSnap | None = None  # the key's lease as last read from etcd (None: not read yet)
+    plane: str = ""  # the request plane that reaches it: "nats" or "tcp"
+    address: str = ""  # what its etcd value tells callers: the NATS subject, or "host:port/path" on TCP
+    codec: str = ""  # the body codec it advertises
+    device_type: str = ""  # what a Dynamo value says it runs on ("" when the value does not say)
 
     @property
     def reference(self) -> str:

@@ -476,12 +476,19 @@ def reference(snap: Snapshot, limits: Limits) -> Flow:
                 break
             i_key = flow.node(f"i:{ep.reference}:{inst.instance_id}",
                               f"instance {hex_id(inst.instance_id)} · {_instance_status(inst)}",
-                              f"etcd key {inst.key}", f"NATS subject {inst.subject}",
+                              f"etcd key {inst.key}", _reached_by(inst),
                               style=_instance_style(inst), cluster=cl)
             flow.edge(e_key, i_key)
     if not endpoints:
         flow.node("empty", "no endpoint known yet", style="more")
     return flow
+
+
+def _reached_by(inst: InstanceSnap) -> str:
+    """How callers reach an instance, as its etcd value says: plane and address, body codec, device."""
+    plane = "TCP" if inst.plane == "tcp" else "NATS subject"
+    extra = "".join(f" · {x}" for x in (inst.codec, inst.device_type) if x)
+    return f"{plane} {inst.address or inst.subject}{extra}"
 
 
 # ------------------------------------------------------------------------------------------ record helpers
@@ -922,10 +929,21 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
         return m.participant(f"sub:{runtime}", label)
 
     shown_events = events[-limits.messages:]
+    # a delivery from a publisher no recorded publish names was sent elsewhere (a real Dynamo worker, say)
+    ours = {t.record.detail.get("publisher") for t in events if t.record.kind == Kind.EVENT_PUBLISH}
+    remote_sent: set[tuple[Any, Any]] = set()
+
+    def remote(d: dict[str, Any]) -> str | None:
+        pid = d.get("publisher")
+        return None if pid is None or pid in ours else f"remote:{pid}"
+
     for t in shown_events:  # publishers first, then NATS, then subscribers, as in the seed figure
+        d = t.record.detail
         if t.record.kind == Kind.EVENT_PUBLISH:
-            scope = t.record.detail.get("scope")
+            scope = d.get("scope")
             m.participant(f"pub:{scope}:{t.runtime}", f"{scope}\n({t.runtime})")
+        elif t.record.kind == Kind.EVENT_DELIVER and remote(d):
+            m.participant(f"remote:{d['publisher']}", f"{d.get('scope')}\n(publisher {hex_id(d['publisher'])})")
     m.participant("NATS", "NATS")
     if not events:
         m.steps.append(Note(("NATS",), "no events recorded yet"))
@@ -946,6 +964,11 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
             data = f", {_short_json(d['payload'])}" if "payload" in d else ""
             m.steps.append(Message(f"pub:{d.get('scope')}:{t.runtime}", "NATS", f'publish("{d.get("event")}"{data})'))
         elif rec.kind == Kind.EVENT_DELIVER:
+            sender = remote(d)
+            if sender and (d["publisher"], d.get("sequence")) not in remote_sent:
+                remote_sent.add((d["publisher"], d.get("sequence")))
+                data = f", {_short_json(d['payload'])}" if "payload" in d else ""
+                m.steps.append(Message(sender, "NATS", f'publish("{d.get("event")}"{data}) #{d.get("sequence")}'))
             m.steps.append(Message("NATS", subscriber(t.runtime), f"deliver {d.get('event')}\non {d.get('subject')}"))
         else:
             who = subscriber(t.runtime)
@@ -962,7 +985,7 @@ def _event_filter(snap: Snapshot) -> Callable[[str], bool]:
         if f.kind == "namespace" or not f.component:
             scopes.append((f.namespace, True))
         else:
-            scopes.append((f.scope or f"{f.namespace}/{f.component}", False))
+            scopes.append((f.scope or f"{f.namespace}/{f.component}", True))  # its endpoints' events too
     return lambda scope: any(scope == s or (below and scope.startswith(s + "/")) for s, below in scopes)
 
 

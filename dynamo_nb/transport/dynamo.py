@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from .. import names
 from ..errors import InvalidNameError, ProtocolError
 from . import codec as codecs
 from . import validate
-from .profile import InstanceInfo, RequestHeader, ResponseItem, SeedProfile
+from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile
 
 __all__ = ["DynamoProfile", "PLANES", "DYNAMO_VERSION", "dynamo_error"]
 
@@ -108,14 +109,64 @@ class DynamoProfile(SeedProfile):
     def component_event_subject(self, namespace: str, component: str, event: str) -> str:
         return names.component_event_subject(namespace, component, event)
 
-    def endpoint_event_subject(self, namespace: str, component: str, endpoint: str, topic: str) -> str:
-        return names.dynamo_event_subject(namespace, component, endpoint, topic)
+    # -- events (DYN_EVENT_PLANE=nats) ----------------------------------------------------------------
+    _ENVELOPE = frozenset(("publisher_id", "sequence", "published_at", "topic", "payload"))
+
+    def encode_event(self, data: Any, *, topic: str, publisher_id: int, sequence: int) -> bytes:
+        """Dynamo's envelope, msgpack, with the event msgpack'd again inside ``payload`` (as a real publisher)."""
+        return codecs.encode({"publisher_id": publisher_id, "sequence": sequence,
+                              "published_at": int(time.time() * 1000), "topic": topic,
+                              "payload": codecs.encode(data, "msgpack")}, "msgpack")
+
+    def decode_event(self, subject: str, body: bytes) -> Event:
+        """A real worker's envelope (a msgpack map: a byte no JSON text starts with), else a seed-style JSON event.
+
+        The payload is decoded as msgpack when it is msgpack, and handed over as bytes when it is not.
+        """
+        if not body or not (0x80 <= body[0] <= 0x8F or body[0] in (0xDE, 0xDF)):
+            return super().decode_event(subject, body)
+        doc = codecs.decode(body, "msgpack")
+        if not isinstance(doc, dict) or not self._ENVELOPE.issubset(doc):
+            raise ProtocolError(f"not a Dynamo event envelope: keys {sorted(map(str, doc))[:8]}"
+                                if isinstance(doc, dict) else "not a Dynamo event envelope")
+        payload = doc["payload"]
+        if isinstance(payload, (bytes, bytearray)):
+            try:
+                payload = codecs.decode(bytes(payload), "msgpack")
+            except ProtocolError:
+                payload = bytes(payload)
+        try:
+            return Event(subject, payload, str(doc["topic"]), int(doc["publisher_id"]), int(doc["sequence"]),
+                         int(doc["published_at"]))
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"bad Dynamo event envelope: {exc}") from exc
+
+    def event_channel(self, namespace: str, component: str, endpoint: str, topic: str,
+                      publisher_id: int) -> tuple[str, bytes] | None:
+        """The ``EventChannel`` record a real publisher writes on its lease, byte for byte."""
+        key = names.dynamo_event_channel_key(namespace, component, endpoint, topic, publisher_id)
+        return key, _dumps({
+            "type": "EventChannel",
+            "scope": {"kind": "endpoint", "endpoint": {"namespace": namespace, "component": component,
+                                                         "name": endpoint}},
+            "topic": topic, "instance_id": publisher_id,
+            "transport": {"kind": "Nats",
+                          "config": {"subject_prefix": names.dynamo_event_prefix(namespace, component, endpoint)}},
+        }).encode()
 
     # -- discovery -----------------------------------------------------------------------------------
     scan_prefix = names.DYNAMO_INSTANCE_ROOT + "/"
 
     def instance_prefix(self, namespace: str, component: str) -> str:
         return names.dynamo_instance_prefix(namespace, component)
+
+    def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
+        """An instance anywhere under ``v1/instances/`` (the key names its component), for a scan."""
+        parts = key.split("/", 4)
+        if len(parts) < 5 or "/".join(parts[:2]) != names.DYNAMO_INSTANCE_ROOT:
+            return None
+        info = self.parse_instance(self.instance_prefix(parts[2], parts[3]), key, value)
+        return info if info is not None and (info.namespace, info.component) == (parts[2], parts[3]) else None
 
     def instance_key(self, namespace: str, component: str, endpoint: str, lease_id: int) -> str:
         return names.dynamo_instance_key(namespace, component, endpoint, lease_id)

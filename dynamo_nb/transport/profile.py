@@ -16,7 +16,7 @@ from .. import names
 from ..errors import ProtocolError
 from . import validate
 
-__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "SeedProfile", "SEED", "ProtocolError",
+__all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "Event", "SeedProfile", "SEED", "ProtocolError",
            "SEND_TS_HEADER", "ACK_DEADLINE_HEADER"]
 
 #: Dynamo's request header: when the caller sent the request (wall clock, ns). Real Dynamo sends it too.
@@ -61,6 +61,18 @@ class ResponseItem:
     details: dict[str, Any] | None = None  # the remote error document, when the profile carries one
 
 
+@dataclass(frozen=True)
+class Event:
+    """One event as a subscriber receives it: its data, and who sent it when the wire says so."""
+
+    subject: str
+    data: Any
+    topic: str = ""
+    publisher_id: int | None = None  # Dynamo's envelope: a random id per publisher
+    sequence: int | None = None  # per publisher, from 0: a gap means events were lost
+    published_at: int | None = None  # milliseconds since the epoch, as the publisher stamped it
+
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
 
@@ -99,6 +111,10 @@ class SeedProfile:
     def namespace_event_subject(self, namespace: str, event: str) -> str:
         return names.namespace_event_subject(namespace, event)
 
+    def endpoint_event_subject(self, namespace: str, component: str, endpoint: str, topic: str) -> str:
+        """Where an endpoint's ``topic`` events go (Dynamo scopes its metrics and KV events to an endpoint)."""
+        return names.dynamo_event_subject(namespace, component, endpoint, topic)
+
     # -- discovery -----------------------------------------------------------------------------------
     def instance_prefix(self, namespace: str, component: str) -> str:
         """The etcd prefix under which the component's instances are registered (its ``etcd_path()``)."""
@@ -135,16 +151,16 @@ class SeedProfile:
         endpoint, _, lease_hex = key[len(prefix) + 1:].rpartition(":")
         return InstanceInfo(**validate.instance_fields(endpoint, lease_hex, value, self.transport_name))
 
-    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root)
+    scan_prefix = ""  # where a scan of the whole deployment reads (the seed's keys share no root: all of it)
 
     def parse_any_instance(self, key: str, value: bytes) -> InstanceInfo | None:
-        """An instance anywhere in the store (its value names its component), for a scan; None otherwise."""
-        try:
-            doc = _loads(value)
-            prefix = self.instance_prefix(doc["namespace"], doc["component"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        """An instance anywhere in the store, for a scan; None for every key not shaped like an instance key
+        (its value is then never read), and for a value that names another component than its key."""
+        found = names.split_instance_key(key)
+        if found is None:
             return None
-        return self.parse_instance(prefix, key, value) if isinstance(prefix, str) else None
+        info = self.parse_instance(self.instance_prefix(*found), key, value)
+        return info if info is not None and (info.namespace, info.component) == found else None
 
     # -- service ($SRV) ---------------------------------------------------------------------------------
     def service_description(self, namespace: str, component: str) -> str:
@@ -157,6 +173,23 @@ class SeedProfile:
         return endpoint
 
     stats_data = True  # STATS entries carry the stats handler's ``data``
+
+    # -- events ---------------------------------------------------------------------------------------
+    def encode_event(self, data: Any, *, topic: str, publisher_id: int, sequence: int) -> bytes:
+        """The body of one endpoint-scoped event (the seed: the data as JSON, no envelope)."""
+        try:
+            return _dumps(data).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TypeError(f"event data must be JSON-serialisable: {exc}") from exc
+
+    def decode_event(self, subject: str, body: bytes) -> Event:
+        """One received event; ProtocolError when the body is not an event this profile reads."""
+        return Event(subject, _loads(body), subject.rpartition(".")[2])
+
+    def event_channel(self, namespace: str, component: str, endpoint: str, topic: str,
+                      publisher_id: int) -> tuple[str, bytes] | None:
+        """The etcd key and value that announce a publisher to discovery-driven subscribers (the seed: none)."""
+        return None
 
     # -- bodies ---------------------------------------------------------------------------------------
     def encode(self, obj: Any, codec: str = "json") -> bytes:

@@ -28,6 +28,8 @@ async def test_appear_and_vanish_within_a_second(peers, nb_runtime, plane):
         ready["connection_id"], plane, "json", "cuda")  # a real worker says "cuda" even without a GPU
     text = diagram(runtime, "hierarchy").mermaid
     assert f"{ready['connection_id']:x}" in text
+    reached = "TCP 127.0.0.1:" if plane == "tcp" else f"NATS subject demo_backend.generate-{ready['connection_id']:x}"
+    assert f"{reached}" in diagram(runtime, "reference").text and " · json · cuda" in diagram(runtime, "reference").text
 
     peer.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(1.0):
@@ -75,8 +77,8 @@ async def test_attach_scans_everything_and_draws_it_live(peers, nb_runtime, loca
                                       nats_server=local_cluster.nats_server, profile="dynamo")
     try:
         assert attached.read_only and not attached.lease_alive
-        # "/" in an endpoint name: registered and served on the TCP plane; a 1.6.1 NATS-plane worker registered
-        # such an endpoint here but never answered on its subject (nor $SRV), so the NATS peer uses a plain name
+        # "/" in an endpoint name: a real 1.6.1 NATS-plane worker registers it but answers nobody, not even a real
+        # client (test_a_slash_endpoint_on_the_nats_plane_is_dynamos_own_gap), so the NATS peer uses a plain name
         tcp = await peers("worker.py", "prod.Router.chat/completions", plane="tcp")
         nats = await peers("worker.py", "demo.backend.generate", plane="nats")
         ids = {(await tcp.ready())["connection_id"], (await nats.ready())["connection_id"]}
@@ -103,3 +105,28 @@ async def test_attach_scans_everything_and_draws_it_live(peers, nb_runtime, loca
                 await watcher.wait_changed()
     finally:
         await attached.shutdown()
+
+
+async def test_a_slash_endpoint_on_the_nats_plane_is_dynamos_own_gap(peers, nb_runtime):
+    """A real 1.6.1 NATS-plane worker registers ``chat/completions`` but answers nothing on its subject (nor any
+    ``$SRV`` of its service), even to a real client; a dynamo_nb NATS-plane worker serves the same name to it."""
+    from dynamo_nb.transport.dynamo import DynamoProfile
+
+    real = await peers("worker.py", "slash.Router.chat/completions", plane="nats")
+    await real.ready()
+    caller = await peers("client.py", "slash.Router.chat/completions", "call", '{"n": 2}', plane="nats")
+    await caller.ready()
+    assert (await caller.fact("error"))["error"].startswith("Exception: Unavailable: NATS request to "
+                                                           "slash_Router.chat/completions-")
+    await real.stop()
+
+    runtime = await nb_runtime(profile=DynamoProfile("nats", codec="msgpack"))
+
+    async def generate(request):
+        for i in range(request["n"]):
+            yield {"i": i}
+
+    await runtime.endpoint("slashnb.Router.chat/completions").endpoint_builder().handler(generate).start()
+    caller = await peers("client.py", "slashnb.Router.chat/completions", "call", '{"n": 2}', plane="nats")
+    await caller.ready()
+    assert (await caller.fact("items"))["items"] == [{"i": 0}, {"i": 1}]

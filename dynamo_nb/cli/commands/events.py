@@ -41,17 +41,12 @@ async def run(args: argparse.Namespace) -> int:
     await sub.start()
     emit(args, {"event": "subscribed", "subject": subject}, f"listening on {subject} (Ctrl-C stops)")
 
-    def show(item: tuple[str, object]) -> None:
-        subj, data = item
-        emit(args, {"subject": subj, "data": data, "ts": time.time()}, f"{subj}  {data}")
-
     import asyncio
 
     async def pump() -> None:
-        while True:
-            item = await sub._queue.get()
-            if isinstance(item, tuple):
-                show(item)
+        async for event in sub.events():  # whole events: their subjects too (a subscription may match many)
+            emit(args, {"subject": event.subject, "data": event.data, "ts": time.time()},
+                 f"{event.subject}  {event.data}")
 
     task = asyncio.ensure_future(pump())
     try:
