@@ -85,6 +85,9 @@ def check_outputs(path: Path, nb: nbformat.NotebookNode) -> None:
         assert found[kind] >= count, f"{path.name}: {dict(found)} Mermaid outputs, expected ≥ {count} {kind}"
     executed = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in executed), "a code cell did not run"
+    last = [o for o in executed[-1].get("outputs", []) if o["output_type"] == "execute_result"]
+    assert last and last[0]["data"]["text/plain"].startswith("<Timeline "), f"{path.name} ends without a timeline"
+    assert "application/vnd.jupyter.widget-view+json" in last[0]["data"], "the timeline is not a widget"
 
 
 def test_there_is_one_notebook_per_seed_section() -> None:

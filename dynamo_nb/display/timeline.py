@@ -113,7 +113,7 @@ class Timeline:
         """The widget where widgets render, else the last figure (Mermaid, text) and where the story ends."""
         out: dict[str, Any] = {}
         try:
-            out.update(self.widget()._repr_mimebundle_(include, exclude) or {})
+            out.update(self.widget()._repr_mimebundle_(include=include, exclude=exclude) or {})
         except ImportError:  # no ipywidgets: the figures alone
             pass
         last = self.diagram(len(self) - 1)
