@@ -121,6 +121,18 @@ async def test_at_needs_the_object_not_one_drawn_moment(system: System) -> None:
         dynamo_nb.diagram(drawn, at=time.time())
 
 
+async def test_at_a_state_s_history_time_the_figure_shows_that_state(make_runtime: Any) -> None:
+    """The history and the lifecycle records carry one timestamp per transition, so ``at=`` it is the new state."""
+    worker = await make_runtime(name="worker", lease_ttl=60)
+    served = await worker.endpoint("dynamo.Worker.generate").endpoint_builder().handler(tokens).start()
+    await served.wait_for_state("Healthy", timeout=5)
+    await served.stop()
+    records = [r.ts for r in worker.recorder.select("lifecycle")]
+    assert records == [ts for _, ts in served.history]
+    for state, ts in served.history:
+        assert f"now {state.value}" in dynamo_nb.diagram(served, "lifecycle", at=ts).text, state
+
+
 async def test_the_timeline_steps_through_every_event_and_exports_one_offline_page(
         system: System, tmp_path: Path) -> None:
     served = system.served["worker-2"]
