@@ -21,7 +21,8 @@ from typing import Callable
 from ..core.lifecycle import LABELS
 from .model import Block, ClassModel, Flow, Message, Model, Note, Participant, SequenceModel, StateModel, Step
 
-__all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS"]
+__all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS", "KIND_NAMES",
+           "EVENT_NAMES", "kind_name", "event_name"]
 
 LANGUAGES = ("en", "zh")
 ENV = "DYNAMO_NB_LANG"
@@ -142,6 +143,14 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("leases · keys · watches", "租约 · 键 · 监视"),
     ("not started", "未启动"),
     ("not running", "未运行"),
+    # what a figure's title says it draws (describe_focus)
+    ("runtime {name}", "运行时 {name}"),
+    ("namespace {name}", "命名空间 {name}"),
+    ("component {name}", "组件 {name}"),
+    ("instance {id} of {ref}", "{ref} 的实例 {id}"),
+    ("client#{n} of {ref}", "{ref} 的客户端 client#{n}"),
+    ("registry of {runtime}", "{runtime} 的注册中心"),
+    ("and {n} more", "另有 {n} 个"),
     # structure
     ("DistributedRuntime {name}", "DistributedRuntime 分布式运行时 {name}"),
     ("Instance {id} of {endpoint}", "{endpoint} 的实例 {id}"),
@@ -221,6 +230,8 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("drained: {n} finished, {m} cancelled at the drain timeout", "排空: {n} 个完成, {m} 个在排空超时时取消"),
     ("finish {n} in-flight request ({m} item streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
     ("finish {n} in-flight requests ({m} items streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("finish {n} in-flight request ({m} items streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("finish {n} in-flight requests ({m} item streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
     ("revoke lease {id}", "Revoke Lease {id}"),
     ("deletes every key on the lease: {keys}", "自动删除注册信息: {keys}"),
     ("delete {key} (lease still held by other endpoints)", "删除 {key} (租约仍被其他端点持有)"),
@@ -247,6 +258,36 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("handle {event} event", "处理事件 {event}"),
     *((en, zh) for en, zh in LABELS.values() if en),
 )
+
+#: Diagram kinds by the seed's section titles (a figure's title line, a timeline's page).
+KIND_NAMES: dict[str, str] = {
+    "hierarchy": "Component 系统层级", "structure": "核心结构", "reference": "端点引用格式",
+    "startup": "Endpoint 启动流程", "registry": "Registry 结构", "lifecycle": "状态转换",
+    "sequence": "完整生命周期", "pubsub": "事件发布/订阅", "topology": "部署拓扑",
+}
+
+#: Record kinds (``Kind`` values) in the seed's words, for a timeline's event lines.
+EVENT_NAMES: dict[str, str] = {
+    "lease.grant": "创建 Lease", "lease.keepalive": "Keep-Alive", "lease.revoke": "Revoke Lease",
+    "lease.lost": "租约丢失", "kv.create": "注册到 etcd", "kv.delete": "从 etcd 删除", "watch.put": "watch 写入",
+    "watch.delete": "watch 删除", "start": "启动", "registry.service": "获取 Service Group",
+    "service.endpoint": "创建 Service Endpoint", "push.endpoint": "创建 PushEndpoint", "listen": "开始监听请求",
+    "ready": "端点就绪", "unlisten": "停止接收请求", "lifecycle": "生命周期", "call": "调用",
+    "request": "处理请求", "response": "响应", "drain": "排空", "stop": "停止", "kill": "进程被杀",
+    "event.subscribe": "订阅事件", "event.publish": "发布事件", "event.deliver": "消息推送",
+    "event.handle": "处理事件", "fault": "故障",
+}
+
+
+def kind_name(kind: str, lang: str) -> str:
+    """A diagram kind as a title says it: the kind itself, and in Chinese the seed's section title beside it."""
+    return kind if lang == "en" or kind not in KIND_NAMES else f"{KIND_NAMES[kind]} ({kind})"
+
+
+def event_name(kind: str, lang: str) -> str:
+    """A record kind as an event line says it (the record's own name stays, so it can be searched for)."""
+    return kind if lang == "en" or kind not in EVENT_NAMES else f"{EVENT_NAMES[kind]} ({kind})"
+
 
 _FIELD = re.compile(r"\{(\w+)\}")
 _NUMBER = r"[0-9a-f]+"  # counts and hex ids: ``{n}``, ``{m}``, ``{id}``
