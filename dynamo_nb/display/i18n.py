@@ -22,7 +22,7 @@ from ..core.lifecycle import LABELS
 from .model import Block, ClassModel, Flow, Message, Model, Note, Participant, SequenceModel, StateModel, Step
 
 __all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS", "KIND_NAMES",
-           "EVENT_NAMES", "kind_name", "event_name"]
+           "EVENT_NAMES", "kind_name", "event_name", "UI", "ui"]
 
 LANGUAGES = ("en", "zh")
 ENV = "DYNAMO_NB_LANG"
@@ -277,6 +277,38 @@ EVENT_NAMES: dict[str, str] = {
     "event.subscribe": "订阅事件", "event.publish": "发布事件", "event.deliver": "消息推送",
     "event.handle": "处理事件", "fault": "故障",
 }
+
+
+#: The control panel's words (labels, buttons, tooltips, placeholders), English → the seed's Chinese.
+UI: dict[str, str] = {
+    "Serve an endpoint": "提供端点服务", "namespace": "命名空间", "component": "组件", "endpoint": "端点",
+    "e.g. generate or chat/completions": "如 generate 或 chat/completions", "handler": "处理函数",
+    "worker": "worker", "new worker": "新 worker", "lease TTL (s)": "租约 TTL (秒)",
+    "lease TTL of a new worker (seconds)": "新 worker 的租约 TTL (秒)", "Serve": "提供服务",
+    "start this endpoint in a worker runtime": "在一个 worker 运行时中启动这个端点", "Instances": "实例",
+    "no instances yet — press Serve": "还没有实例——按「提供服务」", "Clear finished": "清除已结束",
+    "remove stopped and expired instances from this list": "从列表中移除已停止和已过期的实例", "lease": "租约",
+    "Stop": "停止", "graceful: stop intake, drain, revoke the lease": "优雅停止: 停止接收, 排空, 撤销租约",
+    "Kill worker": "杀死 worker",
+    "crash the worker runtime: its key stays until the lease expires": "让 worker 运行时崩溃: 键保留到租约到期",
+    "Pause keep-alive": "暂停 Keep-Alive",
+    "partition from etcd: the lease runs out while it serves": "与 etcd 分区: 服务期间租约耗尽",
+    "Cut off NATS": "断开 NATS", "no requests reach it; its key stays in etcd": "请求到不了它; 键仍在 etcd 中",
+    "the handler waits before each item it streams": "处理函数在流式返回每一项之前等待",
+    "Call an endpoint": "调用端点", "request": "请求", 'JSON, e.g. {"prompt": "hello"}': 'JSON, 如 {"prompt": "hello"}',
+    "routing": "路由", "round robin": "轮询", "random": "随机", "direct": "直接", "instance": "实例",
+    "(no instances)": "(没有实例)", "Call": "调用", "Cancel": "取消",
+    "close the stream: the handler sees the caller leave": "关闭流: 处理函数会看到调用方离开",
+    "diagram": "图", "natural size": "自然尺寸", "larger": "放大", "larger still": "再放大", "full width": "全宽",
+    "draw below the controls, across the whole panel": "画在控件下方, 横跨整个面板",
+    "serve an endpoint to see it here": "提供一个端点服务, 它就会画在这里",
+    "Dynamo control panel": "Dynamo 控制面板",
+}
+
+
+def ui(text: str, lang: str) -> str:
+    """One of the control panel's words in ``lang`` (unchanged when the table lacks it)."""
+    return text if lang == "en" else UI.get(text, text)
 
 
 def kind_name(kind: str, lang: str) -> str:
