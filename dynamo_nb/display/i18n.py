@@ -59,7 +59,7 @@ def language(lang: str | None = None) -> str:
 #: The seed's terms, translated wherever they appear as words (names stay: they are matched case-sensitively
 #: as whole words only where the seed itself writes the Chinese).
 TERMS: tuple[tuple[str, str], ...] = (
-    ("DistributedRuntime", "DistributedRuntime 分布式运行时"),
+    ("DistributedRuntime", "分布式运行时"),  # short: a runtime's label sets its figure's width
     ("Namespace", "命名空间"),
     ("Component Registry", "Component 注册中心"),
     ("Component", "组件"),
@@ -105,7 +105,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("seen by {who}", "被 {who} 看到"),
     ("{who} (application code)", "{who} (应用代码)"),
     ("calls ×{n}", "调用 ×{n}"),
-    ("via {clients}", "经由 {clients}"),
+    ("via {clients}", "经 {clients}"),  # short: edge labels side by side set a figure's width
     ("to {n} instance no longer live", "到 {n} 个已不存活的实例"),
     ("to {n} instances no longer live", "到 {n} 个已不存活的实例"),
     ("watches {n} instance · no call yet", "监视 {n} 个实例 · 尚未调用"),
