@@ -1,11 +1,14 @@
 """Every walkthrough notebook runs top to bottom, headless, on the embedded backend and on real servers.
 
 The saved outputs must hold the seed's figures as ``text/vnd.mermaid`` (what JupyterLab draws natively), no
-error output, and the notebooks in the repository must be stored without outputs.
+error output, and end with a timeline; the notebooks in the repository must be stored without outputs. The
+Chinese walkthroughs (``notebooks/zh/``) are the output of ``scripts/zh_notebooks.py`` and run on the embedded
+backend, drawing their figures in the seed's terms.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import Counter
 from pathlib import Path
@@ -19,11 +22,14 @@ from dynamo_nb.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted([*NOTEBOOK_DIR.glob("0[1-8]-*.ipynb"), *NOTEBOOK_DIR.glob("1[0-9]-*.ipynb")])
+NOTEBOOKS = sorted([*NOTEBOOK_DIR.glob("0[0-8]-*.ipynb"), *NOTEBOOK_DIR.glob("1[0-9]-*.ipynb")])
+ZH_DIR = NOTEBOOK_DIR / "zh"
+ZH_NOTEBOOKS = sorted(ZH_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 60
 
 #: The seed's figures each notebook reproduces: Mermaid diagram type → how many, at least.
 FIGURES = {
+    "00": {"flowchart": 1, "stateDiagram-v2": 1},            # quick start: the runtime, the instance's life
     "01": {"flowchart": 3},                                   # §1 hierarchy, §2.1 two namespaces, after a stop
     "02": {"classDiagram": 1, "flowchart": 1},                # §3.1 structure, §4.2 reference
     "03": {"sequenceDiagram": 1, "flowchart": 1},             # §4.4 startup sequence, instances per lease
@@ -87,15 +93,18 @@ def check_outputs(path: Path, nb: nbformat.NotebookNode) -> None:
         assert found[kind] >= count, f"{path.name}: {dict(found)} Mermaid outputs, expected ≥ {count} {kind}"
     executed = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in executed), "a code cell did not run"
+    last = [o for o in executed[-1].get("outputs", []) if o["output_type"] == "execute_result"]
+    assert last and last[0]["data"]["text/plain"].startswith("<Timeline "), f"{path.name} ends without a timeline"
+    assert "application/vnd.jupyter.widget-view+json" in last[0]["data"], "the timeline is not a widget"
 
 
 def test_there_is_one_notebook_per_seed_section() -> None:
-    seed = ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]  # one per section of the seed, then the labs
-    assert [p.name[:3] for p in NOTEBOOKS][:7] == seed
+    seed = ["00-", "01-", "02-", "03-", "04-", "05-", "06-", "07-"]  # the quick start, one per section, the panel
+    assert [p.name[:3] for p in NOTEBOOKS][:8] == seed
     assert set(FIGURES) == {p.name[:2] for p in NOTEBOOKS} | {"09"}  # 09 runs beside a real Dynamo (tests/interop)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS + ZH_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.stem)
 def test_notebook_is_stored_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
@@ -116,6 +125,47 @@ async def test_notebook_runs_on_the_embedded_backend(path: Path) -> None:
         figures = "\n".join(o["data"].get("text/vnd.mermaid", "") for o in outputs(nb) if "data" in o)
         for shown in ("keep-alive paused", "cut off from NATS", "did not answer a client", "its key stays in etcd"):
             assert shown in figures, shown
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("zh_notebooks", REPO / "scripts" / "zh_notebooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_chinese_walkthroughs_are_the_generators_output() -> None:
+    """So their code is the English code, and a change to an English walkthrough shows here until regenerated."""
+    gen = _generator()
+    assert [p.name for p in ZH_NOTEBOOKS] == sorted(gen.WALKTHROUGHS)
+    table = gen._table()
+    for name in gen.WALKTHROUGHS:
+        committed = (ZH_DIR / name).read_text(encoding="utf-8")
+        assert committed == gen.render(gen.build(NOTEBOOK_DIR / name, table)), \
+            f"notebooks/zh/{name} is not what scripts/zh_notebooks.py makes: run it"
+    assert gen.unused(table, [NOTEBOOK_DIR / n for n in gen.WALKTHROUGHS]) == []
+
+
+@pytest.mark.parametrize("path", ZH_NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_chinese_walkthrough_runs_the_english_code_in_chinese(path: Path) -> None:
+    zh = nbformat.read(path, as_version=4)
+    en = nbformat.read(NOTEBOOK_DIR / path.name, as_version=4)
+    code = [c.source for c in zh.cells if c.cell_type == "code"]
+    assert code[0] == _generator().LANGUAGE_CELL and 'set_language("zh")' in code[0]
+    assert code[1:] == [c.source for c in en.cells if c.cell_type == "code"]
+    prose = "\n".join(c.source for c in zh.cells if c.cell_type == "markdown")
+    assert sum("\u4e00" <= ch <= "\u9fff" for ch in prose) > len(prose) // 5, "the prose is not Chinese"
+
+
+@pytest.mark.parametrize("path", ZH_NOTEBOOKS, ids=lambda p: p.stem)
+async def test_a_chinese_walkthrough_runs_on_the_embedded_backend(path: Path) -> None:
+    nb = await run_notebook(path, _kernel_env())
+    check_outputs(path, nb)
+    figures = [o["data"]["text/vnd.mermaid"] for o in outputs(nb) if "text/vnd.mermaid" in o.get("data", {})]
+    seed_terms = ("命名空间", "组件", "端点", "注册中心", "租约", "实例", "创建", "注册", "运行中", "当前", "消息推送")
+    assert all(any(term in figure for term in seed_terms) for figure in figures), \
+        [f.splitlines()[:3] for f in figures if not any(term in f for term in seed_terms)]
 
 
 @pytest.fixture

@@ -121,6 +121,18 @@ async def test_at_needs_the_object_not_one_drawn_moment(system: System) -> None:
         dynamo_nb.diagram(drawn, at=time.time())
 
 
+async def test_at_a_state_s_history_time_the_figure_shows_that_state(make_runtime: Any) -> None:
+    """The history and the lifecycle records carry one timestamp per transition, so ``at=`` it is the new state."""
+    worker = await make_runtime(name="worker", lease_ttl=60)
+    served = await worker.endpoint("dynamo.Worker.generate").endpoint_builder().handler(tokens).start()
+    await served.wait_for_state("Healthy", timeout=5)
+    await served.stop()
+    records = [r.ts for r in worker.recorder.select("lifecycle")]
+    assert records == [ts for _, ts in served.history]
+    for state, ts in served.history:
+        assert f"now {state.value}" in dynamo_nb.diagram(served, "lifecycle", at=ts).text, state
+
+
 async def test_the_timeline_steps_through_every_event_and_exports_one_offline_page(
         system: System, tmp_path: Path) -> None:
     served = system.served["worker-2"]
@@ -181,6 +193,23 @@ async def test_the_chinese_figures_use_the_seeds_terms(system: System) -> None:
     assert "Endpoint generate" not in zh["hierarchy"] + zh["reference"]
     # names, keys and subjects stay exactly as etcd and NATS spell them
     assert "dynamo/components/Worker/generate:<worker-1-lease>" in normalize(zh["startup"], system)
+
+
+async def test_a_figure_s_title_and_a_timeline_s_events_speak_the_language(system: System, tmp_path: Path) -> None:
+    runtimes = [system.runtimes["frontend"], system.runtimes["processor"]]
+    assert dynamo_nb.diagram(runtimes, "hierarchy").text.splitlines()[0] == \
+        "hierarchy · runtime frontend, runtime processor"
+    assert dynamo_nb.diagram(runtimes, "hierarchy", lang="zh").text.splitlines()[0] == \
+        "Component 系统层级 (hierarchy) · 运行时 frontend、运行时 processor"
+    served = system.served["worker-2"]
+    title = dynamo_nb.diagram(served, "sequence", lang="zh").title
+    assert title.startswith("完整生命周期 (sequence) · dynamo.Worker.generate 的实例 "), title
+    en = dynamo_nb.Timeline(served, kind="lifecycle")
+    zh = dynamo_nb.Timeline(served, kind="lifecycle", lang="zh")
+    i = next(i for i, e in enumerate(zh.events) if e.record.kind.value == "lifecycle")
+    assert " · lifecycle · " in en.caption(i) and " · 生命周期 (lifecycle) · " in zh.caption(i)
+    page = zh.export_html(tmp_path / "zh.html").read_text(encoding="utf-8")
+    assert "▶ 播放" in page and "状态转换 (lifecycle)" in page and 'lang="zh-CN"' in page
 
 
 def test_the_language_comes_from_the_argument_then_set_language_then_the_environment(

@@ -665,3 +665,26 @@ async def test_the_panel_drives_real_etcd_and_nats_workers() -> None:
         finally:
             await p.aclose()
             await rt.shutdown()
+
+
+async def test_the_panel_speaks_the_seed_s_chinese_with_lang_zh(runtime: DistributedRuntime) -> None:
+    panel = ControlPanel(runtime, lease_ttl=1.0, lang="zh")
+    try:
+        assert panel.serve_form.serve_button.description == "提供服务"
+        assert panel.call_form.call_button.description == "调用"
+        assert [label for label, _ in panel.call_form.routing.options][:2] == ["轮询", "随机"]
+        assert [v for _, v in panel.call_form.routing.options] == ["round_robin", "random", "direct"]
+        assert "Dynamo 控制面板" in panel.children[0].value
+        await serve(panel)
+        row = next(iter(panel.instance_table.rows.values()))
+        assert row.stop_button.description == "停止" and row.kill_button.description == "杀死 worker"
+        assert panel.diagram is not None
+        await eventually(lambda: "命名空间" in panel.diagram.last_bundle.get("text/vnd.mermaid", ""))
+        await call(panel, {"prompt": "a b"})  # the controls still do what they say
+        assert len(panel.call_form.items) == 2
+    finally:
+        await panel.wait_idle()
+        await panel.aclose()
+    english = ControlPanel(runtime, lease_ttl=1.0, lang="en")
+    assert english.serve_form.serve_button.description == "Serve"
+    await english.aclose()

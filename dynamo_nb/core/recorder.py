@@ -177,13 +177,18 @@ class Recorder:
         return self.records[0].seq - 1 if self.records else 0
 
     def record(self, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
+        return self.record_at(time.time(), kind, actor, target, **detail)
+
+    def record_at(self, ts: float, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
+        """Keep one record of a fact that has its own time already (a lifecycle transition's), so the record
+        and the history it mirrors agree, and ``at=`` that time shows the new state."""
         declared = FIELDS.get(kind)
         if declared is None or not declared.issuperset(detail):
             if declared is None:
                 raise UndeclaredFieldError(f"{kind!s} is not a record kind")
             undeclared = sorted(set(detail) - declared)
             raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
-        rec = Record(next(self._seq), time.time(), kind, actor, target, detail)
+        rec = Record(next(self._seq), ts, kind, actor, target, detail)
         self.records.append(rec)
         if self._capture is not None:
             self.changed(later=kind in COUNTS)

@@ -165,7 +165,8 @@ class ServedEndpoint(Drawable):
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
         self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
         self.delay = 0.0  # and seconds added before each streamed item (a slow handler)
-        self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=State.CREATED.value)
+        self.runtime.recorder.record_at(self.lifecycle.history[0][1], Kind.LIFECYCLE, self.actor, self.actor,
+                                        state=State.CREATED.value)
 
     # -- public view ---------------------------------------------------------------------------------
     @property
@@ -200,8 +201,8 @@ class ServedEndpoint(Drawable):
 
     def _record_transition(self, state: State, ts: float) -> None:
         reason = {"reason": self.health_reason} if state is State.RUNNING and self.health_reason else {}
-        self.runtime.recorder.record(Kind.LIFECYCLE, self.actor, self.actor, state=state.value,
-                                     instance_id=self.lease_id, **reason)
+        self.runtime.recorder.record_at(ts, Kind.LIFECYCLE, self.actor, self.actor, state=state.value,
+                                        instance_id=self.lease_id, **reason)
 
     # -- start (seed §4.4) ---------------------------------------------------------------------------
     async def _start(self) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import dot as _dot
 from . import mermaid as _mermaid
 from . import text as _text
-from .i18n import language, translate
+from .i18n import kind_name, language, say, translate
 from .kinds import KINDS, Limits, build, default_kind, default_limits
 from .mime import bundle
 from .model import Flow, Model
@@ -89,10 +89,12 @@ class Diagram:
 
     @cached_property
     def title(self) -> str:
-        what = ", ".join(describe_focus(f) for f in self.snapshot.focus[:3])
+        zh = self.lang == "zh"
+        what = ("、" if zh else ", ").join(say(describe_focus(f), self.lang) for f in self.snapshot.focus[:3])
         if len(self.snapshot.focus) > 3:
-            what += f" and {len(self.snapshot.focus) - 3} more"
-        return f"{self.kind} · {what}" if what else self.kind
+            what += ("、" if zh else " ") + say(f"and {len(self.snapshot.focus) - 3} more", self.lang)
+        kind = kind_name(self.kind, self.lang)
+        return f"{kind} · {what}" if what else kind
 
     @cached_property
     def text(self) -> str:

@@ -21,7 +21,8 @@ from typing import Callable
 from ..core.lifecycle import LABELS
 from .model import Block, ClassModel, Flow, Message, Model, Note, Participant, SequenceModel, StateModel, Step
 
-__all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS"]
+__all__ = ["LANGUAGES", "ENV", "set_language", "language", "translate", "say", "PHRASES", "TERMS", "KIND_NAMES",
+           "EVENT_NAMES", "kind_name", "event_name", "UI", "ui"]
 
 LANGUAGES = ("en", "zh")
 ENV = "DYNAMO_NB_LANG"
@@ -58,7 +59,7 @@ def language(lang: str | None = None) -> str:
 #: The seed's terms, translated wherever they appear as words (names stay: they are matched case-sensitively
 #: as whole words only where the seed itself writes the Chinese).
 TERMS: tuple[tuple[str, str], ...] = (
-    ("DistributedRuntime", "DistributedRuntime 分布式运行时"),
+    ("DistributedRuntime", "分布式运行时"),  # short: a runtime's label sets its figure's width
     ("Namespace", "命名空间"),
     ("Component Registry", "Component 注册中心"),
     ("Component", "组件"),
@@ -104,7 +105,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("seen by {who}", "被 {who} 看到"),
     ("{who} (application code)", "{who} (应用代码)"),
     ("calls ×{n}", "调用 ×{n}"),
-    ("via {clients}", "经由 {clients}"),
+    ("via {clients}", "经 {clients}"),  # short: edge labels side by side set a figure's width
     ("to {n} instance no longer live", "到 {n} 个已不存活的实例"),
     ("to {n} instances no longer live", "到 {n} 个已不存活的实例"),
     ("watches {n} instance · no call yet", "监视 {n} 个实例 · 尚未调用"),
@@ -142,6 +143,14 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("leases · keys · watches", "租约 · 键 · 监视"),
     ("not started", "未启动"),
     ("not running", "未运行"),
+    # what a figure's title says it draws (describe_focus)
+    ("runtime {name}", "运行时 {name}"),
+    ("namespace {name}", "命名空间 {name}"),
+    ("component {name}", "组件 {name}"),
+    ("instance {id} of {ref}", "{ref} 的实例 {id}"),
+    ("client#{n} of {ref}", "{ref} 的客户端 client#{n}"),
+    ("registry of {runtime}", "{runtime} 的注册中心"),
+    ("and {n} more", "另有 {n} 个"),
     # structure
     ("DistributedRuntime {name}", "DistributedRuntime 分布式运行时 {name}"),
     ("Instance {id} of {endpoint}", "{endpoint} 的实例 {id}"),
@@ -221,6 +230,8 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("drained: {n} finished, {m} cancelled at the drain timeout", "排空: {n} 个完成, {m} 个在排空超时时取消"),
     ("finish {n} in-flight request ({m} item streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
     ("finish {n} in-flight requests ({m} items streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("finish {n} in-flight request ({m} items streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
+    ("finish {n} in-flight requests ({m} item streamed)", "完成 {n} 个进行中的请求 (流式返回 {m} 项)"),
     ("revoke lease {id}", "Revoke Lease {id}"),
     ("deletes every key on the lease: {keys}", "自动删除注册信息: {keys}"),
     ("delete {key} (lease still held by other endpoints)", "删除 {key} (租约仍被其他端点持有)"),
@@ -247,6 +258,68 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("handle {event} event", "处理事件 {event}"),
     *((en, zh) for en, zh in LABELS.values() if en),
 )
+
+#: Diagram kinds by the seed's section titles (a figure's title line, a timeline's page).
+KIND_NAMES: dict[str, str] = {
+    "hierarchy": "Component 系统层级", "structure": "核心结构", "reference": "端点引用格式",
+    "startup": "Endpoint 启动流程", "registry": "Registry 结构", "lifecycle": "状态转换",
+    "sequence": "完整生命周期", "pubsub": "事件发布/订阅", "topology": "部署拓扑",
+}
+
+#: Record kinds (``Kind`` values) in the seed's words, for a timeline's event lines.
+EVENT_NAMES: dict[str, str] = {
+    "lease.grant": "创建 Lease", "lease.keepalive": "Keep-Alive", "lease.revoke": "Revoke Lease",
+    "lease.lost": "租约丢失", "kv.create": "注册到 etcd", "kv.delete": "从 etcd 删除", "watch.put": "watch 写入",
+    "watch.delete": "watch 删除", "start": "启动", "registry.service": "获取 Service Group",
+    "service.endpoint": "创建 Service Endpoint", "push.endpoint": "创建 PushEndpoint", "listen": "开始监听请求",
+    "ready": "端点就绪", "unlisten": "停止接收请求", "lifecycle": "生命周期", "call": "调用",
+    "request": "处理请求", "response": "响应", "drain": "排空", "stop": "停止", "kill": "进程被杀",
+    "event.subscribe": "订阅事件", "event.publish": "发布事件", "event.deliver": "消息推送",
+    "event.handle": "处理事件", "fault": "故障",
+}
+
+
+#: The control panel's words (labels, buttons, tooltips, placeholders), English → the seed's Chinese.
+UI: dict[str, str] = {
+    "Serve an endpoint": "提供端点服务", "namespace": "命名空间", "component": "组件", "endpoint": "端点",
+    "e.g. generate or chat/completions": "如 generate 或 chat/completions", "handler": "处理函数",
+    "worker": "worker", "new worker": "新 worker", "lease TTL (s)": "租约 TTL (秒)",
+    "lease TTL of a new worker (seconds)": "新 worker 的租约 TTL (秒)", "Serve": "提供服务",
+    "start this endpoint in a worker runtime": "在一个 worker 运行时中启动这个端点", "Instances": "实例",
+    "no instances yet — press Serve": "还没有实例——按「提供服务」", "Clear finished": "清除已结束",
+    "remove stopped and expired instances from this list": "从列表中移除已停止和已过期的实例", "lease": "租约",
+    "Stop": "停止", "graceful: stop intake, drain, revoke the lease": "优雅停止: 停止接收, 排空, 撤销租约",
+    "Kill worker": "杀死 worker",
+    "crash the worker runtime: its key stays until the lease expires": "让 worker 运行时崩溃: 键保留到租约到期",
+    "Pause keep-alive": "暂停 Keep-Alive",
+    "partition from etcd: the lease runs out while it serves": "与 etcd 分区: 服务期间租约耗尽",
+    "Cut off NATS": "断开 NATS", "no requests reach it; its key stays in etcd": "请求到不了它; 键仍在 etcd 中",
+    "the handler waits before each item it streams": "处理函数在流式返回每一项之前等待",
+    "Call an endpoint": "调用端点", "request": "请求", 'JSON, e.g. {"prompt": "hello"}': 'JSON, 如 {"prompt": "hello"}',
+    "routing": "路由", "round robin": "轮询", "random": "随机", "direct": "直接", "instance": "实例",
+    "(no instances)": "(没有实例)", "Call": "调用", "Cancel": "取消",
+    "close the stream: the handler sees the caller leave": "关闭流: 处理函数会看到调用方离开",
+    "diagram": "图", "natural size": "自然尺寸", "larger": "放大", "larger still": "再放大", "full width": "全宽",
+    "draw below the controls, across the whole panel": "画在控件下方, 横跨整个面板",
+    "serve an endpoint to see it here": "提供一个端点服务, 它就会画在这里",
+    "Dynamo control panel": "Dynamo 控制面板",
+}
+
+
+def ui(text: str, lang: str) -> str:
+    """One of the control panel's words in ``lang`` (unchanged when the table lacks it)."""
+    return text if lang == "en" else UI.get(text, text)
+
+
+def kind_name(kind: str, lang: str) -> str:
+    """A diagram kind as a title says it: the kind itself, and in Chinese the seed's section title beside it."""
+    return kind if lang == "en" or kind not in KIND_NAMES else f"{KIND_NAMES[kind]} ({kind})"
+
+
+def event_name(kind: str, lang: str) -> str:
+    """A record kind as an event line says it (the record's own name stays, so it can be searched for)."""
+    return kind if lang == "en" or kind not in EVENT_NAMES else f"{EVENT_NAMES[kind]} ({kind})"
+
 
 _FIELD = re.compile(r"\{(\w+)\}")
 _NUMBER = r"[0-9a-f]+"  # counts and hex ids: ``{n}``, ``{m}``, ``{id}``

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .diagram import Diagram
-from .i18n import language
+from .i18n import event_name, kind_name, language
 from .kinds import Limits, default_kind, default_limits
 from .snapshot import Snapshot, TaggedRecord, merge, parts_of
 
@@ -25,11 +25,11 @@ __all__ = ["Timeline", "describe_event"]
 
 
 def describe_event(tagged: TaggedRecord, lang: str = "en") -> str:
-    """One line for a recorded event: when, which runtime, what, and its detail fields."""
+    """One line for a recorded event: when, which runtime, what (in ``lang``), and its detail fields."""
     rec = tagged.record
     when = time.strftime("%H:%M:%S", time.localtime(rec.ts)) + f".{int(rec.ts * 1000) % 1000:03d}"
     fields = " ".join(f"{k}={v}" for k, v in rec.detail.items() if k != "payload")
-    head = f"{when} · {tagged.runtime} · {rec.kind.value} · {rec.actor} → {rec.target}"
+    head = f"{when} · {tagged.runtime} · {event_name(rec.kind.value, lang)} · {rec.actor} → {rec.target}"
     return head + (f" · {fields}" if fields else "")
 
 
@@ -90,8 +90,11 @@ class Timeline:
                                        continuous_update=False, layout=widgets.Layout(width="50%"))
             play = widgets.Play(value=self.step, min=0, max=n - 1, interval=400)
             widgets.jslink((play, "value"), (slider, "value"))
-            back = widgets.Button(description="◀", tooltip="previous event", layout=widgets.Layout(width="3em"))
-            forward = widgets.Button(description="▶", tooltip="next event", layout=widgets.Layout(width="3em"))
+            zh = self.lang == "zh"
+            back = widgets.Button(description="◀", tooltip="上一个事件" if zh else "previous event",
+                                  layout=widgets.Layout(width="3em"))
+            forward = widgets.Button(description="▶", tooltip="下一个事件" if zh else "next event",
+                                     layout=widgets.Layout(width="3em"))
             caption = widgets.Label(self.caption())
             figure = widgets.Output()
 
@@ -113,7 +116,7 @@ class Timeline:
         """The widget where widgets render, else the last figure (Mermaid, text) and where the story ends."""
         out: dict[str, Any] = {}
         try:
-            out.update(self.widget()._repr_mimebundle_(include, exclude) or {})
+            out.update(self.widget()._repr_mimebundle_(include=include, exclude=exclude) or {})
         except ImportError:  # no ipywidgets: the figures alone
             pass
         last = self.diagram(len(self) - 1)
@@ -141,10 +144,12 @@ class Timeline:
                 frames.append(_strip_xml_prolog(d.svg()))
             index.append(svg_of[key])
         captions = [self.caption(i) for i in chosen]
-        title = f"dynamo_nb · {self.kind} · {len(chosen)} events"
+        zh = self.lang == "zh"
+        events = f"{len(chosen)} 个事件" if zh else f"{len(chosen)} events"
+        title = f"dynamo_nb · {kind_name(self.kind, self.lang)} · {events}"
         body = "\n".join(f'<div class="frame" id="f{k}" hidden>{svg}</div>' for k, svg in enumerate(frames))
         page = _PAGE.format(title=html.escape(title), lang="zh-CN" if self.lang == "zh" else "en",
-                            frames=body, last=len(chosen) - 1,
+                            frames=body, last=len(chosen) - 1, play="▶ 播放" if zh else "▶ play",
                             index=json.dumps(index),
                             captions=json.dumps(captions, ensure_ascii=False).replace("</", "<\\/"))
         path = Path(path)
@@ -168,7 +173,7 @@ body {{ font: 14px system-ui, sans-serif; margin: 1em; }}
 </style></head>
 <body>
 <h1>{title}</h1>
-<div id="controls"><button id="back">◀</button><button id="play">▶ play</button>
+<div id="controls"><button id="back">◀</button><button id="play">{play}</button>
 <input id="slider" type="range" min="0" max="{last}" value="{last}"><button id="forward">▶</button></div>
 <div id="caption"></div>
 {frames}

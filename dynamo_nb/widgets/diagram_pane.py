@@ -59,8 +59,9 @@ class DiagramPane(widgets.VBox):
 
     def __init__(self, subject: Subject, *, kinds: Sequence[str] = DEFAULT_KINDS, kind: str | None = None,
                  placeholder: str = "nothing to draw yet", interval: float = DEFAULT_INTERVAL,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, lang: str | None = None) -> None:
         self.subject = subject
+        self.lang = lang
         self.placeholder = placeholder
         self.interval = interval
         self.limits = limits
@@ -126,7 +127,8 @@ class DiagramPane(widgets.VBox):
             self._render({"text/plain": self.placeholder})
             return
         try:
-            self.view = LiveView(obj, key[0], interval=self.interval, limits=self.limits, target=self._render)
+            self.view = LiveView(obj, key[0], interval=self.interval, limits=self.limits, target=self._render,
+                                 lang=self.lang)
         except Exception as exc:
             self._show_problem(f"cannot draw {key[0]!r}: {type(exc).__name__}: {exc}")
             return

@@ -14,9 +14,11 @@ from typing import Any, Mapping
 import ipywidgets as widgets
 
 from ..core.runtime import DistributedRuntime
+from ..display.i18n import language, ui
 from .call import CallForm
 from .diagram_pane import DEFAULT_KINDS, DiagramPane
 from .handlers import HandlerSpec, handler_specs
+from .language import localize
 from .messages import Message
 from .serve import InstanceTable, ServeForm
 from .tasks import TaskRunner
@@ -31,14 +33,17 @@ class ControlPanel(widgets.VBox):
     ``handlers`` adds the notebook's own async generators (``{"name": fn}``) to the built-in examples.
     ``lease_ttl`` is the lease of each worker the panel starts: short, so a killed worker's lease visibly
     runs out. Every action runs as a task on the kernel's loop; bad input is reported beside its field.
+    ``lang="zh"`` (default: :func:`dynamo_nb.set_language`'s) labels the controls and draws the diagram in the
+    seed's Chinese.
     """
 
     def __init__(self, runtime: DistributedRuntime, handlers: Mapping[str, Any] | None = None, *,
                  lease_ttl: float = DEFAULT_WORKER_LEASE_TTL, namespace: str = "dynamo",
                  component: str = "Processor", endpoint: str = "generate", handler: str | None = None,
                  diagram: bool = True, diagram_kind: str = "hierarchy",
-                 worker_factory: WorkerFactory | None = None) -> None:
+                 worker_factory: WorkerFactory | None = None, lang: str | None = None) -> None:
         self.runtime = runtime
+        self.lang = language(lang)
         self.handlers: dict[str, HandlerSpec] = handler_specs(handlers)
         self.status = Message("dnb-panel-status")
         self.runner = TaskRunner(on_error=self._task_failed)
@@ -46,7 +51,7 @@ class ControlPanel(widgets.VBox):
         first = handler or next(iter(self.handlers))
         self.serve_form = ServeForm(self.pool, self.handlers, self.runner, namespace=namespace,
                                     component=component, endpoint=endpoint, handler=first)
-        self.instance_table = InstanceTable(self.pool, self.runner)
+        self.instance_table = InstanceTable(self.pool, self.runner, lang=self.lang)
         self.call_form = CallForm(runtime, self.runner, target=self.serve_form.reference,
                                   request=self.handlers[first].example, label_for=self._label_for)
         self.serve_form.on_served(self._served)
@@ -54,14 +59,17 @@ class ControlPanel(widgets.VBox):
         if diagram:
             kinds = tuple(dict.fromkeys((diagram_kind, *DEFAULT_KINDS)))
             self.diagram = DiagramPane(self._subject, kinds=kinds, kind=diagram_kind,
-                                       placeholder="serve an endpoint to see it here")
+                                       placeholder=ui("serve an endpoint to see it here", self.lang),
+                                       lang=self.lang)
             self.pool.subscribe(self.diagram.changed)
             self.call_form.subscribe(self.diagram.changed)
         self._closed = False
 
+        backend = html.escape(runtime.backend.description or runtime.backend.kind)
         title = widgets.HTML(
-            f"<b>Dynamo control panel</b> · runtime <code>{html.escape(runtime.name)}</code> · "
-            f"{html.escape(runtime.backend.description or runtime.backend.kind)} · "
+            f"<b>Dynamo 控制面板</b> · 运行时 <code>{html.escape(runtime.name)}</code> · {backend} · "
+            f"新 worker 的租约为 {lease_ttl:g} 秒" if self.lang == "zh" else
+            f"<b>Dynamo control panel</b> · runtime <code>{html.escape(runtime.name)}</code> · {backend} · "
             f"new workers get a {lease_ttl:g} s lease")
         self.controls = widgets.VBox([self.serve_form, self.instance_table, self.call_form],
                                      layout=widgets.Layout(width="460px", flex="0 0 460px", margin="0 16px 0 0"))
@@ -74,6 +82,7 @@ class ControlPanel(widgets.VBox):
             self.diagram.wide.observe(lambda change: self._place_diagram(change["new"]), names="value")
         super().__init__([title, self.body, self.status], layout=widgets.Layout(width="100%"))
         self.add_class("dnb-control-panel")
+        localize(self, self.lang)
 
     def _place_diagram(self, wide: bool) -> None:
         """Beside the controls, or below them across the whole panel."""

@@ -17,6 +17,7 @@ from .. import faults, names
 from ..errors import DynamoError, InvalidNameError
 from .handlers import HandlerSpec
 from .messages import Message
+from .language import localize
 from .tasks import TaskRunner
 from .workers import Instance, Worker, WorkerPool
 
@@ -280,9 +281,10 @@ class InstanceTable(widgets.VBox):
 
     TICK = 0.2  # seconds between countdown updates
 
-    def __init__(self, pool: WorkerPool, runner: TaskRunner) -> None:
+    def __init__(self, pool: WorkerPool, runner: TaskRunner, *, lang: str = "en") -> None:
         self.pool = pool
         self.runner = runner
+        self.lang = lang
         self.rows: dict[int, InstanceRow] = {}
         self.rows_box = widgets.VBox([])
         self.rows_box.add_class("dnb-instances")
@@ -305,7 +307,7 @@ class InstanceTable(widgets.VBox):
             self.rows.pop(key).close()
         for key, instance in live.items():
             if key not in self.rows:
-                self.rows[key] = InstanceRow(instance, self.pool, self.runner)
+                self.rows[key] = localize(InstanceRow(instance, self.pool, self.runner), self.lang)
         children = tuple(self.rows[k] for k in live)
         if children != self.rows_box.children:
             self.rows_box.children = children
