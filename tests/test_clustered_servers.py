@@ -212,9 +212,9 @@ async def test_losing_the_etcd_leader_then_a_nats_node_loses_no_call_and_no_regi
             messaging = caller.backend.messaging
             plain_request = messaging.request
 
-            async def counted_request(subject: str, data: bytes, timeout: float) -> Any:
+            async def counted_request(subject: str, data: bytes, timeout: float, **options: Any) -> Any:
                 try:
-                    return await plain_request(subject, data, timeout)
+                    return await plain_request(subject, data, timeout, **options)
                 except (NoRespondersError, BackendTimeoutError):
                     load.unanswered += 1
                     raise

@@ -161,6 +161,7 @@ class ServedEndpoint(Drawable):
         self._health_task: asyncio.Task[None] | None = None
         self.health_reason = ""  # why the last health check failed ("" when it passed)
         self._stop_lock = asyncio.Lock()
+        self._start_settled = asyncio.Event()  # start() finished, either way: a stop waits for it
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
         self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
@@ -206,6 +207,12 @@ class ServedEndpoint(Drawable):
 
     # -- start (seed §4.4) ---------------------------------------------------------------------------
     async def _start(self) -> None:
+        try:
+            await self._start_steps()
+        finally:
+            self._start_settled.set()
+
+    async def _start_steps(self) -> None:
         runtime, ep = self.runtime, self.endpoint
         if runtime.closed:
             raise RuntimeClosedError(f"runtime {runtime.name} is shut down; cannot serve {ep.reference()}")
@@ -482,7 +489,11 @@ class ServedEndpoint(Drawable):
 
     # -- stop (seed §6.2) -----------------------------------------------------------------------------
     async def stop(self, drain_timeout: float | None = None) -> None:
-        """Graceful: stop intake → drain in-flight streams (bounded) → deregister and revoke the lease."""
+        """Graceful: stop intake → drain in-flight streams (bounded) → deregister and revoke the lease.
+
+        A stop that comes while the instance is still starting waits for the start to finish first.
+        """
+        await self._start_settled.wait()
         async with self._stop_lock:
             if self.lifecycle.state in (State.STOPPING, State.DEREGISTERED) or self.killed:
                 return

@@ -170,12 +170,13 @@ def lease_line(lease: LeaseSnap) -> str:
     """An instance's lease as etcd last said it, with when: a reading, never a guess."""
     if not lease.lease_id:
         text = "no lease: the key never expires"
-    elif lease.time_left is None:
-        text = f"lease {hex_id(lease.lease_id)} gone"
     else:
-        text = f"lease {hex_id(lease.lease_id)} · {lease.time_left:.0f} s left at {_clock(lease.read_at)}"
+        # an instance id is its lease id on a runtime's primary lease: name the lease only when it differs
+        which = "lease" if lease.lease_id == lease.instance_id else f"lease {hex_id(lease.lease_id)}"
+        text = f"{which} gone" if lease.time_left is None else (
+            f"{which}: {lease.time_left:.0f} s left at {_clock(lease.read_at)}")
     if lease.dead:
-        text += f" · no answer at {_clock(lease.unanswered_at)}: key outlived its process"
+        text += f"\nno answer at {_clock(lease.unanswered_at)}: key outlived its process"
     return text
 
 
@@ -210,6 +211,10 @@ def _legend(flow: Flow, styles: set[str], cluster: str | None = None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ hierarchy
+#: boxes laid side by side before the next one starts a new row (a notebook column holds about three)
+_SIDE_BY_SIDE = 3
+
+
 def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
     """Seed §1/§2.1: each namespace a box holding its components; in each component its endpoints and their live
     instances; dashed arrows only for calls that were made (from the recorded calls), with their counts.
@@ -238,16 +243,18 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
     silent = frozenset(i for client in snap.clients for i in client.silent)  # listed by etcd, did not answer
     styles: set[str] = set()
     n_ns = shown(len(scoped), limits.namespaces)
-    previous_ns: str | None = None
+    boxes: list[str] = []
     for ns in scoped[:n_ns]:
         if not room():
             break
-        # A handle drawn on its own is the seed's §1 figure: say what the boxes mean ("contains many").
+        # A handle drawn on its own is the seed's §1 figure: say what the boxes mean ("contains many"). As in the
+        # seed's §2.1, namespaces stand side by side and a chain of calls runs top to bottom inside each.
         ns_cl = flow.cluster(f"ns:{ns.name}", f"Namespace: {ns.name}"
-                             + (" · contains many components" if handles_only else ""), direction="LR")
-        if previous_ns is not None:
-            flow.stack(previous_ns, ns_cl)  # namespaces one below the other: a figure as wide as one of them
-        previous_ns = ns_cl
+                             + (" · contains many components" if handles_only else ""))
+        if len(boxes) >= _SIDE_BY_SIDE:
+            flow.stack(boxes[-_SIDE_BY_SIDE], ns_cl)  # a new row of namespaces below the first ones
+        boxes.append(ns_cl)
+        comp_boxes: list[str] = []
         if not ns.components:
             node(f"none:{ns.name}", "no components known yet", style="more", cluster=ns_cl)
         n_comp = shown(len(ns.components), max_components)
@@ -258,6 +265,9 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
             c_cl = flow.cluster(f"c:{ns.name}/{comp.name}", f"Component {comp.name}"
                                 + (" · contains many endpoints" if handles_only else ""), parent=ns_cl,
                                 direction="TB")
+            if len(comp_boxes) >= _SIDE_BY_SIDE:
+                flow.stack(comp_boxes[-_SIDE_BY_SIDE], c_cl)  # components that do not call each other: rows
+            comp_boxes.append(c_cl)
             if not comp.endpoints:
                 node(f"none:{ns.name}/{comp.name}", "no endpoint known yet", style="more", cluster=c_cl)
             n_ep = shown(len(comp.endpoints), max_endpoints)
