@@ -249,8 +249,9 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
             break
         # A handle drawn on its own is the seed's §1 figure: say what the boxes mean ("contains many"). As in the
         # seed's §2.1, namespaces stand side by side and a chain of calls runs top to bottom inside each.
+        # (said explicitly: Mermaid turns a box with no link to the outside sideways unless told its direction)
         ns_cl = flow.cluster(f"ns:{ns.name}", f"Namespace: {ns.name}"
-                             + (" · contains many components" if handles_only else ""))
+                             + (" · contains many components" if handles_only else ""), direction="TB")
         if len(boxes) >= _SIDE_BY_SIDE:
             flow.stack(boxes[-_SIDE_BY_SIDE], ns_cl)  # a new row of namespaces below the first ones
         boxes.append(ns_cl)
