@@ -70,6 +70,7 @@ class ServiceGroup:
         self.started = datetime.now(timezone.utc)
         self.endpoints: dict[str, EndpointStats] = {}
         self._subs: list[Subscription] = []
+        self._answered_at = 0.0  # monotonic time of the last PING it answered in a health check
 
     def control_subjects(self) -> list[str]:
         """Every ``$SRV`` subject the service answers, as the NATS services API defines them."""
@@ -87,6 +88,18 @@ class ServiceGroup:
         messaging = self.runtime.backend.messaging
         for subject in self.control_subjects():
             self._subs.append(await messaging.subscribe(subject, self._on_control))
+
+    async def check(self, timeout: float) -> None:
+        """PING the service over messaging, as a health check of one of its endpoints does; raises if unanswered.
+
+        Every endpoint of a component checks the one service they share, so an answer less than half a health
+        interval old stands for all of them: one PING per service per interval, not one per endpoint.
+        """
+        fresh = self.runtime.health_check_interval / 2
+        if self._answered_at and time.monotonic() - self._answered_at < fresh:
+            return
+        await self.runtime.backend.messaging.request(f"$SRV.PING.{self.slug}.{self.id}", b"", timeout=timeout)
+        self._answered_at = time.monotonic()
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
