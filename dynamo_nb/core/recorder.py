@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..errors import UndeclaredFieldError
 
-__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "SMALL", "SPACING_PER_ITEM", "Record", "Recorder",
+__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "SMALL", "SPACING_PER_ITEM", "COST_SHARE", "Record", "Recorder",
            "UndeclaredFieldError"]
 
 
@@ -108,6 +108,8 @@ COUNT_DELAY = 0.05
 #: time of such a runtime may show a state up to that spacing later; small runtimes are framed at every change.
 SMALL = 200
 SPACING_PER_ITEM = 20e-6
+#: ...and at least this many times as long as the last frame took, on a machine slower or busier than planned
+COST_SHARE = 10
 
 
 class Record(NamedTuple):
@@ -136,6 +138,7 @@ class Recorder:
         self._framed = 0  # seq of the last record a frame was kept after
         self.spacing = 0.0  # least seconds between frames (see SMALL); set by :meth:`weigh`
         self._flushed_at = 0.0  # monotonic time of the last frame taken after records
+        self._cost = 0.0  # and the seconds it took
 
     def track(self, capture: Callable[[], Any]) -> None:
         """Keep a frame of ``capture()`` after every burst of records (the runtime passes its own state)."""
@@ -169,7 +172,8 @@ class Recorder:
         except RuntimeError:
             self._flush()
             return
-        wait = self._flushed_at + self.spacing - time.monotonic() if self.spacing else 0.0
+        wait = (self._flushed_at + max(self.spacing, COST_SHARE * self._cost) - time.monotonic()
+                if self.spacing else 0.0)
         if wait > 0:  # a large runtime framed a moment ago: the next frame comes at the end of the spacing
             if not self._pending:
                 self._pending = "later"
@@ -189,8 +193,10 @@ class Recorder:
         self._pending = ""
         self._timer = None
         if self._capture is not None:
+            started = time.monotonic()
             self._capture()
             self._flushed_at = time.monotonic()
+            self._cost = self._flushed_at - started
 
     @property
     def dropped(self) -> int:
