@@ -194,3 +194,84 @@ async def test_subscription_is_in_place_once_flushed(connect):
             lost.append(i)
         await sub.unsubscribe()
     assert lost == []
+
+
+async def test_ten_thousand_subscriptions_match_as_the_linear_matcher_says(connect):
+    """10,000 subscriptions (literal, ``*``, ``>``, repeated patterns, two queue groups spanning patterns): every
+    plain subscription gets exactly the probes the linear matcher (``subject_matches``, the oracle) says it
+    matches, and each queue group exactly one copy of each probe some member matches, delivered to such a member.
+    Subscriptions are dropped and re-made half way, so matching must also follow removals."""
+    import random
+
+    from dynamo_nb.backends.embedded import subject_matches
+
+    rng = random.Random(11)
+    tokens = ("a", "b", "c", "d")
+
+    def pattern() -> str:
+        parts = [rng.choice(tokens + ("*",)) for _ in range(rng.randint(1, 4))]
+        if rng.random() < 0.2:
+            parts.append(">")
+        return ".".join(parts)
+
+    m = (await connect()).messaging
+    got: dict[int, list[str]] = {}
+    subs: list[tuple[int, str, str]] = []  # (index, pattern, queue)
+    handles = {}
+
+    def collector(i: int):
+        async def cb(msg: Msg) -> None:
+            got[i].append(msg.subject)
+        return cb
+
+    async def add(i: int) -> None:
+        patt, queue = pattern(), rng.choice(("", "", "", "", "q1", "q2"))
+        got[i] = []
+        subs.append((i, patt, queue))
+        handles[i] = await m.subscribe(patt, collector(i), queue=queue)
+
+    for i in range(10_000):
+        await add(i)
+    for i, _, _ in rng.sample(subs, 500):  # churn: drop some, then add as many new ones
+        await handles.pop(i).unsubscribe()
+    subs = [s for s in subs if s[0] in handles]
+    for i in range(10_000, 10_500):
+        await add(i)
+    await m.flush()
+
+    probes = sorted({".".join(rng.choice(tokens) for _ in range(rng.randint(1, 5))) for _ in range(80)})
+    expected: dict[int, set[str]] = {i: set() for i, _, _ in subs}
+    groups: dict[tuple[str, str], set[int]] = {}  # (probe, queue) -> the members it may go to
+    for probe in probes:
+        for i, patt, queue in subs:
+            if subject_matches(patt, probe):
+                if queue:
+                    groups.setdefault((probe, queue), set()).add(i)
+                else:
+                    expected[i].add(probe)
+    total = sum(len(v) for v in expected.values()) + len(groups)
+    assert total > 10_000, "the probes should reach many subscriptions"
+    for probe in probes:
+        await m.publish(probe, b"")
+    await m.flush()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while sum(len(v) for v in got.values()) < total and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # and nothing more arrives
+
+    queues = {i: queue for i, _, queue in subs}
+    patterns = {i: patt for i, patt, _ in subs}
+    for i, received in got.items():
+        if i not in handles:
+            assert received == [], f"subscription {i} was dropped but got {received}"
+        elif not queues[i]:
+            assert sorted(received) == sorted(expected[i]), f"subscription {i} on {patterns[i]!r}"
+    delivered: dict[tuple[str, str], list[int]] = {}
+    for i, received in got.items():
+        if i in handles and queues[i]:
+            for probe in received:
+                delivered.setdefault((probe, queues[i]), []).append(i)
+    assert set(delivered) == set(groups)
+    for key, members in delivered.items():
+        assert len(members) == 1 and members[0] in groups[key], f"{key}: delivered to {members}"

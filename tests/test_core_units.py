@@ -87,3 +87,55 @@ def test_records_carry_only_the_fields_their_kind_declares():
         rec.record("kv.put", "rt", "etcd")  # type: ignore[arg-type]
     assert len(rec) == 0
     assert set(FIELDS) == set(Kind)  # every kind declares its fields
+
+
+async def test_a_large_runtime_spaces_its_frames_a_small_one_frames_every_change():
+    """A frame of 10,000 instances costs milliseconds: taking one after every start made starting quadratic."""
+    import asyncio
+
+    from dynamo_nb.core.recorder import SMALL, SPACING_PER_ITEM
+
+    for items, most in ((SMALL, 6), (10_000, 2)):
+        rec = Recorder()
+        captures = []
+        rec.track(lambda rec=rec, captures=captures: captures.append(len(rec.records)))
+        rec.weigh(items)
+        for _ in range(6):  # six changes, each in its own turn of the loop, well within one spacing
+            rec.record(Kind.START, "App", "EndpointBuilder", endpoint="a.b.c")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert len(captures) <= most and captures[0] == 1
+        if items > SMALL:
+            assert rec.spacing == items * SPACING_PER_ITEM
+            await asyncio.sleep(rec.spacing + 0.05)
+            assert captures[-1] == 6, "the spaced frame still comes, with every record before it"
+        else:
+            assert len(captures) == 6 and rec.spacing == 0
+
+
+async def test_endpoints_of_one_component_share_one_ping_per_health_interval(world):
+    """Health checks PING the component's service; every endpoint of it checking on its own was n PINGs a turn."""
+    import asyncio
+
+    from dynamo_nb import DistributedRuntime
+    from dynamo_nb.backends.base import Msg
+
+    pings: list[str] = []
+
+    async def count(msg: Msg) -> None:
+        pings.append(msg.subject)
+
+    probe = world.connect()
+    await probe.messaging.subscribe("$SRV.PING.>", count)
+    rt = await DistributedRuntime.create(world=world, health_check_interval=0.2)
+
+    async def echo(request):
+        yield request
+
+    served = [await rt.endpoint(f"ns.Comp.ep{i}").endpoint_builder().handler(echo).start() for i in range(8)]
+    await asyncio.sleep(0.5)
+    checks = sum(1 for s in served for state, _ in s.history if state is State.HEALTHY)
+    assert checks == 8 and all(s.state is State.HEALTHY for s in served)
+    # 8 endpoints × 3 checks (at 0, 0.2 and 0.4 s) were 24 PINGs, one per check
+    assert 1 <= len(pings) <= 8, f"{len(pings)} PINGs for 8 endpoints of one service in 0.5 s"
+    await rt.shutdown()

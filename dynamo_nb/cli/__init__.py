@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from typing import Sequence
 
+from .. import loops
 from ..errors import DynamoError
 from .commands import COMMANDS
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
-        return int(asyncio.run(args._module.run(args)) or 0)
+        return int(loops.run(args._module.run(args)) or 0)
     except KeyboardInterrupt:
         return 130
     except (DynamoError, ValueError, TypeError, OSError) as exc:

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..errors import UndeclaredFieldError
 
-__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "Record", "Recorder", "UndeclaredFieldError"]
+__all__ = ["Kind", "FIELDS", "COUNTS", "COUNT_DELAY", "SMALL", "SPACING_PER_ITEM", "COST_SHARE", "Record", "Recorder",
+           "UndeclaredFieldError"]
 
 
 class Kind(str, Enum):
@@ -101,6 +102,15 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
 COUNTS = frozenset({Kind.CALL, Kind.REQUEST, Kind.RESPONSE, Kind.LEASE_KEEPALIVE})
 COUNT_DELAY = 0.05
 
+#: A frame costs time in proportion to what the runtime holds, so a runtime of more than :data:`SMALL` instances
+#: spaces its frames :data:`SPACING_PER_ITEM` seconds per instance apart (0.2 s at 10,000): framing then takes a
+#: bounded share of the loop, and starting the 10,000th endpoint costs what the first did. A figure at a past
+#: time of such a runtime may show a state up to that spacing later; small runtimes are framed at every change.
+SMALL = 200
+SPACING_PER_ITEM = 20e-6
+#: ...and at least this many times as long as the last frame took, on a machine slower or busier than planned
+COST_SHARE = 10
+
 
 class Record(NamedTuple):
     """One thing that happened: ``actor`` did ``kind`` to ``target``, with ``detail`` fields of :data:`FIELDS`."""
@@ -126,10 +136,17 @@ class Recorder:
         self._pending = ""  # "soon" (this turn), "later" (counters only) or nothing
         self._timer: asyncio.TimerHandle | None = None
         self._framed = 0  # seq of the last record a frame was kept after
+        self.spacing = 0.0  # least seconds between frames (see SMALL); set by :meth:`weigh`
+        self._flushed_at = 0.0  # monotonic time of the last frame taken after records
+        self._cost = 0.0  # and the seconds it took
 
     def track(self, capture: Callable[[], Any]) -> None:
         """Keep a frame of ``capture()`` after every burst of records (the runtime passes its own state)."""
         self._capture = capture
+
+    def weigh(self, items: int) -> None:
+        """Space frames by how many instances the tracked state holds (see :data:`SMALL`)."""
+        self.spacing = items * SPACING_PER_ITEM if items > SMALL else 0.0
 
     def keep(self, state: Any) -> None:
         """Keep ``state`` as a frame, unless it equals the last one (so an idle runtime costs nothing).
@@ -155,6 +172,13 @@ class Recorder:
         except RuntimeError:
             self._flush()
             return
+        wait = (self._flushed_at + max(self.spacing, COST_SHARE * self._cost) - time.monotonic()
+                if self.spacing else 0.0)
+        if wait > 0:  # a large runtime framed a moment ago: the next frame comes at the end of the spacing
+            if not self._pending:
+                self._pending = "later"
+                self._timer = loop.call_later(max(wait, COUNT_DELAY) if later else wait, self._flush)
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -169,7 +193,10 @@ class Recorder:
         self._pending = ""
         self._timer = None
         if self._capture is not None:
+            started = time.monotonic()
             self._capture()
+            self._flushed_at = time.monotonic()
+            self._cost = self._flushed_at - started
 
     @property
     def dropped(self) -> int:

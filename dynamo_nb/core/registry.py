@@ -70,6 +70,8 @@ class ServiceGroup:
         self.started = datetime.now(timezone.utc)
         self.endpoints: dict[str, EndpointStats] = {}
         self._subs: list[Subscription] = []
+        self._answered_at = 0.0  # monotonic time of the last PING it answered in a health check
+        self._ping: asyncio.Future[None] | None = None
 
     def control_subjects(self) -> list[str]:
         """Every ``$SRV`` subject the service answers, as the NATS services API defines them."""
@@ -88,7 +90,26 @@ class ServiceGroup:
         for subject in self.control_subjects():
             self._subs.append(await messaging.subscribe(subject, self._on_control))
 
+    async def check(self, timeout: float) -> None:
+        """PING the service over messaging, as a health check of one of its endpoints does; raises if unanswered.
+
+        Every endpoint of a component checks the one service they share, so an answer less than one health
+        interval old stands for all of them: one PING per service per interval, not one per endpoint.
+        """
+        if self._answered_at and time.monotonic() - self._answered_at < self.runtime.health_check_interval:
+            return
+        if self._ping is None or self._ping.done():  # checks that wake together wait for the same answer
+            self._ping = asyncio.ensure_future(self._ping_once(timeout))
+            self._ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.shield(self._ping)
+
+    async def _ping_once(self, timeout: float) -> None:
+        await self.runtime.backend.messaging.request(f"$SRV.PING.{self.slug}.{self.id}", b"", timeout=timeout)
+        self._answered_at = time.monotonic()
+
     async def stop(self) -> None:
+        if self._ping is not None:
+            self._ping.cancel()
         subs, self._subs = self._subs, []
         for sub in subs:
             try:

@@ -117,7 +117,8 @@ class DistributedRuntime(Drawable):
         self.closed = False
         self.killed = False
         self.read_only = False  # attach(): watches and draws a deployment, registers nothing
-        self._served: list[ServedEndpoint] = []
+        self._served: dict[ServedEndpoint, None] = {}  # in start order; a dict so a stop costs one removal
+        self._serving: dict[Any, dict[ServedEndpoint, None]] = {}  # endpoint key -> its instances served here
         self._clients: set[Client] = set()
         self._event_subscriptions: set[EventSubscription] = set()
         # endpoint event subject -> [publisher id, next sequence, lease its channel was announced on]
@@ -257,8 +258,8 @@ class DistributedRuntime(Drawable):
         and earlier frames (this state is kept as a frame too, so whatever is drawn live can be drawn again)."""
         leases = {key: lease for watcher in self.registry.watchers.values() for key in watcher.instances
                   if (lease := watcher.lease_of(key)) is not None}
-        served = tuple(replace(snap, lease=leases.get(snap.key) or self._own_lease(snap))
-                       for snap in (s.snapshot() for s in self._served))
+        served = tuple(s._leased_snapshot(leases.get(s.key) or self._own_lease(s.lease_id, s.endpoint.name))
+                       for s in self._served)
         watched = tuple(
             InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
                          info.subject, seen_by=(self.name,), lease=leases.get(key), plane=info.plane,
@@ -284,16 +285,17 @@ class DistributedRuntime(Drawable):
             subscriptions=tuple(sub.snapshot() for sub in self._event_subscriptions),
             events_unsent=self.events_unsent,
         )
+        self.recorder.weigh(len(served) + len(watched))
         self.recorder.keep(frame)
         return replace(frame, records=tuple(self.recorder.records), dropped=self.recorder.dropped,
                        frames=tuple(self.recorder.frames))
 
-    def _own_lease(self, snap: InstanceSnap) -> LeaseSnap | None:
+    def _own_lease(self, instance_id: int, endpoint: str) -> LeaseSnap | None:
         """A served instance's lease as etcd last told this runtime (at grant, then at each keep-alive)."""
         left, read_at = self.lease_reading
-        if not read_at or snap.instance_id != self.primary_lease_id:
+        if not read_at or instance_id != self.primary_lease_id:
             return None
-        return LeaseSnap(snap.instance_id, snap.endpoint, self.primary_lease_id, left, read_at)
+        return LeaseSnap(instance_id, endpoint, self.primary_lease_id, left, read_at)
 
     def _part(self) -> Part:
         return Part(Focus("runtime", self.name), (self.snapshot(),))
@@ -337,12 +339,23 @@ class DistributedRuntime(Drawable):
         async with self._lease_lock:
             if not self.lease_alive:
                 await self._grant_primary_lease()
-            self._served.append(served)
+            self._served[served] = None
+            self._serving.setdefault(served.endpoint._key(), {})[served] = None
             return self.primary_lease_id
 
     def _release_lease(self, served: "ServedEndpoint") -> None:
-        if served in self._served:
-            self._served.remove(served)
+        if served not in self._served:
+            return
+        del self._served[served]
+        key = served.endpoint._key()
+        same = self._serving[key]
+        del same[served]
+        if not same:
+            del self._serving[key]
+
+    def _instances_of(self, endpoint: Endpoint) -> list["ServedEndpoint"]:
+        """The instances of ``endpoint`` this runtime serves (a lookup, however many it serves)."""
+        return list(self._serving.get(endpoint._key(), ()))
 
     async def _keepalive_loop(self) -> None:
         """Refresh the lease every TTL/3; if etcd lost it, take a new one and register everything again."""
@@ -387,7 +400,7 @@ class DistributedRuntime(Drawable):
         """Delete the instance key; revoke the lease when no other instance of this runtime holds it."""
         async with self._lease_lock:
             self._release_lease(served)
-            others = [s for s in self._served if s.lease_id == served.lease_id]
+            others = any(s.lease_id == served.lease_id for s in self._served)
             if others or not self.lease_alive:
                 await self.backend.discovery.delete(served.key)
                 self.recorder.record(Kind.KV_DELETE, served.actor, "etcd", key=served.key, lease_id=served.lease_id)

@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
 from ..backends.base import Msg, Subscription
@@ -18,7 +19,7 @@ from .drawable import Drawable
 from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
 from .recorder import Kind
-from .snapshot import Focus, InstanceSnap, Part
+from .snapshot import Focus, InstanceSnap, LeaseSnap, Part
 
 if TYPE_CHECKING:
     from .model import Endpoint
@@ -166,6 +167,8 @@ class ServedEndpoint(Drawable):
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
         self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
         self.delay = 0.0  # and seconds added before each streamed item (a slow handler)
+        self._snap: tuple[tuple[Any, ...], InstanceSnap] | None = None
+        self._leased: tuple[InstanceSnap, LeaseSnap | None, InstanceSnap] | None = None
         self.runtime.recorder.record_at(self.lifecycle.history[0][1], Kind.LIFECYCLE, self.actor, self.actor,
                                         state=State.CREATED.value)
 
@@ -220,8 +223,8 @@ class ServedEndpoint(Drawable):
         rec(Kind.START, "App", "EndpointBuilder", endpoint=ep.reference())
         lease_id = await runtime._acquire_lease(self)
         self._bind(lease_id)
-        for other in runtime.served_endpoints():
-            if other is not self and other.endpoint == ep and other.lease_id == lease_id:
+        for other in runtime._instances_of(ep):
+            if other is not self and other.lease_id == lease_id:
                 runtime._release_lease(self)
                 raise RegistrationError(
                     f"{ep.reference()} is already served by this runtime (instance {lease_id:x}); "
@@ -342,8 +345,7 @@ class ServedEndpoint(Drawable):
                 return False
         else:
             try:
-                await self.runtime.backend.messaging.request(
-                    f"$SRV.PING.{self.service.slug}.{self.service.id}", b"", timeout=2.0)
+                await self.service.check(timeout=2.0)
             except Exception as exc:
                 self.health_reason = f"the service did not answer a PING: {exc}"
                 return False
@@ -542,7 +544,32 @@ class ServedEndpoint(Drawable):
 
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self) -> InstanceSnap:
-        """This instance now: names, state and its history, load and counters (plain data)."""
+        """This instance now: names, state and its history, load and counters (plain data).
+
+        The last one is kept and given again while nothing it shows has changed, so a frame of a runtime that
+        serves thousands of instances reuses the snapshots of all but the few that changed."""
+        stats, runtime = self.stats, self.runtime
+        paused = runtime.keepalive_paused
+        version = (self.lifecycle.state, len(self.lifecycle.history), len(self._inflight),
+                   stats.num_requests if stats else 0, stats.num_errors if stats else 0, self.killed,
+                   self.lease_expires_at, paused and runtime.lease_expires_at, self.cut_off, self.delay,
+                   self.lease_id, self.key, self.subject, self.address)
+        if self._snap is not None and self._snap[0] == version:
+            return self._snap[1]
+        snap = self._fresh_snapshot()
+        self._snap = (version, snap)
+        return snap
+
+    def _leased_snapshot(self, lease: LeaseSnap | None) -> InstanceSnap:
+        """:meth:`snapshot` with the lease etcd last told of (the same object again while both are unchanged)."""
+        snap = self.snapshot()
+        if self._leased is not None and self._leased[0] is snap and self._leased[1] == lease:
+            return self._leased[2]
+        leased = replace(snap, lease=lease)
+        self._leased = (snap, lease, leased)
+        return leased
+
+    def _fresh_snapshot(self) -> InstanceSnap:
         ep, stats, profile = self.endpoint, self.stats, self.runtime.profile
         return InstanceSnap(
             ep.namespace.name, ep.component.name, ep.name, self.lease_id, self.key, self.subject,

@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from .. import loops
 from ..core.signals import graceful_signals, restore_signals
 from .config import ServiceSettings
 from .graph import plan_graph
@@ -58,7 +59,7 @@ async def _run(target: str, service_name: str, index: int) -> int:
 
     await worker.start(make_runtime)
     print(json.dumps({"event": "ready", "worker": worker.name, "pid": os.getpid(),
-                      "instance_id": worker.instance_id}), flush=True)
+                      "instance_id": worker.instance_id, "loop": loops.loop_name()}), flush=True)
     try:
         while not stop.is_set():
             try:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 3:
         print("usage: python -m dynamo_nb.sdk.child module:Entry Service INDEX", file=sys.stderr)
         return 2
-    return asyncio.run(_run(args[0], args[1], int(args[2])))
+    return loops.run(_run(args[0], args[1], int(args[2])))
 
 
 if __name__ == "__main__":

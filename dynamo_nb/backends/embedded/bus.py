@@ -12,6 +12,7 @@ from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeErr
 from ...ratelog import warn_limited
 from ..base import Msg
 from .channel import Channel
+from .sublist import SubList
 
 __all__ = ["EmbeddedNats", "EmbeddedMessaging", "subject_matches", "DEFAULT_MAX_PAYLOAD"]
 
@@ -94,8 +95,9 @@ class EmbeddedNats:
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
-        self._subs: list[_Sub] = []
-        self._match_cache: dict[str, list[_Sub]] = {}
+        self._subs: dict[_Sub, None] = {}  # in subscription order
+        self._sublist: SubList[_Sub] = SubList()
+        self._match_cache: dict[str, list[_Sub]] = {}  # answers per subject until the next (un)subscribe
         self._replies: dict[str, asyncio.Future[Msg]] = {}
         self._inbox_ids = itertools.count(1)
         self.published = 0
@@ -105,22 +107,23 @@ class EmbeddedNats:
         return [(s.subject, s.queue) for s in self._subs]
 
     def _add(self, sub: _Sub) -> None:
-        self._subs.append(sub)
+        self._subs[sub] = None
+        self._sublist.insert(sub.subject, sub)
         self._match_cache.clear()
 
     def _remove(self, sub: _Sub) -> bool:
-        try:
-            self._subs.remove(sub)
-        except ValueError:
+        if self._subs.pop(sub, False) is False:
             return False
+        self._sublist.remove(sub.subject, sub)
         self._match_cache.clear()
         return True
 
     def _matching(self, subject: str) -> list[_Sub]:
+        """The subscriptions a message on ``subject`` reaches, in subscription order (a trie walk, cached)."""
         subs = self._match_cache.get(subject)
         if subs is None:
             _check_subject(subject, wildcards=False)
-            subs = [s for s in self._subs if s.subject == subject or subject_matches(s.subject, subject)]
+            subs = self._sublist.match(subject)
             if len(self._match_cache) > 4096:
                 self._match_cache.clear()
             self._match_cache[subject] = subs

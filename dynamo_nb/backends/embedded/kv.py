@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from typing import AsyncIterator
@@ -60,13 +61,14 @@ class EmbeddedEtcd:
         self.clock: Clock = clock or LoopClock()
         self.revision = 1
         self._data: dict[str, KeyValue] = {}
+        self._sorted: list[str] = []  # the keys in order, so a prefix read costs its answer, not the store
         self._leases: dict[int, _Lease] = {}
         self._watches: set[_StoreWatch] = set()
         self._history: deque[WatchEvent] = deque(maxlen=_HISTORY)
 
     # -- inspection (diagrams and tests read these) -------------------------------------------------
     def keys(self) -> list[str]:
-        return sorted(self._data)
+        return list(self._sorted)
 
     def leases(self) -> dict[int, float]:
         """Live lease ids and their remaining seconds."""
@@ -116,7 +118,7 @@ class EmbeddedEtcd:
         if lease.keys:
             self.revision += 1  # etcd deletes a lease's keys in one transaction: one revision
             for key in sorted(lease.keys):
-                if self._data.pop(key, None) is not None:
+                if self._pop(key) is not None:
                     self._emit(WatchEvent("delete", key, b"", self.revision))
 
     # -- keys -----------------------------------------------------------------------------------------
@@ -138,6 +140,8 @@ class EmbeddedEtcd:
             version=(old.version + 1) if old else 1,
             lease=lease_id or 0,
         )
+        if old is None:
+            insort(self._sorted, key)
         self._data[key] = kv
         if lease_id:
             self._leases[lease_id].keys.add(key)
@@ -150,8 +154,14 @@ class EmbeddedEtcd:
         self.put(key, value, lease_id)
         return True
 
-    def delete(self, key: str) -> int:
+    def _pop(self, key: str) -> KeyValue | None:
         kv = self._data.pop(key, None)
+        if kv is not None:
+            del self._sorted[bisect_left(self._sorted, key)]
+        return kv
+
+    def delete(self, key: str) -> int:
+        kv = self._pop(key)
         if kv is None:
             return 0
         if kv.lease in self._leases:
@@ -161,7 +171,12 @@ class EmbeddedEtcd:
         return 1
 
     def get_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
-        return self.revision, [self._data[k] for k in sorted(self._data) if k.startswith(prefix)]
+        keys, out = self._sorted, []
+        for i in range(bisect_left(keys, prefix), len(keys)):
+            if not keys[i].startswith(prefix):
+                break
+            out.append(self._data[keys[i]])
+        return self.revision, out
 
     # -- watches --------------------------------------------------------------------------------------
     def _emit(self, event: WatchEvent) -> None:
