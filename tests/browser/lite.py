@@ -33,8 +33,11 @@ class _Handler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
                       ".mjs": "text/javascript", ".js": "text/javascript", ".json": "application/json"}
 
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        self.server.requests.append((self.path, int(code)))  # type: ignore[attr-defined]
+
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        pass
 
 
 class SiteServer:
@@ -42,14 +45,14 @@ class SiteServer:
 
     def __init__(self, root: Path) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-        self.httpd.paths = []  # type: ignore[attr-defined]
+        self.httpd.requests = []  # type: ignore[attr-defined]
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
-    def paths(self) -> list[str]:
-        """Every path requested so far (with the status logged by the handler)."""
-        return list(self.httpd.paths)  # type: ignore[attr-defined]
+    def requests(self) -> list[tuple[str, int]]:
+        """Every (path, HTTP status) answered so far."""
+        return list(self.httpd.requests)  # type: ignore[attr-defined]
 
     def __enter__(self) -> "SiteServer":
         self._thread.start()
@@ -103,7 +106,7 @@ window.__lite = {
     return !(k && k.status === 'idle')
       || [...p.node.querySelectorAll('.jp-InputPrompt')].some(e => e.textContent.includes('*')); },
   kernelName(path) { const p = this.panel(path); return p.sessionContext.session.kernel.name; },
-  open(path) { return window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}); },
+  open(path) { return window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => null); },
   run(path) { window.__liteRun = 'running';
     const app = window.jupyterapp, p = this.panel(path);
     app.shell.activateById(p.id);
@@ -117,6 +120,6 @@ window.__lite = {
     return p.content.widgets.filter(c => c.model.type === 'code' && c.model.sharedModel.source.trim()
       && c.model.executionCount === null).length; },
   close(path) { const p = this.panel(path);
-    return p.sessionContext.shutdown().then(() => p.dispose()); },
+    return p.sessionContext.shutdown().then(() => { p.dispose(); return null; }); },
 };
 """
