@@ -25,6 +25,7 @@ from typing import Any
 
 from .core.drawable import Drawable
 from .core.snapshot import ClusterSnap, Focus, Part
+from .browser import NO_SERVERS_IN_BROWSER, in_browser
 from .errors import BinaryNotFoundError, ClusterStartError, ClusterStateError, DynamoError
 
 __all__ = [
@@ -112,6 +113,8 @@ def find_binary(name: str, *, search_path: Sequence[str] | None = None) -> str:
     PATH, /usr/sbin and /usr/bin. Raises :class:`BinaryNotFoundError` with an install hint.
     """
     env_var = _env_var_for(name)
+    if in_browser():
+        raise BinaryNotFoundError(name, env_var, f"no {name} here: {NO_SERVERS_IN_BROWSER}", installable=False)
     override = os.environ.get(env_var, "").strip()
     if override:
         if _is_executable(override):

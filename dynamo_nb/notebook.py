@@ -1,10 +1,12 @@
 """The first cell of every walkthrough notebook: one call that picks the backend and returns a runtime.
 
 By default the notebooks run on the embedded backend (no servers, works anywhere, also on Binder and in
-JupyterLite). Set ``DYNAMO_NB_USE_CLUSTER=1`` and the first call starts a :class:`~dynamo_nb.cluster.LocalCluster`
-(real nats-server and etcd on loopback) and exports ``ETCD_ENDPOINTS`` / ``NATS_SERVER``; set those two yourself
-(Binder's ``start`` script does) and the real servers they name are used. Either way every later
-``DistributedRuntime.create()`` in the notebook — a worker, a frontend — joins the same system.
+JupyterLite, where it is the only one: ``DYNAMO_NB_USE_CLUSTER`` is ignored in a browser and
+:func:`backend_summary` says why). Set ``DYNAMO_NB_USE_CLUSTER=1`` and the first call starts a
+:class:`~dynamo_nb.cluster.LocalCluster` (real nats-server and etcd on loopback) and exports ``ETCD_ENDPOINTS`` /
+``NATS_SERVER``; set those two yourself (Binder's ``start`` script does) and the real servers they name are used.
+Either way every later ``DistributedRuntime.create()`` in the notebook — a worker, a frontend — joins the same
+system.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .browser import in_browser
 from .core.runtime import DistributedRuntime
 
 __all__ = ["USE_CLUSTER_ENV", "notebook_runtime", "use_cluster", "backend_summary", "close_cluster"]
@@ -37,7 +40,7 @@ async def notebook_runtime(**kwargs: Any) -> DistributedRuntime:
     Keyword arguments go to :meth:`DistributedRuntime.create` (``name=``, ``lease_ttl=`` …).
     """
     global _cluster
-    if use_cluster() and not _servers_configured():
+    if use_cluster() and not _servers_configured() and not in_browser():  # a page cannot start servers
         from .cluster import LocalCluster
 
         if _cluster is None or not _cluster.running:
@@ -53,6 +56,8 @@ def backend_summary(runtime: DistributedRuntime) -> str:
     where = f"etcd {backend.discovery.url}, NATS {backend.messaging.url}"
     label = backend.description or backend.kind
     suffix = " (a LocalCluster started by this kernel)" if _cluster is not None and backend.kind != "embedded" else ""
+    if in_browser() and backend.kind == "embedded":
+        suffix = " (in this browser tab: a web page cannot reach real servers, so everything runs in the kernel)"
     return f"{runtime.name}: {label} — {where}{suffix}"
 
 

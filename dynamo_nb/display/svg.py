@@ -15,6 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from ..browser import in_browser
 from ..errors import DotFailedError, DotNotFoundError
 
 __all__ = ["DotNotFoundError", "DotFailedError", "ENGINES", "dot_executable", "dot_available", "render_svg"]
@@ -36,7 +37,10 @@ def _script_dirs() -> str:
 
 
 def dot_executable() -> str | None:
-    """Path of the first engine of :data:`ENGINES` found on PATH or beside the interpreter, or None."""
+    """Path of the first engine of :data:`ENGINES` found on PATH or beside the interpreter, or None (always in
+    a browser, which cannot run one)."""
+    if in_browser():
+        return None
     for name in ENGINES:
         found = shutil.which(name) or shutil.which(name, path=_script_dirs())
         if found:

@@ -98,8 +98,14 @@ class EmbeddedEtcd:
 
     def _expire(self, lease_id: int) -> None:
         lease = self._leases.get(lease_id)
-        if lease is not None and lease.deadline <= self.clock.now():
-            self.revoke_lease(lease_id)
+        if lease is None:
+            return
+        if lease.deadline > self.clock.now():
+            # Early (a keep-alive moved the deadline, or a loop whose timers fire before their time, such as
+            # Pyodide's by up to 0.5 ms): wait again, or the lease would never expire.
+            self._schedule(lease)
+            return
+        self.revoke_lease(lease_id)
 
     def keep_alive(self, lease_id: int) -> bool:
         lease = self._leases.get(lease_id)

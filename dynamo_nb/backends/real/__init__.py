@@ -55,6 +55,12 @@ async def connect_real(
     not answer within ``connect_timeout`` seconds. The backend's ``connect_peer()`` opens the same servers again
     with the same credentials (read once, here), whatever the environment says by then.
     """
+    from ...browser import NO_SERVERS_IN_BROWSER, in_browser
+
+    if in_browser():
+        from ...errors import BackendUnavailableError
+
+        raise BackendUnavailableError("etcd", str(etcd_endpoints or DEFAULT_ETCD_ENDPOINT), NO_SERVERS_IN_BROWSER)
     from .etcd import EtcdDiscovery, etcd_auth_from_env
     from .addresses import advertise_host
     from .nats import NatsMessaging, nats_auth_from_env
