@@ -45,7 +45,7 @@ def test_scripts_lab_serves_the_notebooks(tmp_path):
         log = (tmp_path / "lab.log").read_text(errors="replace")
         assert listing is not None, f"JupyterLab did not answer; log tail:\n{log[-2000:]}"
         names = sorted(item["name"] for item in listing["content"])
-        expected = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+        expected = sorted([*(p.name for p in (ROOT / "notebooks").glob("*.ipynb")), "zh"])  # and the Chinese ones
         assert names == expected and "00-quickstart.ipynb" in names and len(names) >= 8
         with opener.open(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as page:
             assert page.status == 200

@@ -186,7 +186,7 @@ async def test_notebook_runs_on_a_local_cluster(path: Path, cluster: LocalCluste
 
 @pytest.mark.servers
 async def test_the_cluster_flag_starts_a_local_cluster_inside_the_kernel() -> None:
-    path = NOTEBOOKS[0]
+    path = NOTEBOOK_DIR / "01-namespaces-and-isolation.ipynb"  # its first cell says where its servers are
     nb = await run_notebook(path, _kernel_env(DYNAMO_NB_USE_CLUSTER="1"))
     check_outputs(path, nb)
     text = "\n".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")

@@ -121,6 +121,9 @@ class Timeline:
             pass
         last = self.diagram(len(self) - 1)
         out.setdefault("text/vnd.mermaid", last.mermaid)
+        svg = last.svg_or_none()  # a saved notebook shown where neither widgets nor Mermaid render
+        if svg is not None:
+            out.setdefault("image/svg+xml", svg)
         out["text/plain"] = f"{self!r}\n{self.caption(len(self) - 1)}\n{last.text}"
         return out
 

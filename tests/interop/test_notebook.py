@@ -19,6 +19,7 @@ def test_the_notebook_is_stored_without_outputs() -> None:
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
 
 
