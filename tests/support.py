@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 __all__ = ["eventually", "WorkerProcess", "start_worker", "WORKER"]
 
@@ -77,3 +78,22 @@ async def start_worker(cluster: Any, lease_ttl: float, reference: str, started: 
     worker = WorkerProcess(proc)
     started.append(worker)
     return worker
+
+
+@contextlib.asynccontextmanager
+async def worker_pool(reference: str) -> AsyncIterator[Callable[[Any, float], Awaitable[WorkerProcess]]]:
+    """``start(cluster, lease_ttl)`` runs one ``faults/worker.py`` serving ``reference`` and waits until it is
+    registered; every worker started is reaped on the way out."""
+    started: list[WorkerProcess] = []
+
+    async def start(cluster: Any, lease_ttl: float) -> WorkerProcess:
+        worker = await start_worker(cluster, lease_ttl, reference, started)
+        await worker.wait_instance()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            await worker.reap()
+

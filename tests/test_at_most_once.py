@@ -20,7 +20,7 @@ from dynamo_nb.core.recorder import Kind
 from dynamo_nb.errors import BackendTimeoutError
 from dynamo_nb.transport.frames import encode_frame
 from dynamo_nb.transport.profile import ACK_DEADLINE_HEADER, SEND_TS_HEADER
-from support import WorkerProcess, eventually, start_worker
+from support import eventually, worker_pool
 
 REF = "once.Worker.generate"
 
@@ -58,16 +58,8 @@ async def cluster() -> AsyncIterator[LocalCluster]:
 
 @pytest.fixture
 async def worker_processes() -> AsyncIterator[Callable[..., Any]]:
-    started: list[WorkerProcess] = []
-
-    async def start(cluster: LocalCluster, lease_ttl: float) -> WorkerProcess:
-        worker = await start_worker(cluster, lease_ttl, REF, started)
-        await worker.wait_instance()
-        return worker
-
-    yield start
-    for worker in started:
-        await worker.reap()
+    async with worker_pool(REF) as start:
+        yield start
 
 
 @pytest.mark.servers

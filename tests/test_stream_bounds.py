@@ -19,7 +19,7 @@ from conftest import real_runtime
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.errors import ResponseInjectionError, StreamStalledError
 from dynamo_nb.transport.frames import PREFIX, encode_frame
-from support import WorkerProcess, eventually, start_worker
+from support import WorkerProcess, eventually, worker_pool
 
 pytestmark = pytest.mark.servers
 REF = "bounds.Worker.generate"
@@ -148,16 +148,8 @@ async def cluster() -> AsyncIterator[LocalCluster]:
 
 @pytest.fixture
 async def worker_processes() -> AsyncIterator[Callable[..., Any]]:
-    started: list[WorkerProcess] = []
-
-    async def start(cluster: LocalCluster, lease_ttl: float) -> WorkerProcess:
-        worker = await start_worker(cluster, lease_ttl, REF, started)
-        await worker.wait_instance()
-        return worker
-
-    yield start
-    for worker in started:
-        await worker.reap()
+    async with worker_pool(REF) as start:
+        yield start
 
 
 async def _stalled_stream(cluster: LocalCluster, worker: WorkerProcess, **plane: float) -> tuple[Any, list[Any]]:
