@@ -93,3 +93,42 @@ async def test_a_thawed_worker_does_not_run_the_requests_its_callers_gave_up_on(
         assert all(runs.count(tag) == 1 for tag in tags), "a handler ran twice"
     finally:
         await caller.shutdown()
+
+
+async def test_a_lost_ack_with_the_stream_already_flowing_is_not_sent_to_another_instance() -> None:
+    """The worker got the request and streams back, but its ack is lost (a NATS reconnect): the caller takes that
+    stream; failing over would run the handler a second time elsewhere."""
+    from dynamo_nb import DistributedRuntime
+    from dynamo_nb.backends.embedded import EmbeddedWorld
+    from dynamo_nb.errors import BackendTimeoutError
+
+    world = EmbeddedWorld()
+    opts: dict[str, Any] = dict(world=world, lease_ttl=60, health_check_interval=3600)
+    ran: list[str] = []
+
+    async def handler(request: dict[str, Any]) -> Any:
+        ran.append(request["tag"])
+        for i in range(3):
+            yield i
+
+    workers = [await DistributedRuntime.create(name=f"w{i}", **opts) for i in range(2)]
+    caller = await DistributedRuntime.create(name="caller", **opts)
+    try:
+        for w in workers:
+            await w.endpoint(REF).endpoint_builder().handler(handler).start()
+        client = await caller.endpoint(REF).client()
+        await eventually(lambda: len(client.instance_ids()) == 2)
+        plane = caller.backend.request_plane("nats")
+        delivered = plane.request
+
+        async def ack_lost(*args: Any, **kwargs: Any) -> Any:
+            await delivered(*args, **kwargs)  # the worker has the request and starts streaming back
+            await asyncio.sleep(0.05)
+            raise BackendTimeoutError("no ack: lost across a reconnect")
+
+        plane.request = ack_lost  # type: ignore[method-assign]
+        assert await (await client.round_robin({"tag": "t1"})).collect() == [0, 1, 2]
+        assert ran == ["t1"]  # once: the other instance never saw it
+    finally:
+        for rt in (caller, *workers):
+            await rt.shutdown()

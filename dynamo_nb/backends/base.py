@@ -194,6 +194,11 @@ class ResponseReceiver(Protocol):
 
     connection_info: dict[str, Any]
 
+    @property
+    def claimed(self) -> bool:
+        """A worker has connected to this stream: the request reached it, whether or not its ack arrives."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[tuple[bytes, bytes]]: ...
 
     def send_control(self, header: bytes) -> bool:

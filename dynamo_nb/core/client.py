@@ -306,6 +306,13 @@ class Client(Drawable):
         try:
             ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT,
                                       headers=profile.request_headers(request_id, self.ACK_TIMEOUT, time.time_ns()))
+        except BackendTimeoutError:
+            if not receiver.claimed:
+                await receiver.close()
+                raise
+            # The ack was lost (e.g. across a NATS reconnect) but the worker already streams back: the request is
+            # running there. Failing over would run it twice; take the stream it is sending instead.
+            ack = b""
         except BaseException:
             await receiver.close()
             raise

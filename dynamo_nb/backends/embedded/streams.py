@@ -28,6 +28,7 @@ class _Receiver:
         self._ended = False
         self._on_close: list = []
         self._on_control: list = []
+        self.claimed = False  # a worker connected: the request reached it, whether or not its ack arrives
 
     def __aiter__(self) -> "_Receiver":
         return self
@@ -123,6 +124,7 @@ class EmbeddedResponsePlane:
     async def connect(self, connection_info: dict[str, Any]) -> _Sender:
         known = self._by_info.get(connection_info.get("info"))  # type: ignore[arg-type]
         if known is not None:
+            known.claimed = True
             return _Sender(known)
         info = SEED.parse_connection_info(connection_info)
         if info["address"] != self.address:
@@ -130,6 +132,7 @@ class EmbeddedResponsePlane:
         receiver = self._receivers.get(info["subject"])
         if receiver is None:
             raise StreamRefusedError(f"no caller waiting on stream {info['subject']!r}")
+        receiver.claimed = True
         return _Sender(receiver)
 
     async def close(self) -> None:

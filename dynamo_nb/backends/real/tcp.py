@@ -106,6 +106,11 @@ class TcpReceiver:
         self._last_frame = 0.0
         self._gone = ""  # why the worker is known to be gone (its key was deleted)
 
+    @property
+    def claimed(self) -> bool:
+        """A worker connected to this stream (so the request reached it, even if its ack is lost)."""
+        return self._connected
+
     # -- fed by the connection ---------------------------------------------------------------------
     def _attach(self, conn: "_Inbound") -> bool:
         if self.closed or self._connected:
