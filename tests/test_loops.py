@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from dynamo_nb import loops
 
@@ -14,7 +13,7 @@ async def _which() -> str:
 
 
 def test_processes_of_ours_run_on_uvloop_unless_declined(monkeypatch):
-    pytest.importorskip("uvloop")
+    import uvloop  # noqa: F401  # the dev extra installs it (via "fast"): its absence is a failure, not a skip
     monkeypatch.delenv("DYNAMO_NB_LOOP", raising=False)
     assert loops.run(_which()) == "uvloop"
     monkeypatch.setenv("DYNAMO_NB_LOOP", "asyncio")
