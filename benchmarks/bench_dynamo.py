@@ -5,6 +5,8 @@ interop tests find it: ``DYNAMO_NB_DYNAMO_PYTHON`` or ``.venv-dynamo``). Every w
 its own process; dynamo_nb's caller runs in this one. Figures: one-item call latency (median, p90), items/s of
 one 10,000-item stream, calls/s with 64 concurrent callers, for Dynamo → Dynamo, dynamo_nb → Dynamo,
 Dynamo → dynamo_nb and dynamo_nb → dynamo_nb, and each figure's ratio against the Dynamo → Dynamo pair.
+Every pair runs ``--rounds`` times, interleaved, and each figure is the median of its rounds: one 10,000-item
+stream is over in a fraction of a second, so a single run mostly measures what else the machine was doing.
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ async def _serve_nb(ref: str) -> None:
     await runtime.shutdown()
 
 
-async def run(quick: bool) -> list[dict[str, Any]]:
+async def run(quick: bool, rounds: int) -> list[dict[str, Any]]:
+    """Every pair ``rounds`` times, interleaved (so a busy moment of a shared machine hits every pair alike);
+    each figure is the median over the rounds."""
     sizes = {"calls": 200 if quick else 1000, "stream": 10_000, "per_caller": 10 if quick else 40}
     python = _peer_python()
     rows = []
@@ -136,14 +140,17 @@ async def run(quick: bool) -> list[dict[str, Any]]:
             real = await _start([python, str(PEERS / "bench_worker.py"), f"bench{plane}.real.generate"], env)
             ours = await _start([sys.executable, __file__, "--serve", f"bench{plane}.nb.generate"], env)
             try:
-                pairs = [
-                    ("Dynamo → Dynamo", _dynamo_client(python, env, f"bench{plane}.real.generate", sizes)),
-                    ("dynamo_nb → Dynamo", _nb_client(cluster, plane, f"bench{plane}.real.generate", sizes)),
-                    ("Dynamo → dynamo_nb", _dynamo_client(python, env, f"bench{plane}.nb.generate", sizes)),
-                    ("dynamo_nb → dynamo_nb", _nb_client(cluster, plane, f"bench{plane}.nb.generate", sizes)),
-                ]
-                for name, job in pairs:
-                    rows.append({"plane": plane, "pair": name, **await job})
+                pairs = [("Dynamo → Dynamo", "real"), ("dynamo_nb → Dynamo", "real"),
+                         ("Dynamo → dynamo_nb", "nb"), ("dynamo_nb → dynamo_nb", "nb")]
+                runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in pairs}
+                for _ in range(rounds):
+                    for name, worker in pairs:
+                        ref = f"bench{plane}.{worker}.generate"
+                        runs[name].append(await (_dynamo_client(python, env, ref, sizes) if name.startswith("Dynamo")
+                                                 else _nb_client(cluster, plane, ref, sizes)))
+                for name, got in runs.items():
+                    rows.append({"plane": plane, "pair": name,
+                                 **{key: statistics.median(r[key] for r in got) for key in got[0]}})
             finally:
                 await _stop(real)
                 await _stop(ours)
@@ -154,12 +161,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every pair; figures are medians")
     parser.add_argument("--serve", metavar="REF", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve_nb(args.serve))
         return
-    rows = asyncio.run(run(args.quick))
+    rows = asyncio.run(run(args.quick, args.rounds))
     if args.json:
         print(json.dumps(rows, indent=1))
         return
