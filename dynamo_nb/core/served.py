@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import logging
 import time
+import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
@@ -61,7 +62,20 @@ class RequestContext:
         return f"RequestContext({self.request_id!r}, stopped={self._stopped})"
 
 
+_ARITIES: "weakref.WeakKeyDictionary[Callable[..., Any], int]" = weakref.WeakKeyDictionary()
+
+
 def _handler_arity(handler: Callable[..., Any]) -> int:
+    """:func:`_read_arity`, remembered per plain function (one handler often serves thousands of endpoints)."""
+    if not inspect.isfunction(handler):
+        return _read_arity(handler)
+    arity = _ARITIES.get(handler)
+    if arity is None:
+        arity = _ARITIES[handler] = _read_arity(handler)
+    return arity
+
+
+def _read_arity(handler: Callable[..., Any]) -> int:
     """1 for ``handler(request)``, 2 for ``handler(request, context)``; TypeError otherwise.
 
     The context goes only where it is asked for: a second positional parameter without a default, or one named
@@ -151,6 +165,8 @@ class ServedEndpoint(Drawable):
         self.key = ""
         self.subject = ""  # the request route: a NATS subject, or the TCP listener's path
         self.address = ""  # what callers are told in etcd (the subject, or "host:port/path" on TCP)
+        self._value = b""
+        self._value_for: tuple[int, str] | None = None
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
@@ -279,10 +295,17 @@ class ServedEndpoint(Drawable):
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop(), name=f"health:{self.key}")
 
     def instance_value(self) -> bytes:
-        """The value this instance registers at its key (with the address callers reach it at, on a TCP plane)."""
-        ep = self.endpoint
-        return self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name, self.lease_id,
-                                                   address=self.address)
+        """The value this instance registers at its key (with the address callers reach it at, on a TCP plane).
+
+        Kept while the lease and the address stay the same: every health check compares the key against it.
+        """
+        made_for = (self.lease_id, self.address)
+        if self._value_for != made_for:
+            ep = self.endpoint
+            self._value = self.runtime.profile.instance_value(ep.namespace.name, ep.component.name, ep.name,
+                                                              self.lease_id, address=self.address)
+            self._value_for = made_for
+        return self._value
 
     def _bind(self, lease_id: int) -> None:
         self.lease_id = lease_id
