@@ -3,8 +3,9 @@
 A small notebook serves an endpoint on the embedded backend, calls it, stops it, and shows two timelines of what
 happened: the hierarchy in English and the instance's lifecycle in Chinese. In headless Chromium the slider is
 dragged and the step buttons clicked; after each step the label is that event's whole line (wrapped, not cut
-off) and the figure (drawn by JupyterLab's Mermaid) is the system as it was then: the instance there and running,
-then gone; a step back brings the earlier figure back. No JavaScript error and no Mermaid error along the way.
+off) and the figure (drawn by JupyterLab's Mermaid) is the system as it was then: the instance created, running,
+stopping, then gone; a step back brings the earlier figure back. No JavaScript error and no Mermaid error along
+the way.
 """
 
 from __future__ import annotations
@@ -75,11 +76,19 @@ class Shown:
     def wait(self, step: int, has: str = "", lacks: str = "", source: str = "") -> dict[str, Any]:
         """Wait until the label is event ``step``'s and the figure is drawn from a source with ``has`` and
         without ``lacks`` (or exactly ``source``); return what is shown."""
-        self.page.wait_for_function(
-            f"([k, caption, has, lacks, source]) => {{ const s = ({SHOWN})(k);"
-            " return s && s.caption === caption && !!s.image && s.source.includes(has)"
-            " && !(lacks && s.source.includes(lacks)) && (!source || s.source === source); }",
-            arg=[self.k, self.captions[step], has, lacks, source], timeout=15_000)
+        from playwright.sync_api import TimeoutError
+
+        try:
+            self.page.wait_for_function(
+                f"([k, caption, has, lacks, source]) => {{ const s = ({SHOWN})(k);"
+                " return s && s.caption === caption && !!s.image && s.source.includes(has)"
+                " && !(lacks && s.source.includes(lacks)) && (!source || s.source === source); }",
+                arg=[self.k, self.captions[step], has, lacks, source], timeout=15_000)
+        except TimeoutError:
+            shown = self.now()
+            raise AssertionError(f"step {step} ({self.captions[step]!r}) wanted a figure with {has!r}"
+                                 f"{f' and without {lacks!r}' if lacks else ''}; shown: {shown['caption']!r}\n"
+                                 f"{shown['source']}") from None
         shown = self.now()
         assert shown["fits"], f"the label is cut off: {shown['caption']}"
         assert not shown["warning"], "Mermaid could not draw the figure"
@@ -141,6 +150,9 @@ def step_through(page: Any, instance: str, english: list[str], chinese: list[str
     en.wait(running + 1, has=f"instance {instance}")
     en.click("back")  # back: the same figure as before
     assert en.wait(running, source=then["source"])["image"] == then["image"]
+    stopping = next(i for i, c in enumerate(english) if "state=Stopping" in c)
+    en.drag_to(stopping)  # the stop takes one turn of the loop; its first step still draws the instance stopping
+    en.wait(stopping, has=f"instance {instance}<br/>Stopping")
     page.evaluate("() => document.querySelector('.dnb-timeline').closest('.jp-Cell').scrollIntoView()")
     page.screenshot(path=str(artifacts / "timeline-widget-en.png"))
 
@@ -149,8 +161,8 @@ def step_through(page: Any, instance: str, english: list[str], chinese: list[str
     zh.wait(zh_last, has="当前 Deregistered")
     zh.click("back")
     zh.click("back")
-    stopping = zh.wait(zh_last - 2, has="当前 Stopping")
-    assert "Revoke Lease (lease.revoke)" in chinese[zh_last - 2] and "收到停止信号" in stopping["source"]
+    revoked = zh.wait(zh_last - 2, has="当前 Stopping")
+    assert "Revoke Lease (lease.revoke)" in chinese[zh_last - 2] and "收到停止信号" in revoked["source"]
     assert zh.root.locator(".dnb-timeline-back").get_attribute("title") == "上一个事件"
     page.evaluate("() => document.querySelectorAll('.dnb-timeline')[1].closest('.jp-Cell').scrollIntoView()")
     page.screenshot(path=str(artifacts / "timeline-widget-zh.png"))
