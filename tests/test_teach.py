@@ -152,6 +152,24 @@ async def test_the_timeline_steps_through_every_event_and_exports_one_offline_pa
     assert len(captions) == len(timeline) and "lifecycle" in captions[states[0][0]]
 
 
+async def test_a_stop_in_the_turn_of_a_call_is_drawn_at_its_own_steps(make_runtime: Any) -> None:
+    """A frame is the state a turn of the loop left, stamped at the turn's first record: a call and a stop in one
+    turn would draw the instance already unserved at the call. The stop frames what came before it, and its own
+    Stopping state, so each step draws what was true then."""
+    worker = await make_runtime(name="worker", lease_ttl=60)
+    served = await worker.endpoint("dynamo.Worker.generate").endpoint_builder().handler(tokens).start()
+    client = await worker.endpoint("dynamo.Worker.generate").client()
+    await client.wait_for_instances(timeout=5)
+    await served.wait_for_state("Healthy", timeout=5)
+    await (await client.round_robin({"prompt": "a b"})).collect()  # on the embedded backend, one turn with the stop
+    await served.stop()
+    timeline = dynamo_nb.Timeline(worker, kind="hierarchy")
+    step = {e.record.detail.get("state") or e.record.kind.value: i for i, e in enumerate(timeline.events)}
+    instance = f"instance {served.lease_id:x} · "
+    assert f"{instance}Healthy · worker" in timeline.diagram(step["response"]).text
+    assert f"{instance}Stopping · worker" in timeline.diagram(step["Stopping"]).text
+
+
 def test_a_timeline_needs_something_recorded() -> None:
     with pytest.raises(ValueError, match="nothing was recorded"):
         dynamo_nb.Timeline(Recording([_empty_state()]))

@@ -1,7 +1,8 @@
 """A bounded ring buffer of what a runtime did, so diagrams can draw sequences from real traffic.
 
 Beside the records, a recorder keeps *frames*: the runtime's plain state (a ``RuntimeState``) each time it may
-have changed, captured once per turn of the event loop after new records and whenever the runtime is drawn.
+have changed, captured once per turn of the event loop after new records and whenever the runtime is drawn
+(and at once before and after a stop begins, :meth:`Recorder.settle`, as a whole stop may take one turn).
 A figure at a past time ``t`` is the figure of the last frame at or before ``t`` with the records up to ``t``,
 so time travel draws exactly what a live view showed, with no second model of the runtime to drift from it.
 
@@ -134,7 +135,7 @@ class Recorder:
         self._listeners: list[Callable[[Record], None]] = []
         self._capture: Callable[[], Any] | None = None
         self._pending = ""  # "soon" (this turn), "later" (counters only) or nothing
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # the pending frame's callback
         self._framed = 0  # seq of the last record a frame was kept after
         self.spacing = 0.0  # least seconds between frames (see SMALL); set by :meth:`weigh`
         self._flushed_at = 0.0  # monotonic time of the last frame taken after records
@@ -187,7 +188,16 @@ class Recorder:
             self._timer = loop.call_later(COUNT_DELAY, self._flush)
         else:
             self._pending = "soon"
-            loop.call_soon(self._flush)
+            self._timer = loop.call_soon(self._flush)
+
+    def settle(self) -> None:
+        """Take the pending frame now rather than at the end of this turn: what follows in the same turn would
+        otherwise be drawn from the earlier records' times (a stop right after a call would draw the instance
+        already unserved at the call's step). Large runtimes keep their spacing (see :data:`SMALL`)."""
+        if self._pending and not self.spacing:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._flush()
 
     def _flush(self) -> None:
         self._pending = ""

@@ -524,8 +524,10 @@ class ServedEndpoint(Drawable):
                 return
             runtime, rec = self.runtime, self.runtime.recorder.record
             timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+            runtime.recorder.settle()  # the steps before the stop draw the instance as it served them...
             self.lifecycle.to(State.STOPPING)
             rec(Kind.STOP, "App", self.actor, instance_id=self.lease_id)
+            runtime.recorder.settle()  # ...and its Stopping step draws it stopping, though the rest may share the turn
             if self._health_task is not None:
                 self._health_task.cancel()
             if self._sub is not None:

@@ -95,12 +95,12 @@ class Timeline:
                                   layout=widgets.Layout(width="3em"))
             forward = widgets.Button(description="▶", tooltip="下一个事件" if zh else "next event",
                                      layout=widgets.Layout(width="3em"))
-            caption = widgets.Label(self.caption())
+            caption = widgets.HTML()  # not a Label: a Label keeps to one line and cuts the event's fields off
             figure = widgets.Output()
 
             def show(change: Any = None) -> None:
                 self.step = slider.value
-                caption.value = self.caption()
+                caption.value = _CAPTION.format(html.escape(self.caption()))
                 figure.outputs = ({"output_type": "display_data", "metadata": {},
                                    "data": self.diagram()._repr_mimebundle_(exclude={"image/svg+xml"})},)
 
@@ -108,6 +108,9 @@ class Timeline:
             forward.on_click(lambda _: setattr(slider, "value", min(n - 1, slider.value + 1)))
             slider.observe(show, names="value")
             show()
+            for part, name in ((play, "play"), (back, "back"), (slider, "slider"), (forward, "forward"),
+                               (caption, "caption"), (figure, "figure")):
+                part.add_class(f"dnb-timeline-{name}")  # what a page (and a browser test) finds each part by
             self._widget = widgets.VBox([widgets.HBox([play, back, slider, forward]), caption, figure])
             self._widget.add_class("dnb-timeline")
         return self._widget
@@ -158,6 +161,9 @@ class Timeline:
         path = Path(path)
         path.write_text(page, encoding="utf-8")
         return path
+
+
+_CAPTION = '<div style="white-space: normal; overflow-wrap: anywhere; line-height: 1.4">{}</div>'
 
 
 def _strip_xml_prolog(svg: str) -> str:
