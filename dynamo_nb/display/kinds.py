@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..core.lifecycle import LABELS, SEED_EDGES, TRANSITIONS, State
 from ..core.recorder import Kind
@@ -46,7 +47,8 @@ from .model import (
     Transition,
 )
 from ..core.snapshot import LeaseSnap
-from .snapshot import ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
+from .snapshot import (ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord, derived,
+                       matching)
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
            "shown"]
@@ -581,27 +583,86 @@ class _Who:
         return False
 
 
-def _window(snap: Snapshot, who: _Who) -> list[TaggedRecord]:
-    """This instance's records, from its ``Created`` (or the lease grant just before it) to its end."""
-    mine = [t for t in snap.records if who.owns(t)]
-    anchor = next((i for i, t in enumerate(mine) if t.record.kind == Kind.KV_CREATE and t.runtime == who.runtime),
-                  None)
+_COUNTED = frozenset({Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE})
+
+
+class _Run(NamedTuple):
+    """Consecutive keep-alives, requests and responses of one instance, summed: a busy instance makes thousands,
+    and a figure draws them as counts."""
+
+    keepalives: int
+    requests: int
+    responses: int
+    items: int
+    errors: int
+
+
+class _Owned:
+    """One instance's records (``_Who.owns``), with what drawing any stretch of them needs worked out ahead: where
+    each run of counted records ends and running sums of their counts, where a ``Created`` or its registration is.
+    Built once per merge of records (see :func:`~.snapshot.derived`), so drawing a recording at any time cuts it."""
+
+    def __init__(self, who: _Who, mine: Sequence[TaggedRecord]) -> None:
+        self.mine = mine
+        n = len(mine)
+        counted = [t.runtime == who.runtime and t.record.kind in _COUNTED for t in mine]
+        self.counted = counted
+        self.run_end = run_end = [0] * (n + 1)
+        for k in range(n - 1, -1, -1):
+            if counted[k]:
+                run_end[k] = run_end[k + 1] if k + 1 < n and counted[k + 1] else k + 1
+        sums = [[0] * (n + 1) for _ in range(5)]
+        keep, req, resp, items, errs = sums
+        for k, t in enumerate(mine):
+            rec = t.record
+            a = b = c = d = e = 0
+            if counted[k]:
+                if rec.kind == Kind.LEASE_KEEPALIVE:
+                    a = 1
+                elif rec.kind == Kind.REQUEST:
+                    b = 1
+                else:
+                    c = 1
+                    d = int(rec.detail.get("items") or 0)
+                    e = rec.detail.get("outcome") not in (None, "ok", "complete")
+            keep[k + 1], req[k + 1], resp[k + 1] = keep[k] + a, req[k] + b, resp[k] + c
+            items[k + 1], errs[k + 1] = items[k] + d, errs[k] + e
+        self.sums = sums
+        self.created = [k for k, t in enumerate(mine) if t.record.kind == Kind.LIFECYCLE
+                        and t.record.detail.get("state") == State.CREATED.value]
+        self.registered = [k for k, t in enumerate(mine) if t.record.kind == Kind.KV_CREATE
+                           and t.runtime == who.runtime]
+
+    def items(self, lo: int, hi: int) -> "list[TaggedRecord | _Run]":
+        out: list[TaggedRecord | _Run] = []
+        mine, counted, run_end, sums = self.mine, self.counted, self.run_end, self.sums
+        k = lo
+        while k < hi:
+            if counted[k]:
+                end = min(run_end[k], hi)
+                out.append(_Run(*(column[end] - column[k] for column in sums)))
+                k = end
+            else:
+                out.append(mine[k])
+                k += 1
+        return out
+
+
+def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
+    """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
+    keep-alives, requests and responses summed into one :class:`_Run`."""
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned(who, mine))
+    anchor = owned.registered[0] if owned.registered and owned.registered[0] < limit else None
     if anchor is None:
-        return mine
-    start = anchor
-    while start > 0 and not (mine[start].record.kind == Kind.LIFECYCLE and mine[start].record.detail.get("state") ==
-                             State.CREATED.value):
-        start -= 1
-    if start > 0 and mine[start - 1].record.kind == Kind.LEASE_GRANT:
+        return owned.items(0, limit)
+    before = bisect_right(owned.created, anchor) - 1
+    start = owned.created[before] if before >= 0 else 0
+    if start > 0 and owned.mine[start - 1].record.kind == Kind.LEASE_GRANT:
         start -= 1
     # a later instance of the same endpoint in this runtime starts with its own Created: stop before it
-    end = len(mine)
-    for i in range(anchor + 1, len(mine)):
-        rec = mine[i].record
-        if rec.kind == Kind.LIFECYCLE and rec.detail.get("state") == State.CREATED.value:
-            end = i
-            break
-    return mine[start:end]
+    after = before + 1
+    end = owned.created[after] if after < len(owned.created) and owned.created[after] < limit else limit
+    return owned.items(start, end)
 
 
 def _short_json(payload: Any, limit: int = 48) -> str:
@@ -623,7 +684,7 @@ def startup(snap: Snapshot, limits: Limits) -> SequenceModel:
     if who is None:
         m.steps.append(Note(("App", "Handler"), "no endpoint start recorded yet"))
         return m
-    recs = [t.record for t in _window(snap, who) if t.runtime == who.runtime]
+    recs = [t.record for t in _window(snap, who) if isinstance(t, TaggedRecord) and t.runtime == who.runtime]
     by_kind: dict[Kind, Any] = {}
     for rec in recs:
         by_kind.setdefault(rec.kind, rec)
@@ -672,8 +733,9 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
     m.participant("etcd", "etcd")
     m.participant("NATS", "NATS")
     window = _causal(_window(snap, who), who)
-    if snap.dropped.get(who.runtime) and (not window or window[0].record.kind not in (Kind.LEASE_GRANT,
-                                                                                      Kind.LIFECYCLE)):
+    first = window[0] if window else None
+    if snap.dropped.get(who.runtime) and (not isinstance(first, TaggedRecord)
+                                          or first.record.kind not in (Kind.LEASE_GRANT, Kind.LIFECYCLE)):
         m.steps.append(Note(("App", "C"), "earlier records were dropped from the ring buffer"))
     loop = _Loop()
     draining = _Drain()
@@ -691,6 +753,14 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
 
     running = killed = expired = stopped = False
     for tagged in window:
+        if isinstance(tagged, _Run):  # keep-alives, requests and responses: counts in the loop (or the drain)
+            loop.keepalives += tagged.keepalives
+            if stopped:
+                draining.finished += tagged.responses
+                draining.items += tagged.items
+            else:
+                loop.add(tagged)
+            continue
         rec, d = tagged.record, tagged.record.detail
         if tagged.runtime != who.runtime:
             watcher = m.participant(f"w:{tagged.runtime}", f"{tagged.runtime} (watcher)")
@@ -789,17 +859,18 @@ def _fault_note(d: dict[str, Any]) -> Note:
                 f"⚠ fault: {server} restarting" if on else f"{server} restarted")
 
 
-def _causal(window: list[TaggedRecord], who: _Who) -> list[TaggedRecord]:
+def _causal(window: "list[TaggedRecord | _Run]", who: _Who) -> "list[TaggedRecord | _Run]":
     """Watchers' deletes after the revoke that caused them.
 
     A runtime records its revoke when etcd has answered, and a real etcd may deliver the watch events to other
     runtimes before that answer arrives; the picture should still show cause before effect.
     """
-    cause = next((i for i, t in enumerate(window) if t.runtime == who.runtime
+    cause = next((i for i, t in enumerate(window) if isinstance(t, TaggedRecord) and t.runtime == who.runtime
                   and t.record.kind in (Kind.LEASE_REVOKE, Kind.KV_DELETE)), None)
     if cause is None:
         return window
-    early = [t for t in window[:cause] if t.runtime != who.runtime and t.record.kind == Kind.WATCH_DELETE]
+    early = [t for t in window[:cause] if isinstance(t, TaggedRecord) and t.runtime != who.runtime
+             and t.record.kind == Kind.WATCH_DELETE]
     if not early:
         return window
     moved = {id(t) for t in early}
@@ -829,6 +900,13 @@ class _Loop:
             self.items += int(rec.detail.get("items") or 0)
             if rec.detail.get("outcome") not in (None, "ok", "complete"):
                 self.errors += 1
+
+    def add(self, run: _Run) -> None:
+        """Requests and responses counted ahead (keep-alives are added by the caller)."""
+        self.requests += run.requests
+        self.responses += run.responses
+        self.items += run.items
+        self.errors += run.errors
 
     def flap(self, state: str) -> None:
         self.flaps += 1
@@ -921,12 +999,17 @@ def lifecycle(snap: Snapshot, limits: Limits) -> StateModel:
 _EVENT_KINDS = (Kind.EVENT_SUBSCRIBE, Kind.EVENT_PUBLISH, Kind.EVENT_DELIVER, Kind.EVENT_HANDLE)
 
 
+def _is_event(tagged: TaggedRecord) -> bool:
+    return tagged.record.kind in _EVENT_KINDS
+
+
 def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
     """Seed §3.4: recorded subscriptions, publishes (with their data), deliveries, and the subscriber handling each
     event, between runtimes."""
     m = SequenceModel()
     wanted = _event_filter(snap)
-    events = [t for t in snap.records if t.record.kind in _EVENT_KINDS and wanted(t.record.detail.get("scope", ""))]
+    events = [t for t in matching(snap.records, _EVENT_KINDS, _is_event)
+              if wanted(t.record.detail.get("scope", ""))]
     serving: dict[str, list[str]] = {}
     for inst in snap.instances():
         if inst.runtime:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import heapq
 import re
+from bisect import bisect_left
+from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence, overload
 
+from ..core.recorder import Record
 from ..core.snapshot import (
     CallSnap,
     ClientSnap,
@@ -57,6 +60,9 @@ __all__ = [
     "parts_of",
     "merge",
     "natural_key",
+    "MergedRecords",
+    "matching",
+    "derived",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
@@ -205,10 +211,146 @@ def merge(parts: Sequence[Part]) -> Snapshot:
     )
 
 
-def _merge_records(states: Sequence[RuntimeState]) -> tuple[tuple[TaggedRecord, ...], dict[str, int]]:
-    """Every runtime's records in time order (each runtime's own order kept), and how many each ring dropped."""
-    streams = [[TaggedRecord(s.runtime.name, rec) for rec in s.records] for s in states]
+def _merge_records(states: Sequence[RuntimeState]) -> tuple["MergedRecords", dict[str, int]]:
+    """Every runtime's records in time order (each runtime's own order kept), merged when first read, and how
+    many each ring dropped."""
     dropped = {s.runtime.name: s.dropped for s in states if s.dropped}
-    if len(streams) == 1:
-        return tuple(streams[0]), dropped
-    return tuple(heapq.merge(*streams, key=lambda t: t.record.ts)), dropped
+    return MergedRecords(states), dropped
+
+
+class _Merge:
+    """Some runtimes' whole records merged once (as TaggedRecords), with indexes of the questions asked of them."""
+
+    def __init__(self, names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> None:
+        self.fulls = fulls  # held, so the ids that key this merge stay theirs
+        streams = [[TaggedRecord(name, rec) for rec in full] for name, full in zip(names, fulls, strict=True)]
+        self.tagged: tuple[TaggedRecord, ...] = (
+            tuple(streams[0]) if len(streams) == 1 else tuple(heapq.merge(*streams, key=lambda t: t.record.ts)))
+        # each stream in time order: then the records up to any time are a prefix of the merge
+        self.ordered = all(a.record.ts <= b.record.ts for a, b in zip(self.tagged, self.tagged[1:], strict=False))
+        self.indexes: dict[Hashable, list[int]] = {}
+        self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
+
+    def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool]) -> list[int]:
+        found = self.indexes.get(key)
+        if found is None:
+            found = self.indexes[key] = [i for i, t in enumerate(self.tagged) if keep(t)]
+        return found
+
+
+_MERGES: "OrderedDict[tuple[Any, ...], _Merge]" = OrderedDict()
+_KEEP_MERGES = 8  # recordings (or sets of runtimes) whose merged records are kept
+
+
+def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
+    key = names + tuple(id(f) for f in fulls)
+    merge = _MERGES.get(key)
+    if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+        merge = _MERGES[key] = _Merge(names, fulls)
+        while len(_MERGES) > _KEEP_MERGES:
+            _MERGES.popitem(last=False)
+    else:
+        _MERGES.move_to_end(key)
+    return merge
+
+
+class MergedRecords(Sequence[TaggedRecord]):
+    """Runtimes' records merged in time order — but only when first read: most figures never read them, and a
+    live view of a busy system should not pay for them on every frame.
+
+    Records cut at a time ``t`` by ``RuntimeState.at`` are a prefix of their whole records, so drawing one
+    recording at many times merges it once and cuts the merge (:func:`matching` also keeps its indexes).
+    """
+
+    def __init__(self, states: Sequence[RuntimeState]) -> None:
+        self._states = tuple(states)
+        self._items: tuple[TaggedRecord, ...] | None = None
+        self._cut: tuple[_Merge, int] | None = None
+
+    def _source(self) -> tuple[_Merge, int] | None:
+        """The merge these records are a prefix of, and its length; None when they are not one."""
+        if self._cut is None:
+            sources = [s.records_source() for s in self._states]
+            names = tuple(s.runtime.name for s in self._states)
+            merge = _merge_of(names, tuple(full for full, _ in sources))
+            whole = all(cut == len(full) for full, cut in sources)
+            # cut at one time, from records each in time order: the cut is a prefix of the merge
+            at_once = merge.ordered and all("_cut_from" in s.__dict__ for s in self._states)
+            if not whole and not at_once:
+                return None
+            self._cut = (merge, sum(cut for _, cut in sources))
+        return self._cut
+
+    def _all(self) -> tuple[TaggedRecord, ...]:
+        if self._items is None:
+            source = self._source()
+            if source is not None:
+                merge, cut = source
+                self._items = merge.tagged if cut == len(merge.tagged) else merge.tagged[:cut]
+            else:
+                streams = [[TaggedRecord(s.runtime.name, rec) for rec in s.records] for s in self._states]
+                self._items = tuple(heapq.merge(*streams, key=lambda t: t.record.ts))
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> TaggedRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TaggedRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TaggedRecord | tuple[TaggedRecord, ...]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[TaggedRecord]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[TaggedRecord]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MergedRecords):
+            return self._all() == other._all()
+        return isinstance(other, tuple) and self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
+            build: Callable[[Sequence[TaggedRecord]], Any]) -> tuple[Any, int]:
+    """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``.
+
+    When the records are a cut of a merge made before, ``build`` sees every selected record of the whole merge
+    (once per ``key``: drawing a recording at another time reuses it) and the count says where the cut falls;
+    otherwise it sees the selected records themselves."""
+    if isinstance(records, MergedRecords):
+        source = records._source()
+        if source is not None:
+            merge, cut = source
+            found = merge.positions(key, keep)
+            made = merge.derived.get(key)
+            if made is None:
+                tagged = merge.tagged
+                made = merge.derived[key] = build([tagged[i] for i in found])
+            return made, bisect_left(found, cut)
+    selected = [t for t in records if keep(t)]
+    return build(selected), len(selected)
+
+
+def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool]
+             ) -> list[TaggedRecord]:
+    """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
+    made before, the answer comes from an index of that merge (built on first use) and a bisect."""
+    if isinstance(records, MergedRecords):
+        source = records._source()
+        if source is not None:
+            merge, cut = source
+            found = merge.positions(key, keep)
+            tagged = merge.tagged
+            return [tagged[i] for i in found[: bisect_left(found, cut)]]
+    return [t for t in records if keep(t)]
