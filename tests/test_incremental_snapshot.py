@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from dynamo_nb import DistributedRuntime, EmbeddedWorld
 from dynamo_nb.core.snapshot import RuntimeState
+from dynamo_nb.display.snapshot import _tree_from_nothing, parts_of, snapshot
 
 from support import eventually
 
@@ -22,10 +23,15 @@ def from_nothing(runtime: DistributedRuntime) -> RuntimeState:
     return runtime.snapshot()
 
 
-def assert_same(*runtimes: DistributedRuntime) -> None:
+def assert_same(*runtimes: DistributedRuntime, drawn: object = None) -> None:
+    objs = [drawn, *runtimes] if drawn is not None else list(runtimes)
+    merged = snapshot(objs).namespaces  # the tree kept from the last merge, rebuilt where the states changed
     for runtime in runtimes:
         kept = runtime.snapshot()  # incremental: built on what the frames taken since the last check kept
         assert replace(kept, frames=()) == replace(from_nothing(runtime), frames=()), runtime.name
+    parts = parts_of(objs)
+    focus = [p for p in parts if p.focus.kind != "runtime"] or parts
+    assert merged == _tree_from_nothing([p.runtimes[0] for p in parts[-len(runtimes):]], focus)
 
 
 async def test_incremental_snapshots_equal_snapshots_from_nothing_through_start_calls_stop_lease_loss_and_kill():
@@ -47,9 +53,11 @@ async def test_incremental_snapshots_equal_snapshots_from_nothing_through_start_
         assert a.snapshot().served[0].requests + b.snapshot().served[0].requests == 6
         assert_same(a, b, front)
 
+        assert_same(a, b, front, drawn=served[2])
         await served[2].stop()
         await asyncio.sleep(0)
         assert_same(a, b, front)
+        assert_same(a, b, front, drawn=served[2])  # a stopped instance is still drawn
 
         old = a.primary_lease_id
         await front.backend.discovery.revoke_lease(old)  # etcd loses the lease: a re-grants and registers again

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import heapq
 import re
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
+from functools import lru_cache
+from itertools import compress
+from operator import is_not
 from typing import Any, Callable, Hashable, Iterator, Sequence, overload
 
 from ..core.recorder import Record
@@ -68,6 +71,7 @@ __all__ = [
 _DIGITS = re.compile(r"(\d+)")
 
 
+@lru_cache(maxsize=1 << 16)
 def natural_key(name: str) -> tuple[Any, ...]:
     """Sort key that orders ``Worker2`` before ``Worker10``, as a person would.
 
@@ -89,8 +93,251 @@ def part_of(obj: Any) -> Part:
     return make()
 
 
+def _add(slot: dict[int, InstanceSnap], inst: InstanceSnap) -> None:
+    """Put ``inst`` in its endpoint's slot; one instance seen by several runtimes appears once."""
+    old = slot.get(inst.instance_id)
+    if old is None:
+        slot[inst.instance_id] = inst
+        return
+    seen = tuple(dict.fromkeys(old.seen_by + inst.seen_by))
+    base = inst if inst.runtime and not old.runtime else old
+    readings = [r for r in (old.lease, inst.lease) if r is not None]
+    lease = max(readings, key=lambda r: (r.read_at, r.unanswered_at)) if readings else None
+    if lease is not None and not lease.dead and any(r.dead for r in readings):  # one runtime saw it fail
+        lease = replace(lease, unanswered_at=max(r.unanswered_at for r in readings))
+    slot[inst.instance_id] = replace(base, seen_by=seen, lease=lease)
+
+
+def _endpoint(ns: str, comp: str, ep: str, slot: dict[int, InstanceSnap]) -> EndpointSnap:
+    ordered = sorted(slot.values(), key=lambda i: (i.runtime == "", natural_key(i.runtime), i.instance_id))
+    return EndpointSnap(ns, comp, ep, tuple(ordered))
+
+
+Triple = tuple[str, str, str]
+
+
+def _triple(inst: InstanceSnap) -> Triple:
+    return (inst.namespace, inst.component, inst.endpoint)
+
+
+def _group(insts: Sequence[InstanceSnap]) -> dict[Triple, list[InstanceSnap]]:
+    out: dict[Triple, list[InstanceSnap]] = {}
+    for inst in insts:
+        key = (inst.namespace, inst.component, inst.endpoint)
+        group = out.get(key)
+        if group is None:
+            out[key] = [inst]
+        else:
+            group.append(inst)
+    return out
+
+
+def _regroup(old: Sequence[InstanceSnap] | None, new: Sequence[InstanceSnap],
+             groups: dict[Triple, list[InstanceSnap]]) -> tuple[dict[Triple, list[InstanceSnap]], set[Triple]]:
+    """``new`` grouped by endpoint, from ``groups`` (``old`` grouped), and the endpoints whose group changed.
+
+    A runtime's next state gives the same instance objects again where nothing changed: when only some were
+    replaced in place, only theirs are regrouped."""
+    if old is not None and len(old) == len(new):
+        changes = []
+        for i in compress(range(len(new)), map(is_not, old, new)):
+            a, b = old[i], new[i]
+            key = _triple(b)
+            if _triple(a) != key:
+                break
+            changes.append((key, a, b))
+        else:
+            for key, a, b in changes:
+                group = groups[key]
+                group[next(j for j, x in enumerate(group) if x is a)] = b
+            return groups, {key for key, _, _ in changes}
+    fresh = _group(new)
+    return fresh, {key for key in fresh.keys() | groups.keys() if groups.get(key) != fresh.get(key)}
+
+
+class _Layout:
+    """The namespace tree of the last merge of some runtimes' states, kept so that the next merge of their next
+    states rebuilds only the endpoints whose instances changed (and the components and namespaces holding them).
+
+    What it gives equals what :class:`_Tree` builds from nothing: the same instances merged in the same order."""
+
+    def __init__(self, names: tuple[str, ...], extras: tuple[Any, ...]) -> None:
+        self.names = names
+        self.extras = extras
+        self.inputs: list[tuple[Any, Any, Any, Any] | None] = [None] * len(names)
+        self.served: list[dict[Triple, list[InstanceSnap]]] = [{} for _ in names]
+        self.watched: list[dict[Triple, list[InstanceSnap]]] = [{} for _ in names]
+        self.listed: list[frozenset[Triple]] = [frozenset() for _ in names]
+        self.component_names: dict[tuple[str, str], ComponentSnap] = {}
+        self.extra_instances: dict[Triple, list[InstanceSnap]] = {}
+        self.extra_slots: set[Triple] = set()
+        self.extra_components: set[tuple[str, str]] = set()
+        self.extra_namespaces: set[str] = set()
+        self.instances: tuple[InstanceSnap | None, ...] = ()
+        for kind, a, b, c, instance in extras:
+            if instance:
+                continue
+            if kind == "namespace":
+                self.extra_namespaces.add(a)
+            elif kind == "component":
+                self.extra_components.add((a, b))
+            elif kind in ("endpoint", "client"):
+                self.extra_slots.add((a, b, c))
+        self.endpoints: dict[Triple, EndpointSnap] = {}
+        self.tree: dict[str, dict[str, list[str]]] = {}  # namespace → component → endpoint names, in order
+        self.order: list[str] = []  # namespace names, in order
+        self.component_snaps: dict[tuple[str, str], ComponentSnap] = {}
+        self.namespace_snaps: dict[str, NamespaceSnap] = {}
+        self.frozen: tuple[NamespaceSnap, ...] = ()
+        self._started = False
+
+    def update(self, states: Sequence[RuntimeState], instances: tuple[InstanceSnap | None, ...]
+               ) -> tuple[NamespaceSnap, ...]:
+        dirty: set[Triple] = set()
+        if instances != self.instances or any(a is not b for a, b in zip(instances, self.instances, strict=True)):
+            dirty |= {_triple(i) for i in (*instances, *self.instances) if i is not None}
+            self.extra_instances = {}
+            for inst in instances:  # drawn even when no longer served (stopped or killed)
+                if inst is not None:
+                    self.extra_instances.setdefault(_triple(inst), []).append(inst)
+            self.instances = instances
+        names_changed = not self._started
+        for i, state in enumerate(states):
+            now = (state.served, state.watched, state.endpoints, state.components)
+            was = self.inputs[i]
+            if was is not None and all(a is b for a, b in zip(was, now, strict=True)):
+                continue
+            self.inputs[i] = now
+            if was is None or was[0] is not now[0]:
+                self.served[i], changed = _regroup(None if was is None else was[0], now[0], self.served[i])
+                dirty |= changed
+            if was is None or was[1] is not now[1]:
+                self.watched[i], changed = _regroup(None if was is None else was[1], now[1], self.watched[i])
+                dirty |= changed
+            if was is None or was[2] is not now[2]:
+                listed = frozenset(now[2])
+                dirty |= listed ^ self.listed[i]
+                self.listed[i] = listed
+            if was is None or was[3] is not now[3]:
+                names_changed = True
+        touched: set[tuple[str, str]] = set()
+        first = not self._started
+        if first:
+            self._started = True
+            dirty |= self.extra_slots
+            for ns_name, comp_name in self.extra_components:
+                self._component(ns_name, comp_name, touched)
+            for ns_name in self.extra_namespaces:
+                self._namespace(ns_name)
+        for key in dirty:
+            self._endpoint(key, touched)
+        if names_changed:
+            named: dict[tuple[str, str], ComponentSnap] = {}
+            for state in states:
+                for snap in state.components:
+                    named.setdefault((snap.namespace, snap.name), snap)
+            for pair in named.keys() | self.component_names.keys():
+                if named.get(pair) != self.component_names.get(pair):
+                    touched.add(pair)
+            self.component_names = named
+        if not touched and not dirty and not first:
+            return self.frozen
+        changed_ns = set()
+        for ns, comp in touched:
+            comps = self.tree.get(ns)
+            if comps is None or comp not in comps:
+                self.component_snaps.pop((ns, comp), None)
+            else:
+                named_as = self.component_names.get((ns, comp))
+                self.component_snaps[(ns, comp)] = ComponentSnap(
+                    ns, comp, tuple(self.endpoints[(ns, comp, ep)] for ep in comps[comp]), *(
+                        (named_as.etcd_path, named_as.service_name, named_as.path) if named_as else ()))
+            changed_ns.add(ns)
+        for ns in changed_ns:
+            comps = self.tree.get(ns)
+            if comps is None:
+                self.namespace_snaps.pop(ns, None)
+            else:
+                self.namespace_snaps[ns] = NamespaceSnap(ns, tuple(self.component_snaps[(ns, c)] for c in comps))
+        self.frozen = tuple(self.namespace_snaps[ns] for ns in self.order)
+        return self.frozen
+
+    def _namespace(self, ns: str) -> dict[str, list[str]]:
+        comps = self.tree.get(ns)
+        if comps is None:
+            comps = self.tree[ns] = {}
+            insort(self.order, ns, key=natural_key)
+            self.namespace_snaps[ns] = NamespaceSnap(ns, ())
+        return comps
+
+    def _component(self, ns: str, comp: str, touched: set[tuple[str, str]]) -> list[str]:
+        comps = self._namespace(ns)
+        eps = comps.get(comp)
+        if eps is None:
+            eps = comps[comp] = []
+            self.tree[ns] = {c: comps[c] for c in sorted(comps, key=natural_key)}  # in order again
+            touched.add((ns, comp))
+        return eps
+
+    def _endpoint(self, key: Triple, touched: set[tuple[str, str]]) -> None:
+        ns, comp, ep = key
+        slot: dict[int, InstanceSnap] = {}
+        present = False
+        for i in range(len(self.names)):
+            for insts in (self.served[i].get(key), self.watched[i].get(key)):
+                if insts:
+                    present = True
+                    for inst in insts:
+                        _add(slot, inst)
+            present = present or key in self.listed[i]
+        for inst in self.extra_instances.get(key, ()):
+            present = True
+            _add(slot, inst)
+        present = present or key in self.extra_slots
+        touched.add((ns, comp))
+        if present:
+            eps = self._component(ns, comp, touched)
+            if key not in self.endpoints:
+                insort(eps, ep, key=natural_key)
+            self.endpoints[key] = _endpoint(ns, comp, ep, slot)
+            return
+        if self.endpoints.pop(key, None) is None:
+            return
+        comps = self.tree[ns]
+        comps[comp].remove(ep)
+        if not comps[comp] and (ns, comp) not in self.extra_components:
+            del comps[comp]
+            if not comps and ns not in self.extra_namespaces:
+                del self.tree[ns]
+                self.order.remove(ns)
+
+
+_LAYOUTS: "OrderedDict[tuple[Any, ...], _Layout]" = OrderedDict()
+_KEEP_LAYOUTS = 8
+
+
+def _namespaces(states: Sequence[RuntimeState], drawn: Sequence[Part]) -> tuple[NamespaceSnap, ...]:
+    """The merged namespace tree of these states, rebuilt only where they changed since the last merge of the
+    same runtimes drawn the same way (a live view's frames, a recording drawn at successive times)."""
+    names = tuple(s.runtime.name for s in states)
+    extras = tuple((p.focus.kind, p.focus.namespace, p.focus.component, p.focus.endpoint, p.instance is not None)
+                   for p in drawn)
+    key = (names, extras)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _LAYOUTS[key] = _Layout(names, extras)
+        while len(_LAYOUTS) > _KEEP_LAYOUTS:
+            _LAYOUTS.popitem(last=False)
+    else:
+        _LAYOUTS.move_to_end(key)
+    return layout.update(states, tuple(p.instance for p in drawn))
+
+
 class _Tree:
-    """Mutable accumulator: namespace → component → endpoint → instance id → InstanceSnap."""
+    """Mutable accumulator: namespace → component → endpoint → instance id → InstanceSnap.
+
+    The namespace tree built from nothing, as :func:`_tree_from_nothing` does: what :class:`_Layout` keeps equal
+    to, frame after frame."""
 
     def __init__(self) -> None:
         self.ns: dict[str, dict[str, dict[str, dict[int, InstanceSnap]]]] = {}
@@ -106,18 +353,7 @@ class _Tree:
         self.ns.setdefault(ns, {})
 
     def add(self, inst: InstanceSnap) -> None:
-        slot = self.endpoint(inst.namespace, inst.component, inst.endpoint)
-        old = slot.get(inst.instance_id)
-        if old is None:
-            slot[inst.instance_id] = inst
-            return
-        seen = tuple(dict.fromkeys(old.seen_by + inst.seen_by))
-        base = inst if inst.runtime and not old.runtime else old
-        readings = [r for r in (old.lease, inst.lease) if r is not None]
-        lease = max(readings, key=lambda r: (r.read_at, r.unanswered_at)) if readings else None
-        if lease is not None and not lease.dead and any(r.dead for r in readings):  # one runtime saw it fail
-            lease = replace(lease, unanswered_at=max(r.unanswered_at for r in readings))
-        slot[inst.instance_id] = replace(base, seen_by=seen, lease=lease)
+        _add(self.endpoint(inst.namespace, inst.component, inst.endpoint), inst)
 
     def freeze(self) -> tuple[NamespaceSnap, ...]:
         out = []
@@ -126,14 +362,36 @@ class _Tree:
             for comp_name in sorted(self.ns[ns_name], key=natural_key):
                 eps = []
                 for ep_name in sorted(self.ns[ns_name][comp_name], key=natural_key):
-                    insts = self.ns[ns_name][comp_name][ep_name].values()
-                    ordered = sorted(insts, key=lambda i: (i.runtime == "", natural_key(i.runtime), i.instance_id))
-                    eps.append(EndpointSnap(ns_name, comp_name, ep_name, tuple(ordered)))
+                    eps.append(_endpoint(ns_name, comp_name, ep_name, self.ns[ns_name][comp_name][ep_name]))
                 named = self.names.get((ns_name, comp_name))
                 comps.append(ComponentSnap(ns_name, comp_name, tuple(eps), *(
                     (named.etcd_path, named.service_name, named.path) if named else ())))
             out.append(NamespaceSnap(ns_name, tuple(comps)))
         return tuple(out)
+
+
+def _tree_from_nothing(states: Sequence[RuntimeState], drawn: Sequence[Part]) -> tuple[NamespaceSnap, ...]:
+    tree = _Tree()
+    for state in states:
+        for comp in state.components:
+            tree.names.setdefault((comp.namespace, comp.name), comp)
+        for inst in state.served:
+            tree.add(inst)
+        for inst in state.watched:
+            tree.add(inst)
+        for ns_name, comp_name, ep_name in state.endpoints:
+            tree.endpoint(ns_name, comp_name, ep_name)
+    for part in drawn:
+        f = part.focus
+        if part.instance is not None:
+            tree.add(part.instance)  # also when already stopped (no longer in the runtime's list)
+        elif f.kind == "namespace":
+            tree.namespace(f.namespace)
+        elif f.kind == "component":
+            tree.component(f.namespace, f.component)
+        elif f.kind in ("endpoint", "client"):
+            tree.endpoint(f.namespace, f.component, f.endpoint)
+    return tree.freeze()
 
 
 def parts_of(objs: Any) -> list[Part]:
@@ -167,37 +425,18 @@ def merge(parts: Sequence[Part]) -> Snapshot:
     for part in parts:
         for state in part.runtimes:
             states.setdefault(state.runtime.name, state)
-    tree = _Tree()
     clients: list[ClientSnap] = []
     calls: list[CallSnap] = []
     registries: list[RegistrySnap] = []
     for state in states.values():
-        for comp in state.components:
-            tree.names.setdefault((comp.namespace, comp.name), comp)
-        for inst in state.served:
-            tree.add(inst)
-        for inst in state.watched:
-            tree.add(inst)
-        for ns_name, comp_name, ep_name in state.endpoints:
-            tree.endpoint(ns_name, comp_name, ep_name)
         clients.extend(state.clients)
         calls.extend(state.calls)
         if state.registry is not None:
             registries.append(state.registry)
-    for part in drawn:
-        f = part.focus
-        if part.instance is not None:
-            tree.add(part.instance)  # also when already stopped (no longer in the runtime's list)
-        elif f.kind == "namespace":
-            tree.namespace(f.namespace)
-        elif f.kind == "component":
-            tree.component(f.namespace, f.component)
-        elif f.kind in ("endpoint", "client"):
-            tree.endpoint(f.namespace, f.component, f.endpoint)
     records, dropped = _merge_records(list(states.values()))
     return Snapshot(
         runtimes=tuple(s.runtime for s in states.values()),
-        namespaces=tree.freeze(),
+        namespaces=_namespaces(list(states.values()), drawn),
         clients=tuple(sorted(clients, key=lambda c: (natural_key(c.runtime), c.id))),
         registries=tuple(registries),
         clusters=tuple(p.cluster for p in parts if p.cluster is not None),
