@@ -418,8 +418,8 @@ class Snapshot:
 
     def scoped(self) -> tuple[NamespaceSnap, ...]:
         """The namespace tree pruned to what the focus asks for (everything for a runtime focus)."""
-        if not self.focus:
-            return self.namespaces
+        if not self.focus or any(f.kind in ("runtime", "registry", "cluster", "graph") for f in self.focus):
+            return self.namespaces  # everything is covered: the tree as it is (its parts shared between frames)
         out = []
         for ns in self.namespaces:
             if not any(f.covers(ns.name) for f in self.focus):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from bisect import bisect_right
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Sequence
@@ -194,6 +195,42 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+class _Facts(NamedTuple):
+    """What figures count over one component's instances, worked out once per component snapshot: a merge keeps
+    the snapshots of components where nothing changed, so a redraw counts again only where something did."""
+
+    size: int  # the component, its endpoints and their instances: nodes a full hierarchy would draw
+    users: tuple[str, ...]  # runtimes serving or seeing its instances, in the order they first appear
+    served: tuple[tuple[str, int], ...]  # instances each runtime serves, by runtime in order of appearance
+
+
+_FACTS: "OrderedDict[int, tuple[ComponentSnap, _Facts]]" = OrderedDict()
+_KEEP_FACTS = 1 << 14
+
+
+def _facts(comp: ComponentSnap) -> _Facts:
+    kept = _FACTS.get(id(comp))
+    if kept is not None and kept[0] is comp:
+        return kept[1]
+    users: dict[str, None] = {}
+    served: dict[str, int] = {}
+    size = 1 + len(comp.endpoints)
+    for ep in comp.endpoints:
+        size += len(ep.instances)
+        for inst in ep.instances:
+            if inst.runtime:
+                users[inst.runtime] = None
+                served[inst.runtime] = served.get(inst.runtime, 0) + 1
+            for who in inst.seen_by:
+                if who:
+                    users[who] = None
+    facts = _Facts(size, tuple(users), tuple(served.items()))
+    _FACTS[id(comp)] = (comp, facts)  # the snapshot is held, so its id is not reused while kept
+    while len(_FACTS) > _KEEP_FACTS:
+        _FACTS.popitem(last=False)
+    return facts
+
+
 def _component_names(snap: Snapshot, comp: ComponentSnap) -> ComponentSnap:
     """The component with its derived names (a snapshot built by hand may leave them out)."""
     if comp.service_name:
@@ -235,7 +272,7 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
         return flow.node(key, *lines, **kw)
 
     scoped = snap.scoped()
-    size = sum(1 + len(c.endpoints) + sum(len(e.instances) for e in c.endpoints) for n in scoped for c in n.components)
+    size = sum(_facts(c).size for n in scoped for c in n.components)
     compact = size + len(scoped) > limits.nodes
     max_components = min(limits.components, 4) if compact else limits.components
     max_endpoints = min(limits.endpoints, 3) if compact else limits.endpoints
@@ -406,10 +443,10 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
     scoped = snap.scoped()
     runtime_focus = [rt for rt in snap.runtimes if any(f.kind == "runtime" for f in snap.focus)]
     users: dict[str, list[str]] = {}
-    for inst in snap.instances():
-        for who in (inst.runtime, *inst.seen_by):
-            if who and who not in users.setdefault(inst.namespace, []):
-                users[inst.namespace].append(who)
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            seen = users.setdefault(ns.name, [])
+            seen.extend(who for who in _facts(comp).users if who not in seen)
     for client in snap.clients:
         if client.runtime not in users.setdefault(client.namespace, []):
             users[client.namespace].append(client.runtime)
@@ -510,7 +547,9 @@ def _target(snap: Snapshot) -> InstanceSnap | None:
     focus = snap.first("instance")
     if focus is not None:
         ref = f"{focus.namespace}.{focus.component}.{focus.endpoint}"
-        found = [i for i in snap.instances() if i.instance_id == focus.instance_id and i.reference == ref
+        comp = snap.component(focus.namespace, focus.component)
+        eps = [e for e in comp.endpoints if e.name == focus.endpoint] if comp is not None else []
+        found = [i for e in eps for i in e.instances if i.instance_id == focus.instance_id and i.reference == ref
                  and i.runtime == focus.runtime]
         if found:
             return found[0]
@@ -1011,11 +1050,10 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
     events = [t for t in matching(snap.records, _EVENT_KINDS, _is_event)
               if wanted(t.record.detail.get("scope", ""))]
     serving: dict[str, list[str]] = {}
-    for inst in snap.instances():
-        if inst.runtime:
-            path = f"{inst.namespace}/{inst.component}"
-            if path not in serving.setdefault(inst.runtime, []):
-                serving[inst.runtime].append(path)
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            for runtime, _ in _facts(comp).served:
+                serving.setdefault(runtime, []).append(f"{ns.name}/{comp.name}")
 
     def subscriber(runtime: str) -> str:
         comps = serving.get(runtime, [])
@@ -1195,9 +1233,10 @@ def topology(snap: Snapshot, limits: Limits) -> Flow:
     """Runtimes and the servers they talk to: a LocalCluster's nats-server and etcd, or the embedded world."""
     flow = Flow("TB")
     instances: dict[str, int] = {}
-    for inst in snap.instances():
-        if inst.runtime:
-            instances[inst.runtime] = instances.get(inst.runtime, 0) + 1
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            for runtime, count in _facts(comp).served:
+                instances[runtime] = instances.get(runtime, 0) + count
     watchers = {r.runtime: len(r.watchers) for r in snap.registries}
     targets: list[str] = []
     for i, rt in enumerate(snap.runtimes):
