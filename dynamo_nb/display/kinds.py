@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -638,69 +638,124 @@ class _Run(NamedTuple):
 
 class _Owned:
     """One instance's records (``_Who.owns``), with what drawing any stretch of them needs worked out ahead: where
-    each run of counted records ends and running sums of their counts, where a ``Created`` or its registration is.
-    Built once per merge of records (see :func:`~.snapshot.derived`), so drawing a recording at any time cuts it."""
+    the runs of counted records break, running sums of their counts, where each ``Created`` and registration is.
+    Built once per merge of records (see :func:`~.snapshot.derived`), so drawing a recording at any time cuts it;
+    carried to a live system's next merge by :meth:`advance` (the oldest records dropped, new ones appended).
 
-    def __init__(self, who: _Who, mine: Sequence[TaggedRecord]) -> None:
-        self.mine = mine
-        n = len(mine)
-        counted = [t.runtime == who.runtime and t.record.kind in _COUNTED for t in mine]
-        self.counted = counted
-        self.run_end = run_end = [0] * (n + 1)
-        for k in range(n - 1, -1, -1):
-            if counted[k]:
-                run_end[k] = run_end[k + 1] if k + 1 < n and counted[k + 1] else k + 1
-        sums = [[0] * (n + 1) for _ in range(5)]
-        keep, req, resp, items, errs = sums
-        for k, t in enumerate(mine):
+    Indexes are absolute (``origin`` is where the records still held start), so dropping costs nothing."""
+
+    def __init__(self, who: _Who) -> None:
+        self.who = who
+        self.origin = 0
+        self.mine: list[TaggedRecord] = []
+        self.breaks: list[int] = []  # records that are not counted: where each run ends
+        self.sums: list[list[int]] = [[0] for _ in range(5)]  # keep-alives, requests, responses, items, errors
+        self.created: list[int] = []
+        self.registered: list[int] = []
+
+    @classmethod
+    def of(cls, who: _Who, mine: Sequence[TaggedRecord]) -> "_Owned":
+        owned = cls(who)
+        owned._extend(mine)
+        return owned
+
+    def _extend(self, records: Sequence[TaggedRecord]) -> None:
+        runtime, created = self.who.runtime, State.CREATED.value
+        keep, req, resp, items, errs = self.sums
+        k = len(self.mine)
+        for t in records:
             rec = t.record
+            kind = rec.kind
             a = b = c = d = e = 0
-            if counted[k]:
-                if rec.kind == Kind.LEASE_KEEPALIVE:
+            if t.runtime == runtime and kind in _COUNTED:
+                if kind == Kind.LEASE_KEEPALIVE:
                     a = 1
-                elif rec.kind == Kind.REQUEST:
+                elif kind == Kind.REQUEST:
                     b = 1
                 else:
                     c = 1
                     d = int(rec.detail.get("items") or 0)
                     e = rec.detail.get("outcome") not in (None, "ok", "complete")
-            keep[k + 1], req[k + 1], resp[k + 1] = keep[k] + a, req[k] + b, resp[k] + c
-            items[k + 1], errs[k + 1] = items[k] + d, errs[k] + e
-        self.sums = sums
-        self.created = [k for k, t in enumerate(mine) if t.record.kind == Kind.LIFECYCLE
-                        and t.record.detail.get("state") == State.CREATED.value]
-        self.registered = [k for k, t in enumerate(mine) if t.record.kind == Kind.KV_CREATE
-                           and t.runtime == who.runtime]
+            else:
+                self.breaks.append(k)
+                if kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
+                    self.created.append(k)
+                elif kind == Kind.KV_CREATE and t.runtime == runtime:
+                    self.registered.append(k)
+            keep.append(keep[-1] + a)
+            req.append(req[-1] + b)
+            resp.append(resp[-1] + c)
+            items.append(items[-1] + d)
+            errs.append(errs[-1] + e)
+            k += 1
+        self.mine.extend(records)
+
+    def advance(self, dropped: int, added: Sequence[TaggedRecord]) -> "_Owned":
+        """A copy with the oldest ``dropped`` records gone and ``added`` appended."""
+        new = _Owned(self.who)
+        new.origin = self.origin + dropped
+        if new.origin > len(self.mine) // 2:  # rebase, so what was dropped does not pile up
+            cut = new.origin
+            new.origin = 0
+            new.mine = self.mine[cut:]
+            new.sums = [column[cut:] for column in self.sums]
+            new.breaks, new.created, new.registered = ([i - cut for i in xs[bisect_left(xs, cut):]]
+                                                       for xs in (self.breaks, self.created, self.registered))
+        else:
+            new.mine = self.mine.copy()
+            new.sums = [column.copy() for column in self.sums]
+            new.breaks, new.created, new.registered = self.breaks.copy(), self.created.copy(), self.registered.copy()
+        new._extend(added)
+        return new
+
+    def count(self) -> int:
+        return len(self.mine) - self.origin
+
+    def first_registered(self, limit: int) -> int | None:
+        """The first registration among the first ``limit`` records (indexes relative to the records held)."""
+        i = bisect_left(self.registered, self.origin)
+        k = self.registered[i] - self.origin if i < len(self.registered) else None
+        return k if k is not None and k < limit else None
+
+    def created_around(self, anchor: int, limit: int) -> tuple[int, int]:
+        """The last ``Created`` at or before ``anchor`` (0 if none), and the first after it (``limit`` if none)."""
+        o, created = self.origin, self.created
+        j = bisect_right(created, anchor + o)  # the first Created after the anchor
+        start = created[j - 1] - o if j > 0 and created[j - 1] >= o else 0
+        end = created[j] - o if j < len(created) and created[j] - o < limit else limit
+        return start, end
+
+    def record(self, k: int) -> TaggedRecord:
+        return self.mine[k + self.origin]
 
     def items(self, lo: int, hi: int) -> "list[TaggedRecord | _Run]":
         out: list[TaggedRecord | _Run] = []
-        mine, counted, run_end, sums = self.mine, self.counted, self.run_end, self.sums
-        k = lo
-        while k < hi:
-            if counted[k]:
-                end = min(run_end[k], hi)
-                out.append(_Run(*(column[end] - column[k] for column in sums)))
-                k = end
-            else:
+        o = self.origin
+        mine, breaks, sums = self.mine, self.breaks, self.sums
+        k, stop = lo + o, hi + o
+        while k < stop:
+            i = bisect_left(breaks, k)
+            if i < len(breaks) and breaks[i] == k:  # not counted: itself
                 out.append(mine[k])
                 k += 1
+                continue
+            end = min(breaks[i] if i < len(breaks) else len(mine), stop)
+            out.append(_Run(*(column[end] - column[k] for column in sums)))
+            k = end
         return out
 
 
 def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
     """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
     keep-alives, requests and responses summed into one :class:`_Run`."""
-    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned(who, mine))
-    anchor = owned.registered[0] if owned.registered and owned.registered[0] < limit else None
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine))
+    anchor = owned.first_registered(limit)
     if anchor is None:
         return owned.items(0, limit)
-    before = bisect_right(owned.created, anchor) - 1
-    start = owned.created[before] if before >= 0 else 0
-    if start > 0 and owned.mine[start - 1].record.kind == Kind.LEASE_GRANT:
+    start, end = owned.created_around(anchor, limit)
+    if start > 0 and owned.record(start - 1).record.kind == Kind.LEASE_GRANT:
         start -= 1
     # a later instance of the same endpoint in this runtime starts with its own Created: stop before it
-    after = before + 1
-    end = owned.created[after] if after < len(owned.created) and owned.created[after] < limit else limit
     return owned.items(start, end)
 
 

@@ -457,39 +457,107 @@ def _merge_records(states: Sequence[RuntimeState]) -> tuple["MergedRecords", dic
     return MergedRecords(states), dropped
 
 
+def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> tuple[TaggedRecord, ...]:
+    tagged = [[TaggedRecord(name, rec) for rec in stream] for name, stream in zip(names, streams, strict=True)]
+    return tuple(tagged[0]) if len(tagged) == 1 else tuple(heapq.merge(*tagged, key=lambda t: t.record.ts))
+
+
+def _in_order(tagged: Sequence[TaggedRecord]) -> bool:
+    return all(a.record.ts <= b.record.ts for a, b in zip(tagged, tagged[1:], strict=False))
+
+
 class _Merge:
     """Some runtimes' whole records merged once (as TaggedRecords), with indexes of the questions asked of them."""
 
-    def __init__(self, names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> None:
+    def __init__(self, names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...],
+                 tagged: tuple[TaggedRecord, ...] | None = None) -> None:
+        self.names = names
         self.fulls = fulls  # held, so the ids that key this merge stay theirs
-        streams = [[TaggedRecord(name, rec) for rec in full] for name, full in zip(names, fulls, strict=True)]
-        self.tagged: tuple[TaggedRecord, ...] = (
-            tuple(streams[0]) if len(streams) == 1 else tuple(heapq.merge(*streams, key=lambda t: t.record.ts)))
+        self.tagged = _tagged_merge(names, fulls) if tagged is None else tagged
         # each stream in time order: then the records up to any time are a prefix of the merge
-        self.ordered = all(a.record.ts <= b.record.ts for a, b in zip(self.tagged, self.tagged[1:], strict=False))
-        self.indexes: dict[Hashable, list[int]] = {}
+        self.ordered = tagged is not None or _in_order(self.tagged)
+        self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
         self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
 
     def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool]) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            found = self.indexes[key] = [i for i, t in enumerate(self.tagged) if keep(t)]
-        return found
+            found = self.indexes[key] = (keep, [i for i, t in enumerate(self.tagged) if keep(t)])
+        return found[1]
+
+    def advanced(self, fulls: tuple[tuple[Record, ...], ...]) -> "_Merge | None":
+        """This merge carried to ``fulls``, when each is its runtime's records here with the oldest dropped and
+        newer ones appended, all in time order (a live runtime's next frame); None when they are not.
+
+        What a cold merge of ``fulls`` would give, and its indexes and derived figures carried along rather than
+        found again: the next frame of a busy system costs what changed."""
+        if not self.ordered:
+            return None
+        drops, fresh = [], []
+        for old, new in zip(self.fulls, fulls, strict=True):
+            dropped = len(old) if not new else (new[0].seq - old[0].seq if old else 0)
+            overlap = len(old) - dropped
+            if dropped < 0 or overlap < 0 or overlap > len(new) or old[dropped:] != new[:overlap]:
+                return None
+            drops.append(dropped)
+            fresh.append(new[overlap:])
+        added = _tagged_merge(self.names, fresh)
+        if not _in_order(added):
+            return None
+        tagged, cut = self.tagged, 0  # the dropped records are each runtime's oldest: at the front of the merge
+        left = dict(zip(self.names, drops, strict=True))
+        owing = sum(drops)
+        front: list[TaggedRecord] = []
+        front_map: list[int] = []  # where each record of the scanned front goes (-1: dropped)
+        while owing and cut < len(tagged):
+            t = tagged[cut]
+            if left[t.runtime]:
+                left[t.runtime] -= 1
+                owing -= 1
+                front_map.append(-1)
+            else:
+                front_map.append(len(front))
+                front.append(t)
+            cut += 1
+        kept = tuple(front) + tagged[cut:] if cut else tagged
+        if kept and added and not kept[-1].record.ts < added[0].record.ts:  # a tie: a cold merge may interleave
+            return None
+        merge = _Merge(self.names, fulls, kept + added)
+        shift = cut - len(front)
+        for key, (keep, found) in self.indexes.items():
+            at = bisect_left(found, cut)
+            moved = [front_map[i] for i in found[:at] if front_map[i] >= 0] + [i - shift for i in found[at:]]
+            appended = [len(kept) + i for i, t in enumerate(added) if keep(t)]
+            merge.indexes[key] = (keep, moved + appended)
+            made = self.derived.get(key)
+            advance = getattr(made, "advance", None)
+            if advance is not None:
+                merge.derived[key] = advance(len(found) - len(moved), [merge.tagged[i] for i in appended])
+        return merge
 
 
 _MERGES: "OrderedDict[tuple[Any, ...], _Merge]" = OrderedDict()
 _KEEP_MERGES = 8  # recordings (or sets of runtimes) whose merged records are kept
 
 
+_LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merge of each set of runtimes
+
+
 def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
     key = names + tuple(id(f) for f in fulls)
     merge = _MERGES.get(key)
     if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
-        merge = _MERGES[key] = _Merge(names, fulls)
+        latest = _LATEST.get(names)
+        merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
+        _MERGES[key] = merge
         while len(_MERGES) > _KEEP_MERGES:
             _MERGES.popitem(last=False)
     else:
         _MERGES.move_to_end(key)
+    _LATEST[names] = merge
+    _LATEST.move_to_end(names)
+    while len(_LATEST) > _KEEP_MERGES:
+        _LATEST.popitem(last=False)
     return merge
 
 
