@@ -222,13 +222,9 @@ class _Layout:
                 names_changed = True
         touched: set[tuple[str, str]] = set()
         first = not self._started
-        if first:
-            self._started = True
-            dirty |= self.extra_slots
-            for ns_name, comp_name in self.extra_components:
-                self._component(ns_name, comp_name, touched)
-            for ns_name in self.extra_namespaces:
-                self._namespace(ns_name)
+        self._started = True
+        if first or len(dirty) > max(64, len(self.endpoints) // 8):
+            return self._rebuild(states)
         for key in dirty:
             self._endpoint(key, touched)
         if names_changed:
@@ -240,7 +236,7 @@ class _Layout:
                 if named.get(pair) != self.component_names.get(pair):
                     touched.add(pair)
             self.component_names = named
-        if not touched and not dirty and not first:
+        if not touched and not dirty:
             return self.frozen
         changed_ns = set()
         for ns, comp in touched:
@@ -248,10 +244,7 @@ class _Layout:
             if comps is None or comp not in comps:
                 self.component_snaps.pop((ns, comp), None)
             else:
-                named_as = self.component_names.get((ns, comp))
-                self.component_snaps[(ns, comp)] = ComponentSnap(
-                    ns, comp, tuple(self.endpoints[(ns, comp, ep)] for ep in comps[comp]), *(
-                        (named_as.etcd_path, named_as.service_name, named_as.path) if named_as else ()))
+                self._freeze_component(ns, comp)
             changed_ns.add(ns)
         for ns in changed_ns:
             comps = self.tree.get(ns)
@@ -261,6 +254,52 @@ class _Layout:
                 self.namespace_snaps[ns] = NamespaceSnap(ns, tuple(self.component_snaps[(ns, c)] for c in comps))
         self.frozen = tuple(self.namespace_snaps[ns] for ns in self.order)
         return self.frozen
+
+    def _rebuild(self, states: Sequence[RuntimeState]) -> tuple[NamespaceSnap, ...]:
+        """Everything again, in bulk (the first merge, or one where much changed)."""
+        slots: dict[Triple, dict[int, InstanceSnap]] = {}
+        for i in range(len(self.names)):
+            for groups in (self.served[i], self.watched[i]):
+                for key, insts in groups.items():
+                    slot = slots.setdefault(key, {})
+                    for inst in insts:
+                        _add(slot, inst)
+            for key in self.listed[i]:
+                slots.setdefault(key, {})
+        for key, insts in self.extra_instances.items():
+            slot = slots.setdefault(key, {})
+            for inst in insts:
+                _add(slot, inst)
+        for key in self.extra_slots:
+            slots.setdefault(key, {})
+        tree: dict[str, dict[str, list[str]]] = {ns: {} for ns in self.extra_namespaces}
+        for ns, comp in self.extra_components:
+            tree.setdefault(ns, {}).setdefault(comp, [])
+        for ns, comp, ep in slots:
+            tree.setdefault(ns, {}).setdefault(comp, []).append(ep)
+        self.endpoints = {key: _endpoint(*key, slot) for key, slot in slots.items()}
+        self.order = sorted(tree, key=natural_key)
+        self.tree = {ns: {c: sorted(tree[ns][c], key=natural_key) for c in sorted(tree[ns], key=natural_key)}
+                     for ns in self.order}
+        named: dict[tuple[str, str], ComponentSnap] = {}
+        for state in states:
+            for snap in state.components:
+                named.setdefault((snap.namespace, snap.name), snap)
+        self.component_names = named
+        self.component_snaps = {}
+        self.namespace_snaps = {}
+        for ns in self.order:
+            for comp in self.tree[ns]:
+                self._freeze_component(ns, comp)
+            self.namespace_snaps[ns] = NamespaceSnap(ns, tuple(self.component_snaps[(ns, c)] for c in self.tree[ns]))
+        self.frozen = tuple(self.namespace_snaps[ns] for ns in self.order)
+        return self.frozen
+
+    def _freeze_component(self, ns: str, comp: str) -> None:
+        named_as = self.component_names.get((ns, comp))
+        self.component_snaps[(ns, comp)] = ComponentSnap(
+            ns, comp, tuple(self.endpoints[(ns, comp, ep)] for ep in self.tree[ns][comp]), *(
+                (named_as.etcd_path, named_as.service_name, named_as.path) if named_as else ()))
 
     def _namespace(self, ns: str) -> dict[str, list[str]]:
         comps = self.tree.get(ns)
