@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
+import weakref
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Sequence
@@ -204,13 +204,14 @@ class _Facts(NamedTuple):
     served: tuple[tuple[str, int], ...]  # instances each runtime serves, by runtime in order of appearance
 
 
-_FACTS: "OrderedDict[int, tuple[ComponentSnap, _Facts]]" = OrderedDict()
-_KEEP_FACTS = 1 << 14
+#: component snapshot id → (a weak reference to it, its facts): kept while the snapshot lives (a figure or a
+#: merge holds it), forgotten with it
+_FACTS: dict[int, tuple["weakref.ref[ComponentSnap]", _Facts]] = {}
 
 
 def _facts(comp: ComponentSnap) -> _Facts:
     kept = _FACTS.get(id(comp))
-    if kept is not None and kept[0] is comp:
+    if kept is not None and kept[0]() is comp:
         return kept[1]
     users: dict[str, None] = {}
     served: dict[str, int] = {}
@@ -225,9 +226,9 @@ def _facts(comp: ComponentSnap) -> _Facts:
                 if who:
                     users[who] = None
     facts = _Facts(size, tuple(users), tuple(served.items()))
-    _FACTS[id(comp)] = (comp, facts)  # the snapshot is held, so its id is not reused while kept
-    while len(_FACTS) > _KEEP_FACTS:
-        _FACTS.popitem(last=False)
+    key = id(comp)
+    # the callback runs before the snapshot's memory (and so its id) can be used again
+    _FACTS[key] = (weakref.ref(comp, lambda _: _FACTS.pop(key, None)), facts)
     return facts
 
 
