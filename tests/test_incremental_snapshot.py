@@ -4,10 +4,11 @@ snapshot built from nothing, whatever happened in between."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 from dataclasses import replace
 
 from dynamo_nb import DistributedRuntime, EmbeddedWorld, diagram
-from dynamo_nb.core.snapshot import RuntimeState
+from dynamo_nb.core.snapshot import RuntimeState, TaggedRecord
 from dynamo_nb.display.snapshot import _LATEST, _MERGES, _tree_from_nothing, parts_of, snapshot
 
 from support import eventually
@@ -31,7 +32,10 @@ def assert_same(*runtimes: DistributedRuntime, drawn: object = None) -> None:
         assert replace(kept, frames=()) == replace(from_nothing(runtime), frames=()), runtime.name
     parts = parts_of(objs)
     focus = [p for p in parts if p.focus.kind != "runtime"] or parts
-    assert merged == _tree_from_nothing([p.runtimes[0] for p in parts[-len(runtimes):]], focus)
+    states = [p.runtimes[0] for p in parts[-len(runtimes):]]
+    assert merged == _tree_from_nothing(states, focus)
+    streams = [[TaggedRecord(s.runtime.name, r) for r in s.records] for s in states]
+    assert tuple(snapshot(objs).records) == tuple(heapq.merge(*streams, key=lambda t: t.record.ts))
     if drawn is not None:  # the figures that read records, from records merged since the last frame, and cold
         kept = [diagram(objs, kind).mermaid for kind in ("startup", "sequence", "pubsub")]
         _MERGES.clear()

@@ -17,8 +17,8 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
-from itertools import compress
-from operator import is_not
+from itertools import compress, islice
+from operator import is_not, le
 from typing import Any, Callable, Hashable, Iterator, Sequence, overload
 
 from ..core.recorder import Record
@@ -109,6 +109,8 @@ def _add(slot: dict[int, InstanceSnap], inst: InstanceSnap) -> None:
 
 
 def _endpoint(ns: str, comp: str, ep: str, slot: dict[int, InstanceSnap]) -> EndpointSnap:
+    if len(slot) < 2:
+        return EndpointSnap(ns, comp, ep, tuple(slot.values()))
     ordered = sorted(slot.values(), key=lambda i: (i.runtime == "", natural_key(i.runtime), i.instance_id))
     return EndpointSnap(ns, comp, ep, tuple(ordered))
 
@@ -497,12 +499,25 @@ def _merge_records(states: Sequence[RuntimeState]) -> tuple["MergedRecords", dic
 
 
 def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> tuple[TaggedRecord, ...]:
+    """The streams merged by time as ``heapq.merge`` does (a tie goes to the earlier stream); when each stream is
+    in time order that is a stable sort of them laid end to end, which sorts their times in C."""
     tagged = [[TaggedRecord(name, rec) for rec in stream] for name, stream in zip(names, streams, strict=True)]
-    return tuple(tagged[0]) if len(tagged) == 1 else tuple(heapq.merge(*tagged, key=lambda t: t.record.ts))
+    if len(tagged) == 1:
+        return tuple(tagged[0])
+    times = [[rec.ts for rec in stream] for stream in streams]
+    if not all(_ascending(ts) for ts in times):
+        return tuple(heapq.merge(*tagged, key=lambda t: t.record.ts))
+    flat = [t for stream in tagged for t in stream]
+    stamps = [ts for stream in times for ts in stream]
+    return tuple(map(flat.__getitem__, sorted(range(len(flat)), key=stamps.__getitem__)))
+
+
+def _ascending(times: Sequence[float]) -> bool:
+    return all(map(le, times, islice(times, 1, None)))
 
 
 def _in_order(tagged: Sequence[TaggedRecord]) -> bool:
-    return all(a.record.ts <= b.record.ts for a, b in zip(tagged, tagged[1:], strict=False))
+    return _ascending([t.record.ts for t in tagged])
 
 
 class _Merge:
