@@ -27,6 +27,7 @@ import json
 import time
 import weakref
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -602,6 +603,8 @@ class _Who:
         if tagged.runtime != self.runtime:
             return rec.kind in (Kind.WATCH_PUT, Kind.WATCH_DELETE) and d.get("key") == self.key
         kind = rec.kind
+        if kind is Kind.REQUEST or kind is Kind.RESPONSE:  # most records of a busy instance: asked first
+            return d.get("instance_id") == self.lease_id and self.reference in (rec.actor, rec.target)
         if kind == Kind.LIFECYCLE:
             return rec.actor == self.reference and d.get("instance_id", self.lease_id) in (self.lease_id, 0)
         if kind == Kind.START:
@@ -637,6 +640,11 @@ class _Run(NamedTuple):
     errors: int
 
 
+_NOTHING = (0, 0, 0, 0, 0)
+_ONE_REQUEST = (0, 1, 0, 0, 0)
+_ONE_KEEPALIVE = (1, 0, 0, 0, 0)
+
+
 class _Owned:
     """One instance's records (``_Who.owns``), with what drawing any stretch of them needs worked out ahead: where
     the runs of counted records break, running sums of their counts, where each ``Created`` and registration is.
@@ -662,33 +670,31 @@ class _Owned:
 
     def _extend(self, records: Sequence[TaggedRecord]) -> None:
         runtime, created = self.who.runtime, State.CREATED.value
-        keep, req, resp, items, errs = self.sums
         k = len(self.mine)
+        counts: list[tuple[int, int, int, int, int]] = []  # each record's share of the five running sums
+        add = counts.append
         for t in records:
             rec = t.record
             kind = rec.kind
-            a = b = c = d = e = 0
             if t.runtime == runtime and kind in _COUNTED:
-                if kind == Kind.LEASE_KEEPALIVE:
-                    a = 1
-                elif kind == Kind.REQUEST:
-                    b = 1
+                if kind == Kind.REQUEST:
+                    add(_ONE_REQUEST)
+                elif kind == Kind.RESPONSE:
+                    d = rec.detail
+                    add((0, 0, 1, int(d.get("items") or 0), d.get("outcome") not in (None, "ok", "complete")))
                 else:
-                    c = 1
-                    d = int(rec.detail.get("items") or 0)
-                    e = rec.detail.get("outcome") not in (None, "ok", "complete")
+                    add(_ONE_KEEPALIVE)
             else:
+                add(_NOTHING)
                 self.breaks.append(k)
                 if kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
                     self.created.append(k)
                 elif kind == Kind.KV_CREATE and t.runtime == runtime:
                     self.registered.append(k)
-            keep.append(keep[-1] + a)
-            req.append(req[-1] + b)
-            resp.append(resp[-1] + c)
-            items.append(items[-1] + d)
-            errs.append(errs[-1] + e)
             k += 1
+        for column, shares in zip(self.sums, zip(*counts, strict=True) if counts else ((),) * 5, strict=True):
+            column.extend(accumulate(shares, initial=column[-1]))
+            del column[-len(shares) - 1]  # accumulate repeats the start, already there
         self.mine.extend(records)
 
     def advance(self, dropped: int, added: Sequence[TaggedRecord]) -> "_Owned":
