@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import re
+import threading
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
@@ -353,6 +354,7 @@ class _Layout:
                 self.order.remove(ns)
 
 
+_KEPT_LOCK = threading.RLock()  # guards what is kept between figures (layouts, merges)
 _LAYOUTS: "OrderedDict[tuple[Any, ...], _Layout]" = OrderedDict()
 _KEEP_LAYOUTS = 8
 
@@ -364,14 +366,15 @@ def _namespaces(states: Sequence[RuntimeState], drawn: Sequence[Part]) -> tuple[
     extras = tuple((p.focus.kind, p.focus.namespace, p.focus.component, p.focus.endpoint, p.instance is not None)
                    for p in drawn)
     key = (names, extras)
-    layout = _LAYOUTS.get(key)
-    if layout is None:
-        layout = _LAYOUTS[key] = _Layout(names, extras)
-        while len(_LAYOUTS) > _KEEP_LAYOUTS:
-            _LAYOUTS.popitem(last=False)
-    else:
-        _LAYOUTS.move_to_end(key)
-    return layout.update(states, tuple(p.instance for p in drawn))
+    with _KEPT_LOCK:  # figures may be drawn from other threads (a widget's, a timeline export's)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = _LAYOUTS[key] = _Layout(names, extras)
+            while len(_LAYOUTS) > _KEEP_LAYOUTS:
+                _LAYOUTS.popitem(last=False)
+        else:
+            _LAYOUTS.move_to_end(key)
+        return layout.update(states, tuple(p.instance for p in drawn))
 
 
 class _Tree:
@@ -598,6 +601,11 @@ _LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merg
 
 
 def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
+    with _KEPT_LOCK:
+        return _kept_merge(names, fulls)
+
+
+def _kept_merge(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
     key = names + tuple(id(f) for f in fulls)
     merge = _MERGES.get(key)
     if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
@@ -693,11 +701,12 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
         source = records._source()
         if source is not None:
             merge, cut = source
-            found = merge.positions(key, keep)
-            made = merge.derived.get(key)
-            if made is None:
-                tagged = merge.tagged
-                made = merge.derived[key] = build([tagged[i] for i in found])
+            with _KEPT_LOCK:
+                found = merge.positions(key, keep)
+                made = merge.derived.get(key)
+                if made is None:
+                    tagged = merge.tagged
+                    made = merge.derived[key] = build([tagged[i] for i in found])
             return made, bisect_left(found, cut)
     selected = [t for t in records if keep(t)]
     return build(selected), len(selected)
