@@ -144,6 +144,7 @@ class Endpoint(_Handle):
         self.runtime = component.runtime
         self.name = names.validate_endpoint(name)
         self._reference = f"{component.namespace.name}.{component.name}.{self.name}"
+        self._names = (component.namespace.name, component.name, self.name)  # what a snapshot lists it as
 
     def _key(self) -> tuple[Any, ...]:
         return (id(self.runtime), self.component.namespace.name, self.component.name, self.name)

@@ -196,6 +196,9 @@ class SharedWatcher:
         self.leases: dict[str, LeaseSnap] = {}  # instance key → its lease as last read from etcd
         self.unanswered: dict[int, float] = {}  # instance id → wall clock of a call nobody answered
         self._lease_task: asyncio.Task[None] | None = None
+        #: bumped by every change a snapshot shows (instances, leases, unanswered calls, sharers), so a snapshot
+        #: rebuilds this watcher's part only when it moved
+        self.version = 0
 
     @property
     def share_count(self) -> int:
@@ -228,6 +231,7 @@ class SharedWatcher:
         """A call to this instance found nobody (no responders, refused, no ack) while its key is there."""
         if any(i.instance_id == instance_id for i in self.instances.values()):
             self.unanswered[instance_id] = time.time()
+            self.version += 1
 
     def lease_of(self, key: str) -> LeaseSnap | None:
         """The key's lease as last read, with any unanswered call marked."""
@@ -250,6 +254,7 @@ class SharedWatcher:
         self.leases = {key: LeaseSnap(info.instance_id, info.endpoint, owned[key],
                                       left.get(owned[key]) if owned[key] else None, now)
                        for key, info in self.instances.items() if key in owned}
+        self.version += 1
         return self.leases
 
     async def _read_leases(self) -> None:
@@ -306,6 +311,7 @@ class SharedWatcher:
             if info is None:
                 return
         self._by_endpoint.clear()
+        self.version += 1
         self.unanswered.pop(info.instance_id, None)  # a new key (or none): the old verdict no longer holds
         kind = Kind.WATCH_PUT if event.kind == "put" else Kind.WATCH_DELETE
         self.runtime.recorder.record(kind, self.runtime.name, "etcd", key=event.key,
@@ -370,6 +376,7 @@ class Registry(Drawable):
     watchers: dict[str, SharedWatcher] = field(default_factory=dict)
     stats_handlers: dict[str, dict[str, StatsHandler]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _kept: dict[Any, Any] = field(default_factory=dict, repr=False)  # the parts of the last snapshot
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -399,6 +406,7 @@ class Registry(Drawable):
                 await watcher.start()
                 self.watchers[prefix] = watcher
             watcher.sharers[sharer_id] = sharer
+            watcher.version += 1
             return watcher
 
     async def scan(self, sharer: str = "scan") -> SharedWatcher:
@@ -415,11 +423,13 @@ class Registry(Drawable):
                 await watcher.start()
                 self.watchers[key] = watcher
             watcher.sharers[0] = sharer
+            watcher.version += 1
             return watcher
 
     async def release_watcher(self, watcher: SharedWatcher, sharer_id: int) -> None:
         """Drop one sharer; the watch stops when nobody shares it any more."""
         watcher.sharers.pop(sharer_id, None)
+        watcher.version += 1
         if not watcher.sharers and self.watchers.get(watcher.prefix) is watcher:
             del self.watchers[watcher.prefix]
             await watcher.stop()
@@ -443,16 +453,38 @@ class Registry(Drawable):
         }
 
     def snapshot(self) -> RegistrySnap:
-        """Services, shared watchers and stats handlers, and who shares what, as plain data."""
-        return RegistrySnap(
-            self.runtime.name,
-            tuple(ServiceSnap(name, svc.slug, tuple(svc.endpoints),
-                              tuple(sorted(self.stats_handlers.get(name, {}))), svc.component)
-                  for name, svc in sorted(self.services.items())),
-            tuple(WatcherSnap(prefix, tuple(sorted(w.sharers.items())), len(w.instances), w.component,
-                              tuple(lease for lease in map(w.lease_of, sorted(w.instances)) if lease is not None))
-                  for prefix, w in sorted(self.watchers.items())),
-        )
+        """Services, shared watchers and stats handlers, and who shares what, as plain data.
+
+        The parts that did not change since the last call are given again (the same objects), so a runtime's
+        frames share them and comparing two frames costs nothing where nothing moved."""
+        kept = self._kept
+        services = []
+        for name, svc in sorted(self.services.items()):
+            fresh = ServiceSnap(name, svc.slug, tuple(svc.endpoints), tuple(sorted(self.stats_handlers.get(name, {}))),
+                                svc.component)
+            old = kept.get(("svc", name))
+            if old is not None and old == fresh:
+                fresh = old
+            kept[("svc", name)] = fresh
+            services.append(fresh)
+        watchers = []
+        for prefix, w in sorted(self.watchers.items()):
+            old = kept.get(("w", prefix))
+            if old is None or old[0] is not w or old[1] != w.version:
+                snap = WatcherSnap(prefix, tuple(sorted(w.sharers.items())), len(w.instances), w.component,
+                                   tuple(lease for lease in map(w.lease_of, sorted(w.instances)) if lease is not None))
+                old = kept[("w", prefix)] = (w, w.version, snap)
+            watchers.append(old[2])
+        result = RegistrySnap(self.runtime.name, tuple(services), tuple(watchers))
+        last = kept.get("last")
+        if last is not None and last == result:
+            return last
+        if len(kept) > 2 * (len(self.services) + len(self.watchers)) + 8:  # forget what is gone
+            live = {("svc", n) for n in self.services} | {("w", p) for p in self.watchers}
+            for key in [k for k in kept if k != "last" and k not in live]:
+                del kept[key]
+        kept["last"] = result
+        return result
 
     def _part(self) -> Part:
         return Part(Focus("registry", self.runtime.name), (self.runtime.snapshot(),))

@@ -10,7 +10,7 @@ import os
 import random
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from .. import names
 from ..backends.base import Backend
@@ -131,6 +131,7 @@ class DistributedRuntime(Drawable):
         self.events_unsent = 0  # events publish() raised for because NATS was down (never silently lost)
         self.lease_renewed_at = 0.0  # wall clock of the last grant or keep-alive etcd confirmed
         self.keepalive_paused = False  # a fault caused on purpose (dynamo_nb.faults): etcd hears nothing
+        self._parts = _Parts()  # what the last snapshot built, so the next rebuilds only what changed
         self.recorder.track(self.snapshot)  # a frame after each burst of records: what time travel draws
         self.lease_reading: tuple[float | None, float] = (None, 0.0)  # (time left, read at) as etcd last said
 
@@ -255,22 +256,14 @@ class DistributedRuntime(Drawable):
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self) -> RuntimeState:
         """Everything this runtime knows now, as plain data: what it serves, watches and calls, and its records
-        and earlier frames (this state is kept as a frame too, so whatever is drawn live can be drawn again)."""
-        leases = {key: lease for watcher in self.registry.watchers.values() for key in watcher.instances
-                  if (lease := watcher.lease_of(key)) is not None}
-        served = tuple(s._leased_snapshot(leases.get(s.key) or self._own_lease(s.lease_id, s.endpoint.name))
-                       for s in self._served)
-        watched = tuple(
-            InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
-                         info.subject, seen_by=(self.name,), lease=leases.get(key), plane=info.plane,
-                         address=info.subject, codec=info.codec, device_type=info.device_type or "")
-            for watcher in self.registry.watchers.values() for key, info in watcher.instances.items())
-        endpoints = tuple(dict.fromkeys((e.namespace.name, e.component.name, e.name) for e in self.known_endpoints()))
-        components = tuple(
-            ComponentSnap(ns, comp, (), self.profile.instance_prefix(ns, comp), self.profile.service_name(ns, comp),
-                          self.profile.component_path(ns, comp))
-            for ns, comp in dict.fromkeys((ns, comp) for ns, comp, _ in endpoints))
+        and earlier frames (this state is kept as a frame too, so whatever is drawn live can be drawn again).
+
+        Incremental: only the parts touched since the last snapshot are built again (see :class:`_Parts`); the
+        others are the same objects as in the last frame, so the result equals a snapshot built from nothing."""
+        watched, leases = self._watched()
+        served = self._served_snapshots(leases)
         clients = self.clients()
+        endpoints, components = self._names(clients)
         state = "killed" if self.killed else ("shut down" if self.closed else "running")
         frame = RuntimeState(
             runtime=RuntimeSnap(self.name, self.backend.kind, self.primary_lease_id, self.lease_ttl,
@@ -289,6 +282,106 @@ class DistributedRuntime(Drawable):
         self.recorder.keep(frame)
         return replace(frame, records=tuple(self.recorder.records), dropped=self.recorder.dropped,
                        frames=tuple(self.recorder.frames))
+
+    def _watched(self) -> tuple[tuple[InstanceSnap, ...], dict[str, LeaseSnap]]:
+        """Every watched instance, and each watched key's lease; a watcher's part is rebuilt when it changed."""
+        parts, kept = self._parts, self._parts.watchers
+        versions = tuple((prefix, id(w), w.version) for prefix, w in self.registry.watchers.items())
+        if versions == parts.watch_versions:
+            return parts.watched, parts.leases
+        fresh: dict[str, _Watched] = {}
+        for prefix, watcher in self.registry.watchers.items():
+            old = kept.get(prefix)
+            if old is None or old.watcher is not watcher or old.version != watcher.version:
+                leases = {key: lease for key in watcher.instances if (lease := watcher.lease_of(key)) is not None}
+                snaps = tuple(
+                    InstanceSnap(info.namespace, info.component, info.endpoint, info.instance_id, key,
+                                 info.subject, seen_by=(self.name,), lease=leases.get(key), plane=info.plane,
+                                 address=info.subject, codec=info.codec, device_type=info.device_type or "")
+                    for key, info in watcher.instances.items())
+                names = tuple(dict.fromkeys((i.namespace, i.component, i.endpoint) for i in watcher.instances.values()))
+                old = _Watched(watcher, watcher.version, snaps, leases, names)
+            fresh[prefix] = old
+        merged: dict[str, LeaseSnap] = {}
+        for entry in fresh.values():  # a key two watchers hold: the later one's reading, as one comprehension had it
+            merged.update(entry.leases)
+        parts.watchers = fresh
+        parts.watch_versions = versions
+        parts.watched = tuple(itertools.chain.from_iterable(entry.snaps for entry in fresh.values()))
+        if merged != parts.leases:  # a served instance whose key is watched here too shows that reading
+            parts.touched.update(parts.served)
+        parts.leases = merged
+        return parts.watched, merged
+
+    def _served_snapshots(self, leases: dict[str, LeaseSnap]) -> tuple[InstanceSnap, ...]:
+        """The served instances' snapshots: built again only for those touched since the last snapshot."""
+        parts = self._parts
+        parts.scan(self.recorder)
+        own = (self.primary_lease_id, self.lease_reading, self.keepalive_paused,
+               self.keepalive_paused and self.lease_expires_at)
+        if own != parts.own:  # every instance on the runtime's lease shows it
+            parts.own = own
+            parts.touched.update(parts.served)
+        todo = parts.touched | parts.busy
+        parts.touched = set()
+        if not todo and not parts.reordered:
+            return parts.served_tuple
+        changed = False
+        for served in todo:
+            if served not in parts.served:
+                parts.busy.discard(served)
+                continue
+            snap = served._leased_snapshot(leases.get(served.key) or self._own_lease(served.lease_id,
+                                                                                    served.endpoint.name))
+            if snap is not parts.served[served]:
+                parts.served[served] = snap
+                changed = True
+            if snap.inflight:  # a request ending changes nothing recorded afterwards: look again next time
+                parts.busy.add(served)
+            else:
+                parts.busy.discard(served)
+        if changed or parts.reordered:
+            parts.served_tuple = tuple(parts.served.values())  # type: ignore[arg-type]
+            parts.reordered = False
+        return parts.served_tuple
+
+    def _names(self, clients: "list[Client]") -> tuple[tuple[tuple[str, str, str], ...], tuple[ComponentSnap, ...]]:
+        """The endpoints and components known here (served, called, watched), in that order, with the names
+        the profile derives for each component; the same tuples again while none came or went."""
+        parts = self._parts
+        key = (parts.generation, tuple(c.endpoint._names for c in clients), parts.watch_versions)
+        if key == parts.names_key:
+            return parts.endpoints, parts.components
+        if parts.served_names[0] != parts.generation:
+            parts.served_names = (parts.generation, tuple(dict.fromkeys(s.endpoint._names for s in self._served)))
+        watched = (names for entry in parts.watchers.values() for names in entry.names)
+        endpoints = tuple(dict.fromkeys(itertools.chain(parts.served_names[1], key[1], watched)))
+        if endpoints != parts.endpoints:
+            made = parts.component_snaps
+            components = []
+            for ns, comp in dict.fromkeys((ns, comp) for ns, comp, _ in endpoints):
+                snap = made.get((ns, comp))
+                if snap is None:
+                    snap = made[(ns, comp)] = ComponentSnap(
+                        ns, comp, (), self.profile.instance_prefix(ns, comp), self.profile.service_name(ns, comp),
+                        self.profile.component_path(ns, comp))
+                components.append(snap)
+            parts.endpoints, parts.components = endpoints, tuple(components)
+        parts.names_key = key
+        return parts.endpoints, parts.components
+
+    def _forget_parts(self) -> None:
+        """Build the next snapshot from nothing, as the first one was (what an incremental one must equal)."""
+        self._parts = _Parts()
+        for served in self._served:
+            self._parts.add(served)
+        self.registry._kept.clear()
+        for served in self._served:
+            served._snap = served._leased = None
+
+    def _touch(self, served: "ServedEndpoint") -> None:
+        """Something a snapshot of ``served`` shows changed with no record naming it: build it again next time."""
+        self._parts.touched.add(served)
 
     def _own_lease(self, instance_id: int, endpoint: str) -> LeaseSnap | None:
         """A served instance's lease as etcd last told this runtime (at grant, then at each keep-alive)."""
@@ -341,12 +434,14 @@ class DistributedRuntime(Drawable):
                 await self._grant_primary_lease()
             self._served[served] = None
             self._serving.setdefault(served.endpoint._key(), {})[served] = None
+            self._parts.add(served)
             return self.primary_lease_id
 
     def _release_lease(self, served: "ServedEndpoint") -> None:
         if served not in self._served:
             return
         del self._served[served]
+        self._parts.remove(served)
         key = served.endpoint._key()
         same = self._serving[key]
         del same[served]
@@ -561,6 +656,82 @@ class DistributedRuntime(Drawable):
         state = "killed" if self.killed else ("shut down" if self.closed else "running")
         return (f"DistributedRuntime({self.name!r}, backend={self.backend.kind}, lease={self.primary_lease_id:x}, "
                 f"{state}, served={len(self._served)}, clients={len(self._clients)})")
+
+
+class _Watched(NamedTuple):
+    """One watcher's part of the last snapshot, at its ``version``."""
+
+    watcher: Any
+    version: int
+    snaps: tuple[InstanceSnap, ...]
+    leases: dict[str, LeaseSnap]
+    names: tuple[tuple[str, str, str], ...]
+
+
+class _Parts:
+    """What a runtime's last snapshot built, kept so the next one rebuilds only what changed since.
+
+    A served instance is built again when a record since the last snapshot names it (as actor or target: its
+    lifecycle, requests, stop, kill, faults), when the runtime's lease or a watcher's reading changed, when it
+    had requests in flight last time (one ending records nothing afterwards), or when ``runtime._touch`` says so;
+    its own snapshot then compares everything it shows, so nothing that changed is missed. Watchers are rebuilt
+    by their ``version``, the lists of names when an instance, client or watcher came or went.
+    """
+
+    def __init__(self) -> None:
+        self.served: dict[Any, InstanceSnap | None] = {}  # in start order; None until first built
+        self.served_tuple: tuple[InstanceSnap, ...] = ()
+        self.reordered = False
+        self.by_reference: dict[str, dict[Any, None]] = {}
+        self.touched: set[Any] = set()
+        self.busy: set[Any] = set()
+        self.seq = 0  # the last record looked at
+        self.own: Any = None
+        self.generation = 0  # bumped when an instance is added or removed
+        self.served_names: tuple[int, tuple[tuple[str, str, str], ...]] = (-1, ())
+        self.watchers: dict[str, _Watched] = {}
+        self.watch_versions: Any = None
+        self.watched: tuple[InstanceSnap, ...] = ()
+        self.leases: dict[str, LeaseSnap] = {}
+        self.names_key: Any = None
+        self.endpoints: tuple[tuple[str, str, str], ...] = ()
+        self.components: tuple[ComponentSnap, ...] = ()
+        self.component_snaps: dict[tuple[str, str], ComponentSnap] = {}
+
+    def add(self, served: Any) -> None:
+        self.served[served] = None
+        self.by_reference.setdefault(served.actor, {})[served] = None
+        self.touched.add(served)
+        self.reordered = True
+        self.generation += 1
+
+    def remove(self, served: Any) -> None:
+        self.served.pop(served, None)
+        same = self.by_reference.get(served.actor)
+        if same is not None:
+            same.pop(served, None)
+            if not same:
+                del self.by_reference[served.actor]
+        self.busy.discard(served)
+        self.reordered = True
+        self.generation += 1
+
+    def scan(self, recorder: Any) -> None:
+        """Touch every served instance the records since the last scan name (all of them if some went unseen)."""
+        records = recorder.records
+        if not records or records[-1].seq <= self.seq:
+            return
+        last, self.seq = self.seq, records[-1].seq
+        if records[0].seq > last + 1 and last:  # the ring let go of records not looked at
+            self.touched.update(self.served)
+        by_reference, touched = self.by_reference, self.touched
+        for rec in reversed(records):
+            if rec.seq <= last:
+                break
+            for name in (rec.actor, rec.target):
+                found = by_reference.get(name)
+                if found:
+                    touched.update(found)
 
 
 async def _connect(etcd_endpoints: str | Sequence[str] | None, nats_server: str | None,

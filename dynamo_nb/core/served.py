@@ -425,6 +425,7 @@ class ServedEndpoint(Drawable):
         if self.stats is not None:
             self.stats.num_errors += 1
             self.stats.last_error = message
+            self.runtime._touch(self)  # a malformed request records nothing: its snapshot must be built again
 
     async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any,
                       codec: str = "json") -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 from .recorder import Record
 
@@ -285,13 +285,24 @@ class RuntimeState:
     def at(self, t: float) -> "RuntimeState | None":
         """This runtime as it was at wall-clock time ``t``: its last frame by then, with the records up to ``t``;
         None when it had no frame yet (it did not exist)."""
-        records = self.records[: bisect_right(self.records, t, key=lambda r: r.ts)]
+        cut = bisect_right(self.records, t, key=lambda r: r.ts)
+        records = self.records[:cut]
         if not self.frames:
-            return replace(self, records=records)
-        i = bisect_right(self.frames, t, key=lambda f: f[0])
-        if i == 0:
-            return None
-        return replace(self.frames[i - 1][1], records=records, dropped=self.dropped)
+            then = replace(self, records=records)
+        else:
+            i = bisect_right(self.frames, t, key=lambda f: f[0])
+            if i == 0:
+                return None
+            then = replace(self.frames[i - 1][1], records=records, dropped=self.dropped)
+        object.__setattr__(then, "_cut_from", (self.records, cut))  # see records_source()
+        return then
+
+    def records_source(self) -> tuple[tuple[Record, ...], int]:
+        """The records these were cut from by :meth:`at`, and how many were kept (themselves, all, otherwise).
+
+        Drawing the same recording at many times merges and indexes its records once, then cuts."""
+        cut = self.__dict__.get("_cut_from")
+        return cut if cut is not None else (self.records, len(self.records))
 
     def instance_at(self, inst: InstanceSnap, t: float) -> InstanceSnap | None:
         """``inst`` (one of this runtime's, now) as it was at ``t``: its counters from the last frame that served
@@ -394,7 +405,7 @@ class Snapshot:
     clients: tuple[ClientSnap, ...] = ()
     registries: tuple[RegistrySnap, ...] = ()
     clusters: tuple[ClusterSnap, ...] = ()
-    records: tuple[TaggedRecord, ...] = ()
+    records: Sequence[TaggedRecord] = ()  # a tuple, or merged on first use (display.snapshot.MergedRecords)
     focus: tuple[Focus, ...] = ()
     dropped: dict[str, int] = field(default_factory=dict)
     calls: tuple[CallSnap, ...] = ()
@@ -407,8 +418,8 @@ class Snapshot:
 
     def scoped(self) -> tuple[NamespaceSnap, ...]:
         """The namespace tree pruned to what the focus asks for (everything for a runtime focus)."""
-        if not self.focus:
-            return self.namespaces
+        if not self.focus or any(f.kind in ("runtime", "registry", "cluster", "graph") for f in self.focus):
+            return self.namespaces  # everything is covered: the tree as it is (its parts shared between frames)
         out = []
         for ns in self.namespaces:
             if not any(f.covers(ns.name) for f in self.focus):

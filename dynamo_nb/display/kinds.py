@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..core.lifecycle import LABELS, SEED_EDGES, TRANSITIONS, State
 from ..core.recorder import Kind
@@ -46,7 +49,8 @@ from .model import (
     Transition,
 )
 from ..core.snapshot import LeaseSnap
-from .snapshot import ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord
+from .snapshot import (ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord, derived,
+                       matching)
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
            "shown"]
@@ -192,6 +196,43 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+class _Facts(NamedTuple):
+    """What figures count over one component's instances, worked out once per component snapshot: a merge keeps
+    the snapshots of components where nothing changed, so a redraw counts again only where something did."""
+
+    size: int  # the component, its endpoints and their instances: nodes a full hierarchy would draw
+    users: tuple[str, ...]  # runtimes serving or seeing its instances, in the order they first appear
+    served: tuple[tuple[str, int], ...]  # instances each runtime serves, by runtime in order of appearance
+
+
+#: component snapshot id → (a weak reference to it, its facts): kept while the snapshot lives (a figure or a
+#: merge holds it), forgotten with it
+_FACTS: dict[int, tuple["weakref.ref[ComponentSnap]", _Facts]] = {}
+
+
+def _facts(comp: ComponentSnap) -> _Facts:
+    kept = _FACTS.get(id(comp))
+    if kept is not None and kept[0]() is comp:
+        return kept[1]
+    users: dict[str, None] = {}
+    served: dict[str, int] = {}
+    size = 1 + len(comp.endpoints)
+    for ep in comp.endpoints:
+        size += len(ep.instances)
+        for inst in ep.instances:
+            if inst.runtime:
+                users[inst.runtime] = None
+                served[inst.runtime] = served.get(inst.runtime, 0) + 1
+            for who in inst.seen_by:
+                if who:
+                    users[who] = None
+    facts = _Facts(size, tuple(users), tuple(served.items()))
+    key = id(comp)
+    # the callback runs before the snapshot's memory (and so its id) can be used again
+    _FACTS[key] = (weakref.ref(comp, lambda _: _FACTS.pop(key, None)), facts)
+    return facts
+
+
 def _component_names(snap: Snapshot, comp: ComponentSnap) -> ComponentSnap:
     """The component with its derived names (a snapshot built by hand may leave them out)."""
     if comp.service_name:
@@ -233,7 +274,7 @@ def hierarchy(snap: Snapshot, limits: Limits) -> Flow:
         return flow.node(key, *lines, **kw)
 
     scoped = snap.scoped()
-    size = sum(1 + len(c.endpoints) + sum(len(e.instances) for e in c.endpoints) for n in scoped for c in n.components)
+    size = sum(_facts(c).size for n in scoped for c in n.components)
     compact = size + len(scoped) > limits.nodes
     max_components = min(limits.components, 4) if compact else limits.components
     max_endpoints = min(limits.endpoints, 3) if compact else limits.endpoints
@@ -404,10 +445,10 @@ def structure(snap: Snapshot, limits: Limits) -> ClassModel:
     scoped = snap.scoped()
     runtime_focus = [rt for rt in snap.runtimes if any(f.kind == "runtime" for f in snap.focus)]
     users: dict[str, list[str]] = {}
-    for inst in snap.instances():
-        for who in (inst.runtime, *inst.seen_by):
-            if who and who not in users.setdefault(inst.namespace, []):
-                users[inst.namespace].append(who)
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            seen = users.setdefault(ns.name, [])
+            seen.extend(who for who in _facts(comp).users if who not in seen)
     for client in snap.clients:
         if client.runtime not in users.setdefault(client.namespace, []):
             users[client.namespace].append(client.runtime)
@@ -508,7 +549,9 @@ def _target(snap: Snapshot) -> InstanceSnap | None:
     focus = snap.first("instance")
     if focus is not None:
         ref = f"{focus.namespace}.{focus.component}.{focus.endpoint}"
-        found = [i for i in snap.instances() if i.instance_id == focus.instance_id and i.reference == ref
+        comp = snap.component(focus.namespace, focus.component)
+        eps = [e for e in comp.endpoints if e.name == focus.endpoint] if comp is not None else []
+        found = [i for e in eps for i in e.instances if i.instance_id == focus.instance_id and i.reference == ref
                  and i.runtime == focus.runtime]
         if found:
             return found[0]
@@ -560,6 +603,8 @@ class _Who:
         if tagged.runtime != self.runtime:
             return rec.kind in (Kind.WATCH_PUT, Kind.WATCH_DELETE) and d.get("key") == self.key
         kind = rec.kind
+        if kind is Kind.REQUEST or kind is Kind.RESPONSE:  # most records of a busy instance: asked first
+            return d.get("instance_id") == self.lease_id and self.reference in (rec.actor, rec.target)
         if kind == Kind.LIFECYCLE:
             return rec.actor == self.reference and d.get("instance_id", self.lease_id) in (self.lease_id, 0)
         if kind == Kind.START:
@@ -581,27 +626,144 @@ class _Who:
         return False
 
 
-def _window(snap: Snapshot, who: _Who) -> list[TaggedRecord]:
-    """This instance's records, from its ``Created`` (or the lease grant just before it) to its end."""
-    mine = [t for t in snap.records if who.owns(t)]
-    anchor = next((i for i, t in enumerate(mine) if t.record.kind == Kind.KV_CREATE and t.runtime == who.runtime),
-                  None)
+_COUNTED = frozenset({Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE})
+
+
+class _Run(NamedTuple):
+    """Consecutive keep-alives, requests and responses of one instance, summed: a busy instance makes thousands,
+    and a figure draws them as counts."""
+
+    keepalives: int
+    requests: int
+    responses: int
+    items: int
+    errors: int
+
+
+_NOTHING = (0, 0, 0, 0, 0)
+_ONE_REQUEST = (0, 1, 0, 0, 0)
+_ONE_KEEPALIVE = (1, 0, 0, 0, 0)
+
+
+class _Owned:
+    """One instance's records (``_Who.owns``), with what drawing any stretch of them needs worked out ahead: where
+    the runs of counted records break, running sums of their counts, where each ``Created`` and registration is.
+    Built once per merge of records (see :func:`~.snapshot.derived`), so drawing a recording at any time cuts it;
+    carried to a live system's next merge by :meth:`advance` (the oldest records dropped, new ones appended).
+
+    Indexes are absolute (``origin`` is where the records still held start), so dropping costs nothing."""
+
+    def __init__(self, who: _Who) -> None:
+        self.who = who
+        self.origin = 0
+        self.mine: list[TaggedRecord] = []
+        self.breaks: list[int] = []  # records that are not counted: where each run ends
+        self.sums: list[list[int]] = [[0] for _ in range(5)]  # keep-alives, requests, responses, items, errors
+        self.created: list[int] = []
+        self.registered: list[int] = []
+
+    @classmethod
+    def of(cls, who: _Who, mine: Sequence[TaggedRecord]) -> "_Owned":
+        owned = cls(who)
+        owned._extend(mine)
+        return owned
+
+    def _extend(self, records: Sequence[TaggedRecord]) -> None:
+        runtime, created = self.who.runtime, State.CREATED.value
+        k = len(self.mine)
+        counts: list[tuple[int, int, int, int, int]] = []  # each record's share of the five running sums
+        add = counts.append
+        for t in records:
+            rec = t.record
+            kind = rec.kind
+            if t.runtime == runtime and kind in _COUNTED:
+                if kind == Kind.REQUEST:
+                    add(_ONE_REQUEST)
+                elif kind == Kind.RESPONSE:
+                    d = rec.detail
+                    add((0, 0, 1, int(d.get("items") or 0), d.get("outcome") not in (None, "ok", "complete")))
+                else:
+                    add(_ONE_KEEPALIVE)
+            else:
+                add(_NOTHING)
+                self.breaks.append(k)
+                if kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
+                    self.created.append(k)
+                elif kind == Kind.KV_CREATE and t.runtime == runtime:
+                    self.registered.append(k)
+            k += 1
+        for column, shares in zip(self.sums, zip(*counts, strict=True) if counts else ((),) * 5, strict=True):
+            column.extend(accumulate(shares, initial=column[-1]))
+            del column[-len(shares) - 1]  # accumulate repeats the start, already there
+        self.mine.extend(records)
+
+    def advance(self, dropped: int, added: Sequence[TaggedRecord]) -> "_Owned":
+        """A copy with the oldest ``dropped`` records gone and ``added`` appended."""
+        new = _Owned(self.who)
+        new.origin = self.origin + dropped
+        if new.origin > len(self.mine) // 2:  # rebase, so what was dropped does not pile up
+            cut = new.origin
+            new.origin = 0
+            new.mine = self.mine[cut:]
+            new.sums = [column[cut:] for column in self.sums]
+            new.breaks, new.created, new.registered = ([i - cut for i in xs[bisect_left(xs, cut):]]
+                                                       for xs in (self.breaks, self.created, self.registered))
+        else:
+            new.mine = self.mine.copy()
+            new.sums = [column.copy() for column in self.sums]
+            new.breaks, new.created, new.registered = self.breaks.copy(), self.created.copy(), self.registered.copy()
+        new._extend(added)
+        return new
+
+    def count(self) -> int:
+        return len(self.mine) - self.origin
+
+    def first_registered(self, limit: int) -> int | None:
+        """The first registration among the first ``limit`` records (indexes relative to the records held)."""
+        i = bisect_left(self.registered, self.origin)
+        k = self.registered[i] - self.origin if i < len(self.registered) else None
+        return k if k is not None and k < limit else None
+
+    def created_around(self, anchor: int, limit: int) -> tuple[int, int]:
+        """The last ``Created`` at or before ``anchor`` (0 if none), and the first after it (``limit`` if none)."""
+        o, created = self.origin, self.created
+        j = bisect_right(created, anchor + o)  # the first Created after the anchor
+        start = created[j - 1] - o if j > 0 and created[j - 1] >= o else 0
+        end = created[j] - o if j < len(created) and created[j] - o < limit else limit
+        return start, end
+
+    def record(self, k: int) -> TaggedRecord:
+        return self.mine[k + self.origin]
+
+    def items(self, lo: int, hi: int) -> "list[TaggedRecord | _Run]":
+        out: list[TaggedRecord | _Run] = []
+        o = self.origin
+        mine, breaks, sums = self.mine, self.breaks, self.sums
+        k, stop = lo + o, hi + o
+        while k < stop:
+            i = bisect_left(breaks, k)
+            if i < len(breaks) and breaks[i] == k:  # not counted: itself
+                out.append(mine[k])
+                k += 1
+                continue
+            end = min(breaks[i] if i < len(breaks) else len(mine), stop)
+            out.append(_Run(*(column[end] - column[k] for column in sums)))
+            k = end
+        return out
+
+
+def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
+    """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
+    keep-alives, requests and responses summed into one :class:`_Run`."""
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine))
+    anchor = owned.first_registered(limit)
     if anchor is None:
-        return mine
-    start = anchor
-    while start > 0 and not (mine[start].record.kind == Kind.LIFECYCLE and mine[start].record.detail.get("state") ==
-                             State.CREATED.value):
-        start -= 1
-    if start > 0 and mine[start - 1].record.kind == Kind.LEASE_GRANT:
+        return owned.items(0, limit)
+    start, end = owned.created_around(anchor, limit)
+    if start > 0 and owned.record(start - 1).record.kind == Kind.LEASE_GRANT:
         start -= 1
     # a later instance of the same endpoint in this runtime starts with its own Created: stop before it
-    end = len(mine)
-    for i in range(anchor + 1, len(mine)):
-        rec = mine[i].record
-        if rec.kind == Kind.LIFECYCLE and rec.detail.get("state") == State.CREATED.value:
-            end = i
-            break
-    return mine[start:end]
+    return owned.items(start, end)
 
 
 def _short_json(payload: Any, limit: int = 48) -> str:
@@ -623,7 +785,7 @@ def startup(snap: Snapshot, limits: Limits) -> SequenceModel:
     if who is None:
         m.steps.append(Note(("App", "Handler"), "no endpoint start recorded yet"))
         return m
-    recs = [t.record for t in _window(snap, who) if t.runtime == who.runtime]
+    recs = [t.record for t in _window(snap, who) if isinstance(t, TaggedRecord) and t.runtime == who.runtime]
     by_kind: dict[Kind, Any] = {}
     for rec in recs:
         by_kind.setdefault(rec.kind, rec)
@@ -672,8 +834,9 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
     m.participant("etcd", "etcd")
     m.participant("NATS", "NATS")
     window = _causal(_window(snap, who), who)
-    if snap.dropped.get(who.runtime) and (not window or window[0].record.kind not in (Kind.LEASE_GRANT,
-                                                                                      Kind.LIFECYCLE)):
+    first = window[0] if window else None
+    if snap.dropped.get(who.runtime) and (not isinstance(first, TaggedRecord)
+                                          or first.record.kind not in (Kind.LEASE_GRANT, Kind.LIFECYCLE)):
         m.steps.append(Note(("App", "C"), "earlier records were dropped from the ring buffer"))
     loop = _Loop()
     draining = _Drain()
@@ -691,6 +854,14 @@ def sequence(snap: Snapshot, limits: Limits) -> SequenceModel:
 
     running = killed = expired = stopped = False
     for tagged in window:
+        if isinstance(tagged, _Run):  # keep-alives, requests and responses: counts in the loop (or the drain)
+            loop.keepalives += tagged.keepalives
+            if stopped:
+                draining.finished += tagged.responses
+                draining.items += tagged.items
+            else:
+                loop.add(tagged)
+            continue
         rec, d = tagged.record, tagged.record.detail
         if tagged.runtime != who.runtime:
             watcher = m.participant(f"w:{tagged.runtime}", f"{tagged.runtime} (watcher)")
@@ -789,17 +960,18 @@ def _fault_note(d: dict[str, Any]) -> Note:
                 f"⚠ fault: {server} restarting" if on else f"{server} restarted")
 
 
-def _causal(window: list[TaggedRecord], who: _Who) -> list[TaggedRecord]:
+def _causal(window: "list[TaggedRecord | _Run]", who: _Who) -> "list[TaggedRecord | _Run]":
     """Watchers' deletes after the revoke that caused them.
 
     A runtime records its revoke when etcd has answered, and a real etcd may deliver the watch events to other
     runtimes before that answer arrives; the picture should still show cause before effect.
     """
-    cause = next((i for i, t in enumerate(window) if t.runtime == who.runtime
+    cause = next((i for i, t in enumerate(window) if isinstance(t, TaggedRecord) and t.runtime == who.runtime
                   and t.record.kind in (Kind.LEASE_REVOKE, Kind.KV_DELETE)), None)
     if cause is None:
         return window
-    early = [t for t in window[:cause] if t.runtime != who.runtime and t.record.kind == Kind.WATCH_DELETE]
+    early = [t for t in window[:cause] if isinstance(t, TaggedRecord) and t.runtime != who.runtime
+             and t.record.kind == Kind.WATCH_DELETE]
     if not early:
         return window
     moved = {id(t) for t in early}
@@ -829,6 +1001,13 @@ class _Loop:
             self.items += int(rec.detail.get("items") or 0)
             if rec.detail.get("outcome") not in (None, "ok", "complete"):
                 self.errors += 1
+
+    def add(self, run: _Run) -> None:
+        """Requests and responses counted ahead (keep-alives are added by the caller)."""
+        self.requests += run.requests
+        self.responses += run.responses
+        self.items += run.items
+        self.errors += run.errors
 
     def flap(self, state: str) -> None:
         self.flaps += 1
@@ -921,18 +1100,22 @@ def lifecycle(snap: Snapshot, limits: Limits) -> StateModel:
 _EVENT_KINDS = (Kind.EVENT_SUBSCRIBE, Kind.EVENT_PUBLISH, Kind.EVENT_DELIVER, Kind.EVENT_HANDLE)
 
 
+def _is_event(tagged: TaggedRecord) -> bool:
+    return tagged.record.kind in _EVENT_KINDS
+
+
 def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
     """Seed §3.4: recorded subscriptions, publishes (with their data), deliveries, and the subscriber handling each
     event, between runtimes."""
     m = SequenceModel()
     wanted = _event_filter(snap)
-    events = [t for t in snap.records if t.record.kind in _EVENT_KINDS and wanted(t.record.detail.get("scope", ""))]
+    events = [t for t in matching(snap.records, _EVENT_KINDS, _is_event)
+              if wanted(t.record.detail.get("scope", ""))]
     serving: dict[str, list[str]] = {}
-    for inst in snap.instances():
-        if inst.runtime:
-            path = f"{inst.namespace}/{inst.component}"
-            if path not in serving.setdefault(inst.runtime, []):
-                serving[inst.runtime].append(path)
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            for runtime, _ in _facts(comp).served:
+                serving.setdefault(runtime, []).append(f"{ns.name}/{comp.name}")
 
     def subscriber(runtime: str) -> str:
         comps = serving.get(runtime, [])
@@ -1112,9 +1295,10 @@ def topology(snap: Snapshot, limits: Limits) -> Flow:
     """Runtimes and the servers they talk to: a LocalCluster's nats-server and etcd, or the embedded world."""
     flow = Flow("TB")
     instances: dict[str, int] = {}
-    for inst in snap.instances():
-        if inst.runtime:
-            instances[inst.runtime] = instances.get(inst.runtime, 0) + 1
+    for ns in snap.namespaces:
+        for comp in ns.components:
+            for runtime, count in _facts(comp).served:
+                instances[runtime] = instances.get(runtime, 0) + count
     watchers = {r.runtime: len(r.watchers) for r in snap.registries}
     targets: list[str] = []
     for i, rt in enumerate(snap.runtimes):

@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import heapq
 import re
+import threading
+from bisect import bisect_left, insort
+from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Sequence
+from functools import lru_cache
+from itertools import compress, islice
+from operator import is_not, le
+from typing import Any, Callable, Hashable, Iterator, Sequence, overload
 
+from ..core.recorder import Record
 from ..core.snapshot import (
     CallSnap,
     ClientSnap,
@@ -57,11 +64,15 @@ __all__ = [
     "parts_of",
     "merge",
     "natural_key",
+    "MergedRecords",
+    "matching",
+    "derived",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
 
 
+@lru_cache(maxsize=1 << 16)
 def natural_key(name: str) -> tuple[Any, ...]:
     """Sort key that orders ``Worker2`` before ``Worker10``, as a person would.
 
@@ -83,8 +94,294 @@ def part_of(obj: Any) -> Part:
     return make()
 
 
+def _add(slot: dict[int, InstanceSnap], inst: InstanceSnap) -> None:
+    """Put ``inst`` in its endpoint's slot; one instance seen by several runtimes appears once."""
+    old = slot.get(inst.instance_id)
+    if old is None:
+        slot[inst.instance_id] = inst
+        return
+    seen = tuple(dict.fromkeys(old.seen_by + inst.seen_by))
+    base = inst if inst.runtime and not old.runtime else old
+    readings = [r for r in (old.lease, inst.lease) if r is not None]
+    lease = max(readings, key=lambda r: (r.read_at, r.unanswered_at)) if readings else None
+    if lease is not None and not lease.dead and any(r.dead for r in readings):  # one runtime saw it fail
+        lease = replace(lease, unanswered_at=max(r.unanswered_at for r in readings))
+    slot[inst.instance_id] = replace(base, seen_by=seen, lease=lease)
+
+
+def _endpoint(ns: str, comp: str, ep: str, slot: dict[int, InstanceSnap]) -> EndpointSnap:
+    if len(slot) < 2:
+        return EndpointSnap(ns, comp, ep, tuple(slot.values()))
+    ordered = sorted(slot.values(), key=lambda i: (i.runtime == "", natural_key(i.runtime), i.instance_id))
+    return EndpointSnap(ns, comp, ep, tuple(ordered))
+
+
+Triple = tuple[str, str, str]
+
+
+def _triple(inst: InstanceSnap) -> Triple:
+    return (inst.namespace, inst.component, inst.endpoint)
+
+
+def _group(insts: Sequence[InstanceSnap]) -> dict[Triple, list[InstanceSnap]]:
+    out: dict[Triple, list[InstanceSnap]] = {}
+    for inst in insts:
+        key = (inst.namespace, inst.component, inst.endpoint)
+        group = out.get(key)
+        if group is None:
+            out[key] = [inst]
+        else:
+            group.append(inst)
+    return out
+
+
+def _regroup(old: Sequence[InstanceSnap] | None, new: Sequence[InstanceSnap],
+             groups: dict[Triple, list[InstanceSnap]]) -> tuple[dict[Triple, list[InstanceSnap]], set[Triple]]:
+    """``new`` grouped by endpoint, from ``groups`` (``old`` grouped), and the endpoints whose group changed.
+
+    A runtime's next state gives the same instance objects again where nothing changed: when only some were
+    replaced in place, only theirs are regrouped."""
+    if old is not None and len(old) == len(new):
+        changes = []
+        for i in compress(range(len(new)), map(is_not, old, new)):
+            a, b = old[i], new[i]
+            key = _triple(b)
+            if _triple(a) != key:
+                break
+            changes.append((key, a, b))
+        else:
+            for key, a, b in changes:
+                group = groups[key]
+                group[next(j for j, x in enumerate(group) if x is a)] = b
+            return groups, {key for key, _, _ in changes}
+    fresh = _group(new)
+    return fresh, {key for key in fresh.keys() | groups.keys() if groups.get(key) != fresh.get(key)}
+
+
+class _Layout:
+    """The namespace tree of the last merge of some runtimes' states, kept so that the next merge of their next
+    states rebuilds only the endpoints whose instances changed (and the components and namespaces holding them).
+
+    What it gives equals what :class:`_Tree` builds from nothing: the same instances merged in the same order."""
+
+    def __init__(self, names: tuple[str, ...], extras: tuple[Any, ...]) -> None:
+        self.names = names
+        self.extras = extras
+        self.inputs: list[tuple[Any, Any, Any, Any] | None] = [None] * len(names)
+        self.served: list[dict[Triple, list[InstanceSnap]]] = [{} for _ in names]
+        self.watched: list[dict[Triple, list[InstanceSnap]]] = [{} for _ in names]
+        self.listed: list[frozenset[Triple]] = [frozenset() for _ in names]
+        self.component_names: dict[tuple[str, str], ComponentSnap] = {}
+        self.extra_instances: dict[Triple, list[InstanceSnap]] = {}
+        self.extra_slots: set[Triple] = set()
+        self.extra_components: set[tuple[str, str]] = set()
+        self.extra_namespaces: set[str] = set()
+        self.instances: tuple[InstanceSnap | None, ...] = ()
+        for kind, a, b, c, instance in extras:
+            if instance:
+                continue
+            if kind == "namespace":
+                self.extra_namespaces.add(a)
+            elif kind == "component":
+                self.extra_components.add((a, b))
+            elif kind in ("endpoint", "client"):
+                self.extra_slots.add((a, b, c))
+        self.endpoints: dict[Triple, EndpointSnap] = {}
+        self.tree: dict[str, dict[str, list[str]]] = {}  # namespace → component → endpoint names, in order
+        self.order: list[str] = []  # namespace names, in order
+        self.component_snaps: dict[tuple[str, str], ComponentSnap] = {}
+        self.namespace_snaps: dict[str, NamespaceSnap] = {}
+        self.frozen: tuple[NamespaceSnap, ...] = ()
+        self._started = False
+
+    def update(self, states: Sequence[RuntimeState], instances: tuple[InstanceSnap | None, ...]
+               ) -> tuple[NamespaceSnap, ...]:
+        dirty: set[Triple] = set()
+        if instances != self.instances or any(a is not b for a, b in zip(instances, self.instances, strict=True)):
+            dirty |= {_triple(i) for i in (*instances, *self.instances) if i is not None}
+            self.extra_instances = {}
+            for inst in instances:  # drawn even when no longer served (stopped or killed)
+                if inst is not None:
+                    self.extra_instances.setdefault(_triple(inst), []).append(inst)
+            self.instances = instances
+        names_changed = not self._started
+        for i, state in enumerate(states):
+            now = (state.served, state.watched, state.endpoints, state.components)
+            was = self.inputs[i]
+            if was is not None and all(a is b for a, b in zip(was, now, strict=True)):
+                continue
+            self.inputs[i] = now
+            if was is None or was[0] is not now[0]:
+                self.served[i], changed = _regroup(None if was is None else was[0], now[0], self.served[i])
+                dirty |= changed
+            if was is None or was[1] is not now[1]:
+                self.watched[i], changed = _regroup(None if was is None else was[1], now[1], self.watched[i])
+                dirty |= changed
+            if was is None or was[2] is not now[2]:
+                listed = frozenset(now[2])
+                dirty |= listed ^ self.listed[i]
+                self.listed[i] = listed
+            if was is None or was[3] is not now[3]:
+                names_changed = True
+        touched: set[tuple[str, str]] = set()
+        first = not self._started
+        self._started = True
+        if first or len(dirty) > max(64, len(self.endpoints) // 8):
+            return self._rebuild(states)
+        for key in dirty:
+            self._endpoint(key, touched)
+        if names_changed:
+            named: dict[tuple[str, str], ComponentSnap] = {}
+            for state in states:
+                for snap in state.components:
+                    named.setdefault((snap.namespace, snap.name), snap)
+            for pair in named.keys() | self.component_names.keys():
+                if named.get(pair) != self.component_names.get(pair):
+                    touched.add(pair)
+            self.component_names = named
+        if not touched and not dirty:
+            return self.frozen
+        changed_ns = set()
+        for ns, comp in touched:
+            comps = self.tree.get(ns)
+            if comps is None or comp not in comps:
+                self.component_snaps.pop((ns, comp), None)
+            else:
+                self._freeze_component(ns, comp)
+            changed_ns.add(ns)
+        for ns in changed_ns:
+            comps = self.tree.get(ns)
+            if comps is None:
+                self.namespace_snaps.pop(ns, None)
+            else:
+                self.namespace_snaps[ns] = NamespaceSnap(ns, tuple(self.component_snaps[(ns, c)] for c in comps))
+        self.frozen = tuple(self.namespace_snaps[ns] for ns in self.order)
+        return self.frozen
+
+    def _rebuild(self, states: Sequence[RuntimeState]) -> tuple[NamespaceSnap, ...]:
+        """Everything again, in bulk (the first merge, or one where much changed)."""
+        slots: dict[Triple, dict[int, InstanceSnap]] = {}
+        for i in range(len(self.names)):
+            for groups in (self.served[i], self.watched[i]):
+                for key, insts in groups.items():
+                    slot = slots.setdefault(key, {})
+                    for inst in insts:
+                        _add(slot, inst)
+            for key in self.listed[i]:
+                slots.setdefault(key, {})
+        for key, insts in self.extra_instances.items():
+            slot = slots.setdefault(key, {})
+            for inst in insts:
+                _add(slot, inst)
+        for key in self.extra_slots:
+            slots.setdefault(key, {})
+        tree: dict[str, dict[str, list[str]]] = {ns: {} for ns in self.extra_namespaces}
+        for ns, comp in self.extra_components:
+            tree.setdefault(ns, {}).setdefault(comp, [])
+        for ns, comp, ep in slots:
+            tree.setdefault(ns, {}).setdefault(comp, []).append(ep)
+        self.endpoints = {key: _endpoint(*key, slot) for key, slot in slots.items()}
+        self.order = sorted(tree, key=natural_key)
+        self.tree = {ns: {c: sorted(tree[ns][c], key=natural_key) for c in sorted(tree[ns], key=natural_key)}
+                     for ns in self.order}
+        named: dict[tuple[str, str], ComponentSnap] = {}
+        for state in states:
+            for snap in state.components:
+                named.setdefault((snap.namespace, snap.name), snap)
+        self.component_names = named
+        self.component_snaps = {}
+        self.namespace_snaps = {}
+        for ns in self.order:
+            for comp in self.tree[ns]:
+                self._freeze_component(ns, comp)
+            self.namespace_snaps[ns] = NamespaceSnap(ns, tuple(self.component_snaps[(ns, c)] for c in self.tree[ns]))
+        self.frozen = tuple(self.namespace_snaps[ns] for ns in self.order)
+        return self.frozen
+
+    def _freeze_component(self, ns: str, comp: str) -> None:
+        named_as = self.component_names.get((ns, comp))
+        self.component_snaps[(ns, comp)] = ComponentSnap(
+            ns, comp, tuple(self.endpoints[(ns, comp, ep)] for ep in self.tree[ns][comp]), *(
+                (named_as.etcd_path, named_as.service_name, named_as.path) if named_as else ()))
+
+    def _namespace(self, ns: str) -> dict[str, list[str]]:
+        comps = self.tree.get(ns)
+        if comps is None:
+            comps = self.tree[ns] = {}
+            insort(self.order, ns, key=natural_key)
+            self.namespace_snaps[ns] = NamespaceSnap(ns, ())
+        return comps
+
+    def _component(self, ns: str, comp: str, touched: set[tuple[str, str]]) -> list[str]:
+        comps = self._namespace(ns)
+        eps = comps.get(comp)
+        if eps is None:
+            eps = comps[comp] = []
+            self.tree[ns] = {c: comps[c] for c in sorted(comps, key=natural_key)}  # in order again
+            touched.add((ns, comp))
+        return eps
+
+    def _endpoint(self, key: Triple, touched: set[tuple[str, str]]) -> None:
+        ns, comp, ep = key
+        slot: dict[int, InstanceSnap] = {}
+        present = False
+        for i in range(len(self.names)):
+            for insts in (self.served[i].get(key), self.watched[i].get(key)):
+                if insts:
+                    present = True
+                    for inst in insts:
+                        _add(slot, inst)
+            present = present or key in self.listed[i]
+        for inst in self.extra_instances.get(key, ()):
+            present = True
+            _add(slot, inst)
+        present = present or key in self.extra_slots
+        touched.add((ns, comp))
+        if present:
+            eps = self._component(ns, comp, touched)
+            if key not in self.endpoints:
+                insort(eps, ep, key=natural_key)
+            self.endpoints[key] = _endpoint(ns, comp, ep, slot)
+            return
+        if self.endpoints.pop(key, None) is None:
+            return
+        comps = self.tree[ns]
+        comps[comp].remove(ep)
+        if not comps[comp] and (ns, comp) not in self.extra_components:
+            del comps[comp]
+            if not comps and ns not in self.extra_namespaces:
+                del self.tree[ns]
+                self.order.remove(ns)
+
+
+_KEPT_LOCK = threading.RLock()  # guards what is kept between figures (layouts, merges)
+_LAYOUTS: "OrderedDict[tuple[Any, ...], _Layout]" = OrderedDict()
+_KEEP_LAYOUTS = 8
+
+
+def _namespaces(states: Sequence[RuntimeState], drawn: Sequence[Part]) -> tuple[NamespaceSnap, ...]:
+    """The merged namespace tree of these states, rebuilt only where they changed since the last merge of the
+    same runtimes drawn the same way (a live view's frames, a recording drawn at successive times)."""
+    names = tuple(s.runtime.name for s in states)
+    extras = tuple((p.focus.kind, p.focus.namespace, p.focus.component, p.focus.endpoint, p.instance is not None)
+                   for p in drawn)
+    key = (names, extras)
+    with _KEPT_LOCK:  # figures may be drawn from other threads (a widget's, a timeline export's)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = _LAYOUTS[key] = _Layout(names, extras)
+            while len(_LAYOUTS) > _KEEP_LAYOUTS:
+                _LAYOUTS.popitem(last=False)
+        else:
+            _LAYOUTS.move_to_end(key)
+        return layout.update(states, tuple(p.instance for p in drawn))
+
+
 class _Tree:
-    """Mutable accumulator: namespace → component → endpoint → instance id → InstanceSnap."""
+    """Mutable accumulator: namespace → component → endpoint → instance id → InstanceSnap.
+
+    The namespace tree built from nothing, as :func:`_tree_from_nothing` does: what :class:`_Layout` keeps equal
+    to, frame after frame."""
 
     def __init__(self) -> None:
         self.ns: dict[str, dict[str, dict[str, dict[int, InstanceSnap]]]] = {}
@@ -100,18 +397,7 @@ class _Tree:
         self.ns.setdefault(ns, {})
 
     def add(self, inst: InstanceSnap) -> None:
-        slot = self.endpoint(inst.namespace, inst.component, inst.endpoint)
-        old = slot.get(inst.instance_id)
-        if old is None:
-            slot[inst.instance_id] = inst
-            return
-        seen = tuple(dict.fromkeys(old.seen_by + inst.seen_by))
-        base = inst if inst.runtime and not old.runtime else old
-        readings = [r for r in (old.lease, inst.lease) if r is not None]
-        lease = max(readings, key=lambda r: (r.read_at, r.unanswered_at)) if readings else None
-        if lease is not None and not lease.dead and any(r.dead for r in readings):  # one runtime saw it fail
-            lease = replace(lease, unanswered_at=max(r.unanswered_at for r in readings))
-        slot[inst.instance_id] = replace(base, seen_by=seen, lease=lease)
+        _add(self.endpoint(inst.namespace, inst.component, inst.endpoint), inst)
 
     def freeze(self) -> tuple[NamespaceSnap, ...]:
         out = []
@@ -120,14 +406,36 @@ class _Tree:
             for comp_name in sorted(self.ns[ns_name], key=natural_key):
                 eps = []
                 for ep_name in sorted(self.ns[ns_name][comp_name], key=natural_key):
-                    insts = self.ns[ns_name][comp_name][ep_name].values()
-                    ordered = sorted(insts, key=lambda i: (i.runtime == "", natural_key(i.runtime), i.instance_id))
-                    eps.append(EndpointSnap(ns_name, comp_name, ep_name, tuple(ordered)))
+                    eps.append(_endpoint(ns_name, comp_name, ep_name, self.ns[ns_name][comp_name][ep_name]))
                 named = self.names.get((ns_name, comp_name))
                 comps.append(ComponentSnap(ns_name, comp_name, tuple(eps), *(
                     (named.etcd_path, named.service_name, named.path) if named else ())))
             out.append(NamespaceSnap(ns_name, tuple(comps)))
         return tuple(out)
+
+
+def _tree_from_nothing(states: Sequence[RuntimeState], drawn: Sequence[Part]) -> tuple[NamespaceSnap, ...]:
+    tree = _Tree()
+    for state in states:
+        for comp in state.components:
+            tree.names.setdefault((comp.namespace, comp.name), comp)
+        for inst in state.served:
+            tree.add(inst)
+        for inst in state.watched:
+            tree.add(inst)
+        for ns_name, comp_name, ep_name in state.endpoints:
+            tree.endpoint(ns_name, comp_name, ep_name)
+    for part in drawn:
+        f = part.focus
+        if part.instance is not None:
+            tree.add(part.instance)  # also when already stopped (no longer in the runtime's list)
+        elif f.kind == "namespace":
+            tree.namespace(f.namespace)
+        elif f.kind == "component":
+            tree.component(f.namespace, f.component)
+        elif f.kind in ("endpoint", "client"):
+            tree.endpoint(f.namespace, f.component, f.endpoint)
+    return tree.freeze()
 
 
 def parts_of(objs: Any) -> list[Part]:
@@ -161,37 +469,18 @@ def merge(parts: Sequence[Part]) -> Snapshot:
     for part in parts:
         for state in part.runtimes:
             states.setdefault(state.runtime.name, state)
-    tree = _Tree()
     clients: list[ClientSnap] = []
     calls: list[CallSnap] = []
     registries: list[RegistrySnap] = []
     for state in states.values():
-        for comp in state.components:
-            tree.names.setdefault((comp.namespace, comp.name), comp)
-        for inst in state.served:
-            tree.add(inst)
-        for inst in state.watched:
-            tree.add(inst)
-        for ns_name, comp_name, ep_name in state.endpoints:
-            tree.endpoint(ns_name, comp_name, ep_name)
         clients.extend(state.clients)
         calls.extend(state.calls)
         if state.registry is not None:
             registries.append(state.registry)
-    for part in drawn:
-        f = part.focus
-        if part.instance is not None:
-            tree.add(part.instance)  # also when already stopped (no longer in the runtime's list)
-        elif f.kind == "namespace":
-            tree.namespace(f.namespace)
-        elif f.kind == "component":
-            tree.component(f.namespace, f.component)
-        elif f.kind in ("endpoint", "client"):
-            tree.endpoint(f.namespace, f.component, f.endpoint)
     records, dropped = _merge_records(list(states.values()))
     return Snapshot(
         runtimes=tuple(s.runtime for s in states.values()),
-        namespaces=tree.freeze(),
+        namespaces=_namespaces(list(states.values()), drawn),
         clients=tuple(sorted(clients, key=lambda c: (natural_key(c.runtime), c.id))),
         registries=tuple(registries),
         clusters=tuple(p.cluster for p in parts if p.cluster is not None),
@@ -205,10 +494,233 @@ def merge(parts: Sequence[Part]) -> Snapshot:
     )
 
 
-def _merge_records(states: Sequence[RuntimeState]) -> tuple[tuple[TaggedRecord, ...], dict[str, int]]:
-    """Every runtime's records in time order (each runtime's own order kept), and how many each ring dropped."""
-    streams = [[TaggedRecord(s.runtime.name, rec) for rec in s.records] for s in states]
+def _merge_records(states: Sequence[RuntimeState]) -> tuple["MergedRecords", dict[str, int]]:
+    """Every runtime's records in time order (each runtime's own order kept), merged when first read, and how
+    many each ring dropped."""
     dropped = {s.runtime.name: s.dropped for s in states if s.dropped}
-    if len(streams) == 1:
-        return tuple(streams[0]), dropped
-    return tuple(heapq.merge(*streams, key=lambda t: t.record.ts)), dropped
+    return MergedRecords(states), dropped
+
+
+def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> tuple[TaggedRecord, ...]:
+    """The streams merged by time as ``heapq.merge`` does (a tie goes to the earlier stream); when each stream is
+    in time order that is a stable sort of them laid end to end, which sorts their times in C."""
+    tagged = [[TaggedRecord(name, rec) for rec in stream] for name, stream in zip(names, streams, strict=True)]
+    if len(tagged) == 1:
+        return tuple(tagged[0])
+    times = [[rec.ts for rec in stream] for stream in streams]
+    if not all(_ascending(ts) for ts in times):
+        return tuple(heapq.merge(*tagged, key=lambda t: t.record.ts))
+    flat = [t for stream in tagged for t in stream]
+    stamps = [ts for stream in times for ts in stream]
+    return tuple(map(flat.__getitem__, sorted(range(len(flat)), key=stamps.__getitem__)))
+
+
+def _ascending(times: Sequence[float]) -> bool:
+    return all(map(le, times, islice(times, 1, None)))
+
+
+def _in_order(tagged: Sequence[TaggedRecord]) -> bool:
+    return _ascending([t.record.ts for t in tagged])
+
+
+class _Merge:
+    """Some runtimes' whole records merged once (as TaggedRecords), with indexes of the questions asked of them."""
+
+    def __init__(self, names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...],
+                 tagged: tuple[TaggedRecord, ...] | None = None) -> None:
+        self.names = names
+        self.fulls = fulls  # held, so the ids that key this merge stay theirs
+        self.tagged = _tagged_merge(names, fulls) if tagged is None else tagged
+        # each stream in time order: then the records up to any time are a prefix of the merge
+        self.ordered = tagged is not None or _in_order(self.tagged)
+        self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
+        self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
+
+    def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool]) -> list[int]:
+        found = self.indexes.get(key)
+        if found is None:
+            found = self.indexes[key] = (keep, [i for i, t in enumerate(self.tagged) if keep(t)])
+        return found[1]
+
+    def advanced(self, fulls: tuple[tuple[Record, ...], ...]) -> "_Merge | None":
+        """This merge carried to ``fulls``, when each is its runtime's records here with the oldest dropped and
+        newer ones appended, all in time order (a live runtime's next frame); None when they are not.
+
+        What a cold merge of ``fulls`` would give, and its indexes and derived figures carried along rather than
+        found again: the next frame of a busy system costs what changed."""
+        if not self.ordered:
+            return None
+        drops, fresh = [], []
+        for old, new in zip(self.fulls, fulls, strict=True):
+            dropped = len(old) if not new else (new[0].seq - old[0].seq if old else 0)
+            overlap = len(old) - dropped
+            if dropped < 0 or overlap < 0 or overlap > len(new) or old[dropped:] != new[:overlap]:
+                return None
+            drops.append(dropped)
+            fresh.append(new[overlap:])
+        added = _tagged_merge(self.names, fresh)
+        if not _in_order(added):
+            return None
+        tagged, cut = self.tagged, 0  # the dropped records are each runtime's oldest: at the front of the merge
+        left = dict(zip(self.names, drops, strict=True))
+        owing = sum(drops)
+        front: list[TaggedRecord] = []
+        front_map: list[int] = []  # where each record of the scanned front goes (-1: dropped)
+        while owing and cut < len(tagged):
+            t = tagged[cut]
+            if left[t.runtime]:
+                left[t.runtime] -= 1
+                owing -= 1
+                front_map.append(-1)
+            else:
+                front_map.append(len(front))
+                front.append(t)
+            cut += 1
+        kept = tuple(front) + tagged[cut:] if cut else tagged
+        if kept and added and not kept[-1].record.ts < added[0].record.ts:  # a tie: a cold merge may interleave
+            return None
+        merge = _Merge(self.names, fulls, kept + added)
+        shift = cut - len(front)
+        for key, (keep, found) in self.indexes.items():
+            at = bisect_left(found, cut)
+            moved = [front_map[i] for i in found[:at] if front_map[i] >= 0] + [i - shift for i in found[at:]]
+            appended = [len(kept) + i for i, t in enumerate(added) if keep(t)]
+            merge.indexes[key] = (keep, moved + appended)
+            made = self.derived.get(key)
+            advance = getattr(made, "advance", None)
+            if advance is not None:
+                merge.derived[key] = advance(len(found) - len(moved), [merge.tagged[i] for i in appended])
+        return merge
+
+
+_MERGES: "OrderedDict[tuple[Any, ...], _Merge]" = OrderedDict()
+_KEEP_MERGES = 8  # recordings (or sets of runtimes) whose merged records are kept
+
+
+_LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merge of each set of runtimes
+
+
+def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
+    with _KEPT_LOCK:
+        return _kept_merge(names, fulls)
+
+
+def _kept_merge(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
+    key = names + tuple(id(f) for f in fulls)
+    merge = _MERGES.get(key)
+    if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+        latest = _LATEST.get(names)
+        merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
+        _MERGES[key] = merge
+        while len(_MERGES) > _KEEP_MERGES:
+            _MERGES.popitem(last=False)
+    else:
+        _MERGES.move_to_end(key)
+    _LATEST[names] = merge
+    _LATEST.move_to_end(names)
+    while len(_LATEST) > _KEEP_MERGES:
+        _LATEST.popitem(last=False)
+    return merge
+
+
+class MergedRecords(Sequence[TaggedRecord]):
+    """Runtimes' records merged in time order — but only when first read: most figures never read them, and a
+    live view of a busy system should not pay for them on every frame.
+
+    Records cut at a time ``t`` by ``RuntimeState.at`` are a prefix of their whole records, so drawing one
+    recording at many times merges it once and cuts the merge (:func:`matching` also keeps its indexes).
+    """
+
+    def __init__(self, states: Sequence[RuntimeState]) -> None:
+        self._states = tuple(states)
+        self._items: tuple[TaggedRecord, ...] | None = None
+        self._cut: tuple[_Merge, int] | None = None
+
+    def _source(self) -> tuple[_Merge, int] | None:
+        """The merge these records are a prefix of, and its length; None when they are not one."""
+        if self._cut is None:
+            sources = [s.records_source() for s in self._states]
+            names = tuple(s.runtime.name for s in self._states)
+            merge = _merge_of(names, tuple(full for full, _ in sources))
+            whole = all(cut == len(full) for full, cut in sources)
+            # cut at one time, from records each in time order: the cut is a prefix of the merge
+            at_once = merge.ordered and all("_cut_from" in s.__dict__ for s in self._states)
+            if not whole and not at_once:
+                return None
+            self._cut = (merge, sum(cut for _, cut in sources))
+        return self._cut
+
+    def _all(self) -> tuple[TaggedRecord, ...]:
+        if self._items is None:
+            source = self._source()
+            if source is not None:
+                merge, cut = source
+                self._items = merge.tagged if cut == len(merge.tagged) else merge.tagged[:cut]
+            else:
+                streams = [[TaggedRecord(s.runtime.name, rec) for rec in s.records] for s in self._states]
+                self._items = tuple(heapq.merge(*streams, key=lambda t: t.record.ts))
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> TaggedRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TaggedRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TaggedRecord | tuple[TaggedRecord, ...]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[TaggedRecord]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[TaggedRecord]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MergedRecords):
+            return self._all() == other._all()
+        return isinstance(other, tuple) and self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
+            build: Callable[[Sequence[TaggedRecord]], Any]) -> tuple[Any, int]:
+    """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``.
+
+    When the records are a cut of a merge made before, ``build`` sees every selected record of the whole merge
+    (once per ``key``: drawing a recording at another time reuses it) and the count says where the cut falls;
+    otherwise it sees the selected records themselves."""
+    if isinstance(records, MergedRecords):
+        source = records._source()
+        if source is not None:
+            merge, cut = source
+            with _KEPT_LOCK:
+                found = merge.positions(key, keep)
+                made = merge.derived.get(key)
+                if made is None:
+                    tagged = merge.tagged
+                    made = merge.derived[key] = build([tagged[i] for i in found])
+            return made, bisect_left(found, cut)
+    selected = [t for t in records if keep(t)]
+    return build(selected), len(selected)
+
+
+def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool]
+             ) -> list[TaggedRecord]:
+    """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
+    made before, the answer comes from an index of that merge (built on first use) and a bisect."""
+    if isinstance(records, MergedRecords):
+        source = records._source()
+        if source is not None:
+            merge, cut = source
+            found = merge.positions(key, keep)
+            tagged = merge.tagged
+            return [tagged[i] for i in found[: bisect_left(found, cut)]]
+    return [t for t in records if keep(t)]

@@ -47,7 +47,7 @@ class Timeline:
         self.kind = kind or default_kind(whole)
         self.lang = language(lang)
         self.limits = limits or default_limits()
-        self.events: tuple[TaggedRecord, ...] = whole.records
+        self.events: tuple[TaggedRecord, ...] = tuple(whole.records)
         if not self.events:
             raise ValueError("nothing was recorded yet: a timeline needs at least one event")
         self.step = len(self.events) - 1
