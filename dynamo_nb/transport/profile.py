@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import names
 from ..errors import ProtocolError
-from . import validate
+from . import fastjson, validate
 
 __all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "Event", "SeedProfile", "SEED", "ProtocolError",
            "SEND_TS_HEADER", "ACK_DEADLINE_HEADER"]
@@ -73,7 +73,7 @@ class Event:
     published_at: int | None = None  # milliseconds since the epoch, as the publisher stamped it
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = fastjson.dumps
 _loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
 
 
@@ -250,13 +250,19 @@ class SeedProfile:
 
     def parse_request_header(self, header: bytes) -> tuple[str, dict[str, Any]]:
         """Return ``(request_id, connection_info)``; ProtocolError if the header is not a control header."""
+        request_id, info, _doc = self._request_doc(header)
+        return request_id, info
+
+    @staticmethod
+    def _request_doc(header: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """``(request_id, connection_info, the whole header document)``, parsed once."""
         try:
             doc = _loads(header)
             request_id = doc["id"]
             info = doc["connection_info"]
             if not isinstance(request_id, str) or not isinstance(info, dict) or "info" not in info:
                 raise KeyError("connection_info.info")
-            return request_id, info
+            return request_id, info, doc
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"not a request control header: {exc}") from exc
 
