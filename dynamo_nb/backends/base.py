@@ -17,6 +17,7 @@ __all__ = [
     "KeyValue",
     "WatchEvent",
     "Msg",
+    "RequestHandler",
     "Subscription",
     "Watch",
     "Discovery",
@@ -77,6 +78,22 @@ class Msg:
         if self._respond is None:
             raise BackendError(f"message on {self.subject!r} expects no reply")
         await self._respond(data)
+
+
+class RequestHandler:
+    """A subscription callback whose work never waits: ``accept(msg)`` does it at once and returns the reply
+    (None: no reply). Every backend can await it like any callback; an in-process bus may instead call
+    ``accept`` as it delivers, which spares a hand-off to the subscription's task on every request."""
+
+    __slots__ = ("accept",)
+
+    def __init__(self, accept: Callable[[Msg], bytes | None]) -> None:
+        self.accept = accept
+
+    async def __call__(self, msg: Msg) -> None:
+        answer = self.accept(msg)
+        if answer is not None and msg.reply:
+            await msg.respond(answer)
 
 
 class Subscription(Protocol):

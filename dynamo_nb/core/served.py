@@ -11,7 +11,7 @@ import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
-from ..backends.base import Msg, Subscription
+from ..backends.base import Msg, RequestHandler, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
 from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
@@ -57,6 +57,19 @@ class RequestContext:
 
     def stop_generating(self) -> None:
         self._stopped = True
+
+    def _caller_left(self) -> None:
+        """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
+        self._stopped = True
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    def _caller_stops(self, word: str) -> None:
+        """Dynamo's control frames: ``"stop"`` ends the stream after the current item, ``"kill"`` at once."""
+        self._stopped = True
+        if word == "kill":
+            self._caller_left()
 
     def __repr__(self) -> str:
         return f"RequestContext({self.request_id!r}, stopped={self._stopped})"
@@ -170,6 +183,8 @@ class ServedEndpoint(Drawable):
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
+        #: the request callback of every request plane (an in-process bus runs it as it delivers)
+        self._on_request = RequestHandler(self._accept)
         self.dropped_late = 0  # requests read after their ack deadline: the caller had failed over, so not run
         self._sub: Subscription | None = None
         self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
@@ -203,7 +218,7 @@ class ServedEndpoint(Drawable):
 
     @property
     def actor(self) -> str:
-        return self.endpoint.reference()
+        return self.endpoint._reference
 
     @property
     def inflight(self) -> int:
@@ -385,7 +400,8 @@ class ServedEndpoint(Drawable):
             await asyncio.sleep(interval)
 
     # -- requests --------------------------------------------------------------------------------------
-    async def _on_request(self, msg: Msg) -> None:
+    def _accept(self, msg: Msg) -> bytes | None:
+        """Take one request: start its stream and return the ack (None: no reply at all). Never waits."""
         profile = self.runtime.profile
         try:
             header, body = decode_frame(msg.data)
@@ -395,12 +411,9 @@ class ServedEndpoint(Drawable):
             self._count_error(f"bad request: {exc}")
             warn_limited(log, f"malformed:{self.subject}", "%s: dropped a malformed request on %s: %s",
                          self.actor, msg.subject, exc)
-            if msg.reply:
-                # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
-                refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
-                           else f"malformed request: {exc}".encode())
-                await msg.respond(refusal)
-            return
+            # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
+            return (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
+                    else f"malformed request: {exc}".encode())
         late = profile.ack_overdue(msg.headers, time.time_ns())
         if late:
             # At most once: the caller stopped waiting for this ack (and tried another instance) before this
@@ -411,15 +424,14 @@ class ServedEndpoint(Drawable):
                                          reason="ack deadline passed")
             warn_limited(log, f"late:{self.subject}", "%s: dropped a request read %.1f s after its ack deadline "
                          "(the caller has failed over)", self.actor, late)
-            return
+            return None
         # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
         # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).
         task = asyncio.get_running_loop().create_task(
             self._stream(control.request_id, control.connection_info, request, control.codec))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        if msg.reply:
-            await msg.respond(b"")  # the ack: the request is accepted, responses follow over the stream
+        return b""  # the ack: the request is accepted, responses follow over the stream
 
     def _count_error(self, message: str) -> None:
         if self.stats is not None:
@@ -443,8 +455,8 @@ class ServedEndpoint(Drawable):
             return
         context = RequestContext(request_id)
         context._task = asyncio.current_task()
-        sender.on_peer_closed(lambda: self._caller_left(context))
-        sender.on_control(lambda word: self._caller_stops(context, word))
+        sender.on_peer_closed(context._caller_left)
+        sender.on_control(context._caller_stops)
         items = 0
         outcome = "complete"
         stream: AsyncIterator[Any] | None = None
@@ -498,19 +510,6 @@ class ServedEndpoint(Drawable):
                                     outcome=outcome, instance_id=self.lease_id,
                                     after_stop=self.lifecycle.state is not State.RUNNING
                                     and self.lifecycle.state is not State.HEALTHY)
-
-    def _caller_stops(self, context: RequestContext, word: str) -> None:
-        """Dynamo's control frames: ``"stop"`` ends the stream after the current item, ``"kill"`` at once."""
-        context._stopped = True
-        if word == "kill":
-            self._caller_left(context)
-
-    def _caller_left(self, context: RequestContext) -> None:
-        """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
-        context._stopped = True
-        task = context._task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
 
     # -- stop (seed §6.2) -----------------------------------------------------------------------------
     async def stop(self, drain_timeout: float | None = None) -> None:

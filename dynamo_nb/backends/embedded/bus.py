@@ -10,7 +10,7 @@ from typing import Awaitable, Callable
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ...ratelog import warn_limited
-from ..base import Msg
+from ..base import Msg, RequestHandler
 from .channel import Channel
 from .sublist import SubList
 
@@ -65,10 +65,25 @@ class _Sub:
         self._inbox: Channel[Msg | None] = Channel()
         self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"sub:{subject}")
         self.delivered = 0
+        # A callback that never waits runs as the message is published: in order, one at a time, as the task
+        # would run it, without a hand-off per message (a served instance's requests).
+        self._accept = cb.accept if isinstance(cb, RequestHandler) else None
 
     def deliver(self, msg: Msg) -> None:
         self.delivered += 1
-        self._inbox.put(msg)
+        accept = self._accept
+        if accept is None:
+            self._inbox.put(msg)
+            return
+        try:
+            answer = accept(msg)
+        except Exception as exc:  # as in the task: a failing callback must not break the publisher
+            warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                         self.subject, type(exc).__name__, exc)
+            log.debug("subscription callback on %r failed", self.subject, exc_info=True)
+            return
+        if answer is not None and msg.reply:
+            self._bus.publish(msg.reply, answer)
 
     async def _pump(self) -> None:
         while True:
@@ -140,6 +155,9 @@ class EmbeddedNats:
             return 1
         self.published += 1
         subs = self._matching(subject)
+        if len(subs) == 1:  # one subscriber (a served instance's subject): it gets the message, queue or not
+            subs[0].deliver(self._message(subject, data, reply, headers))
+            return 1
         if not subs:
             return 0
         groups: dict[str, list[_Sub]] = {}
