@@ -28,7 +28,22 @@ try:
 except ImportError:  # pragma: no cover - CPython always has _json
     _encoder = None
 
-_decode = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode = _decoder.decode
+# The C scanner: one value from an index, without the whitespace regexes ``decode`` runs around it.
+_scan = _decoder.scan_once  # type: ignore[attr-defined]
+
+
+def _whole(text: str) -> Any:
+    """The document ``text`` holds; the scanner alone when it starts and ends with the value (what every
+    compact encoder writes), else the full decoder, which also says what is wrong."""
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration:
+        return _decode(text)
+    if end != len(text):
+        return _decode(text)
+    return obj
 
 
 def dumps(obj: Any) -> str:
@@ -44,11 +59,11 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """One JSON document from UTF-8 bytes (or text); ValueError (UnicodeDecodeError included) if it is not."""
     cls = data.__class__
     if cls is bytes:
-        return _decode(data.decode())  # type: ignore[union-attr]
+        return _whole(data.decode())  # type: ignore[union-attr]
     if cls is str:
-        return _decode(data)  # type: ignore[arg-type]
+        return _whole(data)  # type: ignore[arg-type]
     if isinstance(data, (bytearray, memoryview)):
-        return _decode(bytes(data).decode())
+        return _whole(bytes(data).decode())
     if isinstance(data, str):
-        return _decode(str(data))
+        return _whole(str(data))
     raise TypeError(f"the JSON object must be str, bytes or bytearray, not {cls.__name__}")
