@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import socket
-import uuid
 from collections import deque
 from typing import Any, Callable
 
@@ -728,13 +727,14 @@ class TcpResponsePlane:
                     log.warning("response listener cannot accept: %s", exc)
                 return
             conn.setblocking(False)
-            _keep_alive(conn)
+            if not _is_loopback(peer):
+                _keep_alive(conn)
             _Inbound(self, loop, conn, _format_peer(peer)).start()
 
     async def open_receiver(self, request_id: str) -> TcpReceiver:
         if self._listener is None:
             await self.start()
-        receiver = TcpReceiver(self, uuid.uuid4().hex, request_id)
+        receiver = TcpReceiver(self, os.urandom(16).hex(), request_id)  # unguessable, as a uuid4's hex
         self._receivers[receiver.subject] = receiver
         return receiver
 
@@ -757,7 +757,8 @@ class TcpResponsePlane:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _keep_alive(sock)
+            if not _is_loopback(sockaddr):
+                _keep_alive(sock)
             error = sock.connect_ex(sockaddr)
             connected = error == 0
             if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
@@ -829,6 +830,16 @@ def _format_peer(address: Any) -> str:
     except (TypeError, IndexError):
         return str(address)
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _is_loopback(address: Any) -> bool:
+    """A peer on this host: no keep-alive needed (the kernel ends the connection when either side dies), which
+    spares four system calls per connection on the local path."""
+    try:
+        host = str(address[0])
+    except (TypeError, IndexError):
+        return False
+    return host.startswith("127.") or host == "::1"
 
 
 def _keep_alive(sock: socket.socket, idle: int = 10, interval: int = 5, count: int = 3) -> None:
