@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
 import re
@@ -60,6 +61,14 @@ _PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after 
 _NO_RESPONDERS_GRACE = 0.5
 _CONFIRM_TIMEOUT = 2.0  # seconds a subscription's confirming round trip may take (with credentials)
 _VIOLATION = re.compile(r"permissions violation for (subscription|publish) to \"?([^\"\s]+)", re.IGNORECASE)
+
+
+_NO_RESPONDERS_STATUS = "503"  # the status header of nats-server's "no responders" answer
+
+
+def _time_out(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(nats.errors.TimeoutError())
 
 
 class PermissionViolation:
@@ -148,6 +157,8 @@ class NatsMessaging:
         self.no_responder_retries = 0  # "no responders" answers retried while a cluster's interest settled
         self.permission_violations: deque[PermissionViolation] = deque(maxlen=100)  # the latest refusals
         self._warned_subjects: set[tuple[str, str]] = set()
+        self._tokens = itertools.count(1)  # reply tokens of :meth:`_request_once`, unique per connection
+        self._inbox: tuple[Any, str] = (None, "")  # nats-py's response prefix, and it as text
 
     def _on_violation(self, violation: PermissionViolation) -> None:
         self.permission_violations.append(violation)
@@ -327,8 +338,7 @@ class NatsMessaging:
         pause = 0.01
         while True:
             try:
-                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()),
-                                           headers=headers)
+                m = await self._request_once(subject, data, max(0.001, deadline - loop.time()), headers)
                 break
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
@@ -350,6 +360,42 @@ class NatsMessaging:
             except nats.errors.ConnectionClosedError as exc:
                 raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
+
+    async def _request_once(self, subject: str, data: bytes, timeout: float,
+                            headers: dict[str, str] | None) -> NatsMsg:
+        """``nc.request()`` on nats-py's own response subscription, with a timer instead of ``wait_for`` and a
+        counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
+        back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
+        nc = self._nc
+        if not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs:
+            return await nc.request(subject, data, timeout=timeout, headers=headers)
+        prefix = nc._resp_sub_prefix
+        if not prefix:
+            await nc._init_request_sub()  # makes the response map too
+            prefix = nc._resp_sub_prefix
+        resp_map = getattr(nc, "_resp_map", None)
+        if not isinstance(resp_map, dict):
+            return await nc.request(subject, data, timeout=timeout, headers=headers)
+        known, text = self._inbox
+        if known is not prefix:
+            text = bytes(prefix or b"").decode()
+            self._inbox = (prefix, text)
+        token = f"{next(self._tokens):x}"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[NatsMsg] = loop.create_future()
+        resp_map[token] = future
+        try:
+            await nc.publish(subject, data, reply=text + token, headers=headers)
+            timer = loop.call_later(timeout, _time_out, future)
+            try:
+                msg = await future
+            finally:
+                timer.cancel()
+        finally:
+            resp_map.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS_STATUS:
+            raise nats.errors.NoRespondersError
+        return msg
 
     def outage(self) -> BackendUnavailableError | None:
         """Disconnected, and re-connecting: say so (see :meth:`Messaging.outage`)."""
