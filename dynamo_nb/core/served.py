@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -11,11 +12,11 @@ import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
-from ..backends.base import Msg, RequestHandler, Subscription
+from ..backends.base import Accepted, Msg, RequestHandler, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
 from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
-from ..transport.profile import ProtocolError
+from ..transport.profile import ProtocolError, RequestHeader
 from .drawable import Drawable
 from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
@@ -400,8 +401,9 @@ class ServedEndpoint(Drawable):
             await asyncio.sleep(interval)
 
     # -- requests --------------------------------------------------------------------------------------
-    def _accept(self, msg: Msg) -> bytes | None:
-        """Take one request: start its stream and return the ack (None: no reply at all). Never waits."""
+    def _accept(self, msg: Msg) -> Accepted:
+        """Take one request: the ack (None: no reply at all) and what starts its stream once the ack is sent.
+        Never waits."""
         profile = self.runtime.profile
         try:
             header, body = decode_frame(msg.data)
@@ -413,7 +415,7 @@ class ServedEndpoint(Drawable):
                          self.actor, msg.subject, exc)
             # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
             return (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
-                    else f"malformed request: {exc}".encode())
+                    else f"malformed request: {exc}".encode()), None
         late = profile.ack_overdue(msg.headers, time.time_ns())
         if late:
             # At most once: the caller stopped waiting for this ack (and tried another instance) before this
@@ -424,14 +426,15 @@ class ServedEndpoint(Drawable):
                                          reason="ack deadline passed")
             warn_limited(log, f"late:{self.subject}", "%s: dropped a request read %.1f s after its ack deadline "
                          "(the caller has failed over)", self.actor, late)
-            return None
-        # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
-        # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).
+            return None, None
+        # The ack: the request is accepted, responses follow over the stream (started once the ack is sent)
+        return b"", functools.partial(self._start_stream, control, request)
+
+    def _start_stream(self, control: RequestHeader, request: Any) -> None:
         task = asyncio.get_running_loop().create_task(
             self._stream(control.request_id, control.connection_info, request, control.codec))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        return b""  # the ack: the request is accepted, responses follow over the stream
 
     def _count_error(self, message: str) -> None:
         if self.stats is not None:

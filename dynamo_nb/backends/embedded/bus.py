@@ -76,14 +76,18 @@ class _Sub:
             self._inbox.put(msg)
             return
         try:
-            answer = accept(msg)
+            answer, start = accept(msg)
         except Exception as exc:  # as in the task: a failing callback must not break the publisher
             warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
                          self.subject, type(exc).__name__, exc)
             log.debug("subscription callback on %r failed", self.subject, exc_info=True)
             return
-        if answer is not None and msg.reply:
-            self._bus.publish(msg.reply, answer)
+        try:
+            if answer is not None and msg.reply:
+                self._bus.publish(msg.reply, answer)
+        finally:
+            if start is not None:
+                start()
 
     async def _pump(self) -> None:
         while True:
