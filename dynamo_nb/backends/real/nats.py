@@ -71,6 +71,28 @@ def _time_out(future: "asyncio.Future[Any]") -> None:
         future.set_exception(nats.errors.TimeoutError())
 
 
+class _Client(NatsClient):
+    """nats-py's client, reading message headers without a generator step per character of each name (a third
+    of a worker's own work per request went there: every request carries three headers)."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        """What nats-py's parser returns: ``Name: Value`` lines, names in ASCII without inner whitespace."""
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if key and len(key.split()) != 1:  # whitespace inside the name: not a header name
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
+
+
 class PermissionViolation:
     """One subject the server refused this connection (``action`` is ``"subscribe"`` or ``"publish"``)."""
 
@@ -204,7 +226,7 @@ class NatsMessaging:
         servers = [u.strip() for u in raw_url.split(",") if u.strip()]  # NATS_SERVER may list several
         if not servers:
             raise ValueError(f"no NATS server in {url!r}")
-        nc = NatsClient()
+        nc = _Client()
         options: dict[str, Any] = dict(
             servers=servers,
             name=name or "dynamo_nb",
