@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import socket
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 from ...errors import ResponseInjectionError, StreamClosedError, StreamRefusedError, StreamStalledError
 from ...ratelog import warn_limited
+from ...transport import fastjson
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
@@ -117,12 +117,12 @@ class TcpReceiver:
         self._conn = conn
         self._connected = True
         self.peer = conn.peer
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         loop = conn._loop
         self._last_frame = loop.time()
-        self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
+        if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
+            self._idle_timer, self._timer = self._timer, None
+        else:
+            self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
         return True
 
     def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
@@ -203,8 +203,12 @@ class TcpReceiver:
             waiter.set_result(None)
 
     def _connect_timed_out(self) -> None:
+        if self._connected:  # the timer became the idle timer when the worker connected
+            self._idle_timer = None
+            self._idle_check()
+            return
         self._timer = None
-        if not self._connected and not self.closed:
+        if not self.closed:
             if self._gone:
                 self._fail(StreamStalledError(detail=f"no worker called back on response stream {self.subject}: "
                                                      f"its instance is gone ({self._gone})"))
@@ -341,7 +345,7 @@ class _Inbound:
 
     def _handshake(self, header: bytes) -> bool:
         try:
-            subject = json.loads(header)["subject"]
+            subject = fastjson.loads(header)["subject"]
         except (ValueError, KeyError, TypeError, RecursionError):
             warn_limited(log, "bad-handshake", "dropping a response connection without a handshake (got %r)",
                          header[:100])
