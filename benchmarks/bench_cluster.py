@@ -98,6 +98,37 @@ class Proc:
             await self.proc.wait()
 
 
+class CpuMeter:
+    """CPU seconds each process spends during one phase, per call: the cost a busy shared machine does not blur
+    (wall-clock rates move with other people's load; CPU per call barely does)."""
+
+    def __init__(self, cluster: LocalCluster, procs: dict[str, Proc]) -> None:
+        self.procs = procs
+        self.nats_pid = cluster.nats_pid
+        self.before: dict[str, float] = {}
+
+    def _nats_cpu(self) -> float:
+        with open(f"/proc/{self.nats_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    async def _read(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, p in self.procs.items():
+            answer = await p.ask("cpu")
+            out[name], out[f"{name} (kernel)"] = answer["cpu"], answer["sys"]
+        out["nats"] = self._nats_cpu()
+        return out
+
+    async def start(self) -> None:
+        self.before = await self._read()
+
+    async def per_call(self, result: dict[str, Any]) -> dict[str, float]:
+        after = await self._read()
+        calls = result["calls"]
+        return {k: (after[k] - self.before[k]) / calls * 1e6 for k in after}
+
+
 def import_check() -> tuple[list[str], float]:
     """Modules ``import dynamo_nb`` pulls in that it should not, and the import's wall time."""
     code = ("import sys, time; t = time.perf_counter(); import dynamo_nb; t = time.perf_counter() - t; "
@@ -138,15 +169,31 @@ async def run(quick: bool, profile: str | None = None) -> list[tuple[str, str, s
                          f"{ratio:.2f}× raw (target ≥ {TARGETS['stream']}×)",
                          "ok" if ratio >= TARGETS["stream"] else "MISS"))
             # 3. 64 concurrent callers
+            cpu = CpuMeter(cluster, {"caller": caller, "server": raw})
+            await cpu.start()
             raw_conc = await caller.ask("concurrent", callers=64, seconds=seconds, raw=True)
+            raw_cpu = await cpu.per_call(raw_conc)
+            cpu = CpuMeter(cluster, {"caller": caller, "server": worker})
+            await cpu.start()
             conc = await caller.profiled(profile, "concurrent", [worker, caller], "concurrent", callers=64,
                                          seconds=seconds)
+            conc_cpu = await cpu.per_call(conc)
             ratio = conc["calls_per_s"] / raw_conc["calls_per_s"]
             rows.append(("calls/s, 64 concurrent callers",
                          f"{conc['calls_per_s']:,.0f}",
                          f"{raw_conc['calls_per_s']:,.0f} (request/reply)",
                          f"{ratio:.2f}× raw (target ≥ {TARGETS['concurrent']}×)",
                          "ok" if ratio >= TARGETS["concurrent"] else "MISS"))
+            def cpu_text(cpu: dict[str, float]) -> str:
+                return " / ".join(f"{cpu[k]:.0f}" + (f" ({cpu[k + ' (kernel)']:.0f})" if k != "nats" else "")
+                                  for k in ("caller", "server", "nats"))
+
+            def total(cpu: dict[str, float]) -> float:
+                return cpu["caller"] + cpu["server"] + cpu["nats"]
+
+            rows.append(("  CPU µs per call: caller / worker / nats-server (kernel share)", cpu_text(conc_cpu),
+                         cpu_text(raw_cpu) + " (worker: raw echo)", f"{total(conc_cpu) / total(raw_cpu):.2f}× raw "
+                         "in all", ""))
             # 4. discovery: start() returning in the worker → the caller's watcher applying the put
             after_return, after_call = [], []
             for i in range(discoveries):
