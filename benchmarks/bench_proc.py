@@ -222,7 +222,7 @@ def profiling() -> dict[str, Callable[..., Awaitable[Any]]]:
     profiler: list[Any] = []
 
     async def profile_start() -> dict[str, Any]:
-        profiler[:] = [cProfile.Profile(time.process_time)]  # CPU time: what a busy shared machine does not blur
+        profiler[:] = [cProfile.Profile()]
         profiler[0].enable()
         return {}
 
