@@ -193,13 +193,17 @@ class EmbeddedNats:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
-        timer = loop.call_later(timeout, _expire, future, subject, timeout)
         try:
             if self.publish(subject, data, reply=inbox, headers=headers) == 0:
                 raise NoRespondersError(subject)
-            return await future
+            if future.done():  # answered as it was delivered (a served instance's ack): no timer needed
+                return future.result()
+            timer = loop.call_later(timeout, _expire, future, subject, timeout)
+            try:
+                return await future
+            finally:
+                timer.cancel()
         finally:
-            timer.cancel()
             self._replies.pop(inbox, None)
 
 
