@@ -59,6 +59,7 @@ SEND_DRAIN_TIMEOUT = 30.0  # worker: seconds a caller may take no data before th
 GONE_GRACE = 1.0  # caller: seconds a stream lives on without a frame once its instance's key is gone
 _EOF = object()
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: one system call fewer per connection
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -757,9 +758,10 @@ class TcpResponsePlane:
                                      f"{self.connect_timeout} s") from None
         except OSError as exc:
             raise StreamRefusedError(f"cannot call back {host}:{port}: {exc}") from None
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)  # non-blocking from birth where it can be
         try:
-            sock.setblocking(False)
+            if not _NONBLOCK:
+                sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not _is_loopback(sockaddr):
                 _keep_alive(sock)
