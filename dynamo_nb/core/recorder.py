@@ -133,6 +133,10 @@ class Record(NamedTuple):
     detail: dict[str, Any]
 
 
+#: ``Record(...)`` without the Python-level ``__new__`` a NamedTuple gets (a record is made three times per call)
+_new_record: Callable[[type, tuple[Any, ...]], Record] = tuple.__new__
+
+
 class Recorder:
     """Keeps the last ``capacity`` records; listeners hear each new one (live views subscribe here)."""
 
@@ -227,7 +231,20 @@ class Recorder:
         declared = getattr(kind, "_declared", None)
         if declared is None or not declared.issuperset(detail):
             self._refuse(kind, detail)
-        return self._keep(time.time(), kind, actor, target, detail)
+        # _keep(), written out: this runs three times per call
+        rec = _new_record(Record, (next(self._seq), time.time(), kind, actor, target, detail))
+        self.records.append(rec)
+        if self._capture is not None:
+            pending = self._pending
+            if kind._counts:
+                if not pending:
+                    self.changed(later=True)
+            elif pending != "soon":
+                self.changed()
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(rec)
+        return rec
 
     def record_at(self, ts: float, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
         """Keep one record of a fact that has its own time already (a lifecycle transition's), so the record
@@ -246,7 +263,7 @@ class Recorder:
         raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
 
     def _keep(self, ts: float, kind: Kind, actor: str, target: str, detail: dict[str, Any]) -> Record:
-        rec = Record(next(self._seq), ts, kind, actor, target, detail)
+        rec = _new_record(Record, (next(self._seq), ts, kind, actor, target, detail))
         self.records.append(rec)
         if self._capture is not None:
             pending = self._pending  # a frame already due covers this record: nothing to schedule
