@@ -443,12 +443,12 @@ class ServedEndpoint(Drawable):
 
     async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any,
                       codec: str = "json") -> None:
-        runtime, profile = self.runtime, self.runtime.profile
+        runtime, profile, actor = self.runtime, self.runtime.profile, self.endpoint._reference
         started = time.perf_counter_ns()
         if self.stats is not None:
             self.stats.num_requests += 1
         serving_instance.set(self)
-        runtime.recorder.record(Kind.REQUEST, "Client", self.actor, request_id=request_id, instance_id=self.lease_id)
+        runtime.recorder.record(Kind.REQUEST, "Client", actor, request_id=request_id, instance_id=self.lease_id)
         try:
             sender = await runtime.backend.responses.connect(connection_info)
         except Exception as exc:
@@ -509,10 +509,10 @@ class ServedEndpoint(Drawable):
                 pass
             if self.stats is not None:
                 self.stats.processing_time_ns += time.perf_counter_ns() - started
-            runtime.recorder.record(Kind.RESPONSE, self.actor, "Client", request_id=request_id, items=items,
+            state = self.lifecycle.state
+            runtime.recorder.record(Kind.RESPONSE, actor, "Client", request_id=request_id, items=items,
                                     outcome=outcome, instance_id=self.lease_id,
-                                    after_stop=self.lifecycle.state is not State.RUNNING
-                                    and self.lifecycle.state is not State.HEALTHY)
+                                    after_stop=state is not State.RUNNING and state is not State.HEALTHY)
 
     # -- stop (seed §6.2) -----------------------------------------------------------------------------
     async def stop(self, drain_timeout: float | None = None) -> None:

@@ -59,7 +59,12 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """One JSON document from UTF-8 bytes (or text); ValueError (UnicodeDecodeError included) if it is not."""
     cls = data.__class__
     if cls is bytes:
-        return _whole(data.decode())  # type: ignore[union-attr]
+        text = data.decode()  # type: ignore[union-attr]
+        try:  # _whole(), written out: the common case in one frame
+            obj, end = _scan(text, 0)
+        except StopIteration:
+            return _decode(text)
+        return obj if end == len(text) else _decode(text)
     if cls is str:
         return _whole(data)  # type: ignore[arg-type]
     if isinstance(data, (bytearray, memoryview)):

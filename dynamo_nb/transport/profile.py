@@ -198,9 +198,11 @@ class SeedProfile:
 
     def decode(self, data: bytes, codec: str = "json") -> Any:
         try:
-            return _loads(data)
-        except ProtocolError as exc:
-            raise ProtocolError(f"body is not JSON: {exc}") from exc
+            return fastjson.loads(data)  # validate.loads, without a frame per call
+        except RecursionError:
+            raise ProtocolError("body is not JSON: JSON nested too deeply") from None
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"body is not JSON: not JSON: {exc}") from None
 
     # -- request control header ------------------------------------------------------------------------
     def call_codec(self, info: InstanceInfo) -> str:
