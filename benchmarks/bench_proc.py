@@ -185,7 +185,7 @@ async def caller(etcd: str, nats_url: str) -> dict[str, Callable[..., Awaitable[
 
         t0 = time.perf_counter()
         await asyncio.gather(*(loop(k) for k in range(callers)))
-        return {"calls_per_s": sum(counts) / (time.perf_counter() - t0)}
+        return {"calls_per_s": sum(counts) / (time.perf_counter() - t0), "calls": sum(counts)}
 
     async def watch(i: int) -> dict[str, Any]:
         client = await runtime.endpoint(f"bench.disc{i}.generate").client()
@@ -215,10 +215,35 @@ async def caller(etcd: str, nats_url: str) -> dict[str, Callable[..., Awaitable[
 ROLES = {"worker": worker, "caller": caller, "raw-server": raw_server}
 
 
+def profiling() -> dict[str, Callable[..., Awaitable[Any]]]:
+    """``profile_start`` / ``profile_stop path``: cProfile one phase of this process (``bench_cluster --profile``)."""
+    import cProfile
+
+    profiler: list[Any] = []
+
+    async def profile_start() -> dict[str, Any]:
+        profiler[:] = [cProfile.Profile()]
+        profiler[0].enable()
+        return {}
+
+    async def profile_stop(path: str) -> dict[str, Any]:
+        profiler[0].disable()
+        profiler[0].dump_stats(path)
+        return {}
+
+    async def cpu() -> dict[str, Any]:
+        times = os.times()
+        return {"cpu": times.user + times.system, "sys": times.system}
+
+    return {"profile_start": profile_start, "profile_stop": profile_stop, "cpu": cpu}
+
+
 async def main(role: str, etcd: str, nats_url: str) -> None:
-    commands = await ROLES[role](etcd, nats_url)
+    from dynamo_nb.loops import loop_name
+
+    commands = {**await ROLES[role](etcd, nats_url), **profiling()}
     loop = asyncio.get_running_loop()
-    print(json.dumps({"ready": role, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"ready": role, "pid": os.getpid(), "loop": loop_name()}), flush=True)
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
@@ -235,16 +260,7 @@ async def main(role: str, etcd: str, nats_url: str) -> None:
 
 
 if __name__ == "__main__":
-    profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # set by ``bench_cluster.py --profile DIR``
-    if profile_dir:
-        import cProfile
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from dynamo_nb.loops import run
 
-        profiler = cProfile.Profile()
-        profiler.enable()
-        try:
-            asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
-        finally:
-            profiler.disable()
-            profiler.dump_stats(os.path.join(profile_dir, f"{sys.argv[1]}.prof"))
-    else:
-        asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    run(main(sys.argv[1], sys.argv[2], sys.argv[3]))  # uvloop when installed, unless DYNAMO_NB_LOOP=asyncio

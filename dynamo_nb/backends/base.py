@@ -17,6 +17,7 @@ __all__ = [
     "KeyValue",
     "WatchEvent",
     "Msg",
+    "RequestHandler",
     "Subscription",
     "Watch",
     "Discovery",
@@ -77,6 +78,34 @@ class Msg:
         if self._respond is None:
             raise BackendError(f"message on {self.subject!r} expects no reply")
         await self._respond(data)
+
+
+#: What :class:`RequestHandler`'s ``accept`` returns: the reply (None: no reply), and what to start once the
+#: reply is on its way (None: nothing).
+Accepted = tuple["bytes | None", "Callable[[], None] | None"]
+
+
+class RequestHandler:
+    """A subscription callback whose work never waits: ``accept(msg)`` does it at once and returns the reply and
+    what to start after it. Every backend can await it like any callback; an in-process bus may instead call
+    ``accept`` as it delivers, which spares a hand-off to the subscription's task on every request.
+
+    The reply goes first: over NATS it is then written before the work it starts (a response stream that
+    connects back to the caller), so the two travel side by side instead of one after the other."""
+
+    __slots__ = ("accept",)
+
+    def __init__(self, accept: Callable[[Msg], Accepted]) -> None:
+        self.accept = accept
+
+    async def __call__(self, msg: Msg) -> None:
+        answer, start = self.accept(msg)
+        try:
+            if answer is not None and msg.reply:
+                await msg.respond(answer)
+        finally:
+            if start is not None:
+                start()
 
 
 class Subscription(Protocol):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import time
 import uuid
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -39,6 +39,26 @@ __all__ = ["Client", "ResponseStream"]
 _client_ids = itertools.count(1)
 
 
+class _RequestIds:
+    """UUID-shaped request ids (version 4 layout): the first 80 bits of one uuid4 per process, then a counter. A fresh
+    ``uuid4()`` per call costs more than the rest of building the request."""
+
+    def __init__(self) -> None:
+        self.reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._head = str(uuid.uuid4())[:24]
+        self._count = itertools.count(random.getrandbits(32))
+
+    def next(self) -> str:
+        return f"{self._head}{next(self._count) & 0xFFFFFFFFFFFF:012x}"
+
+
+_request_ids = _RequestIds()
+
+
 class ResponseStream:
     """The items one call streams back; async-iterate it, or ``aclose()`` to stop early (the handler sees it)."""
 
@@ -53,6 +73,7 @@ class ResponseStream:
         self.stopped = False  # stop() asked the worker to end the stream early
         self._receiver = receiver
         self._frames = receiver.__aiter__()
+        self._profile = client.runtime.profile
         self._prologue_seen = False
         self._closed = False
 
@@ -60,8 +81,8 @@ class ResponseStream:
         return self
 
     async def __anext__(self) -> Any:
-        profile = self.client.runtime.profile
-        endpoint = self.client.endpoint.reference()
+        profile = self._profile
+        endpoint = self.client.endpoint._reference
         while not self._closed:
             try:
                 header, body = await self._frames.__anext__()
@@ -122,14 +143,16 @@ class ResponseStream:
         """Close the stream; if it was not complete, the worker's handler is told to stop."""
         if not self._closed:
             self._closed = True
-            if not self.complete and self.client.runtime.profile.cancel_with_control:
-                self._receiver.send_control(self.client.runtime.profile.KILL)  # as Dynamo's callers do
+            self.client._closed_stream(self)
+            if not self.complete and self._profile.cancel_with_control:
+                self._receiver.send_control(self._profile.KILL)  # as Dynamo's callers do
             await self._receiver.close()
 
     def __del__(self) -> None:
         # A caller that broke out of ``async for`` and dropped the stream still stops the handler.
         if not self._closed:
             self._closed = True
+            self.client._closed_stream(self)
             try:
                 asyncio.get_running_loop().create_task(self._receiver.close())
             except RuntimeError:  # no loop any more: nothing left to tell
@@ -167,7 +190,11 @@ class Client(Drawable):
         self._closed = False
         self.calls = 0
         self._calls_to: dict[tuple[str, int, int], list[float]] = {}  # (caller, caller id, callee id) → [n, last]
-        self._open: dict[int, weakref.WeakSet[ResponseStream]] = {}  # open streams by the instance they come from
+        # The receivers of open streams by the instance they come from (receivers, not streams: a stream the
+        # caller drops is still collected, and says goodbye here from ``__del__``)
+        self._open: dict[int, dict[str, ResponseReceiver]] = {}
+        self._live_from: dict[int, InstanceInfo] | None = None  # the watcher's dict the sorted list was made of
+        self._live: list[InstanceInfo] = []
         self._unlisten = watcher.subscribe(self._on_change)
 
     @classmethod
@@ -190,19 +217,31 @@ class Client(Drawable):
         self._down.pop(info.instance_id, None)
         if kind == "delete" and info.endpoint == self.endpoint.name:  # the watcher sees the whole component
             # A dead (frozen, partitioned) worker's streams end now, not when a socket timeout notices.
-            streams = self._open.pop(info.instance_id, None)
-            for stream in tuple(streams or ()):
-                stream._receiver.expire(f"instance {info.instance_id:x} left discovery: its key was deleted")
+            receivers = self._open.pop(info.instance_id, None)
+            for receiver in tuple((receivers or {}).values()):
+                receiver.expire(f"instance {info.instance_id:x} left discovery: its key was deleted")
+
+    def _closed_stream(self, stream: ResponseStream) -> None:
+        receivers = self._open.get(stream.instance_id)
+        if receivers is not None:
+            receivers.pop(stream.request_id, None)
+            if not receivers:
+                del self._open[stream.instance_id]
 
     # -- instances -----------------------------------------------------------------------------------
     def instances(self) -> list[InstanceInfo]:
         found = self._watcher.endpoint_instances(self.endpoint.name)
-        return [found[i] for i in sorted(found)]
+        if found is not self._live_from:  # the watcher gives a new dict after every change
+            self._live_from, self._live = found, [found[i] for i in sorted(found)]
+        return list(self._live)
 
     def _available(self) -> list[InstanceInfo]:
-        live = self.instances()
         if not self._down:
-            return live
+            found = self._watcher.endpoint_instances(self.endpoint.name)
+            if found is not self._live_from:
+                self._live_from, self._live = found, [found[i] for i in sorted(found)]
+            return self._live  # read only by the router
+        live = self.instances()
         now = asyncio.get_running_loop().time()
         up = [i for i in live if self._down.get(i.instance_id, 0.0) <= now]
         return up or live
@@ -239,7 +278,10 @@ class Client(Drawable):
         return await self.round_robin(request)
 
     async def round_robin(self, request: Any) -> ResponseStream:
-        return await self._routed(request, lambda live: live[next(self._rr) % len(live)])
+        return await self._routed(request, self._next_in_turn)
+
+    def _next_in_turn(self, live: list[InstanceInfo]) -> InstanceInfo:
+        return live[next(self._rr) % len(live)]
 
     async def random(self, request: Any) -> ResponseStream:
         return await self._routed(request, random.choice)
@@ -264,8 +306,10 @@ class Client(Drawable):
         tried: set[int] = set()
         last: Exception | None = None
         while True:
-            live = ([i for i in self._available() if i.instance_id not in tried]
-                    or [i for i in self.instances() if i.instance_id not in tried])  # recently silent ones last
+            live = self._available()
+            if tried or not live:
+                live = ([i for i in live if i.instance_id not in tried]
+                        or [i for i in self.instances() if i.instance_id not in tried])  # recently silent ones last
             if not live:
                 # Agree with instance_ids(): a killed worker's key is still registered, it just did not answer.
                 raise NoInstancesError(self.endpoint.reference(), self.instance_ids(), tried) from last
@@ -289,7 +333,7 @@ class Client(Drawable):
         codec = profile.call_codec(info)  # the instance's own codec: each worker is called as it asks
         plane = backend.request_plane(info.plane)
         body = profile.encode(request, codec)
-        request_id = str(uuid.uuid4())
+        request_id = _request_ids.next()
         receiver = await backend.responses.open_receiver(request_id)
         payload = encode_frame(profile.request_header(request_id, receiver.connection_info, codec), body)
         if info.plane == "nats" and len(payload) > backend.messaging.max_payload:
@@ -298,7 +342,10 @@ class Client(Drawable):
         self.calls += 1
         caller = serving_instance.get()
         caller_ref, caller_id = (caller.actor, caller.lease_id) if caller is not None else ("", 0)
-        tally = self._calls_to.setdefault((caller_ref, caller_id, info.instance_id), [0, 0.0])
+        key = (caller_ref, caller_id, info.instance_id)
+        tally = self._calls_to.get(key)
+        if tally is None:
+            tally = self._calls_to[key] = [0, 0.0]
         tally[0] += 1
         tally[1] = runtime.recorder.record(Kind.CALL, self._label, self.endpoint.reference(), request_id=request_id,
                                            instance_id=info.instance_id, subject=info.subject, client_id=self.id,
@@ -323,10 +370,10 @@ class Client(Drawable):
                 raise NoRespondersError(info.subject, f"instance {info.instance_id:x} refused the request: {text}")
             raise EndpointError(f"instance {info.instance_id:x} refused the request: {text}")
         stream = ResponseStream(self, receiver, request_id, info.instance_id, codec)
-        open_streams = self._open.get(info.instance_id)
-        if open_streams is None:
-            open_streams = self._open[info.instance_id] = weakref.WeakSet()
-        open_streams.add(stream)
+        receivers = self._open.get(info.instance_id)
+        if receivers is None:
+            receivers = self._open[info.instance_id] = {}
+        receivers[request_id] = receiver
         return stream
 
     async def close(self) -> None:

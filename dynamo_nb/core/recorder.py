@@ -58,6 +58,11 @@ class Kind(str, Enum):
     EVENT_HANDLE = "event.handle"
     FAULT = "fault"
 
+    # Set below from FIELDS and COUNTS, so recording reads them off the member (hashing a str Enum member runs
+    # Python code): the fields a record of this kind may carry, and whether it only moves counters.
+    _declared: frozenset[str]
+    _counts: bool
+
     def __str__(self) -> str:
         return self.value
 
@@ -103,6 +108,10 @@ FIELDS: dict[Kind, frozenset[str]] = {kind: frozenset(fields) for kind, fields i
 COUNTS = frozenset({Kind.CALL, Kind.REQUEST, Kind.RESPONSE, Kind.LEASE_KEEPALIVE})
 COUNT_DELAY = 0.05
 
+for _kind in Kind:
+    _kind._declared = FIELDS[_kind]
+    _kind._counts = _kind in COUNTS
+
 #: A frame costs time in proportion to what the runtime holds, so a runtime of more than :data:`SMALL` instances
 #: spaces its frames :data:`SPACING_PER_ITEM` seconds per instance apart (0.2 s at 10,000): framing then takes a
 #: bounded share of the loop, and starting the 10,000th endpoint costs what the first did. A figure at a past
@@ -122,6 +131,10 @@ class Record(NamedTuple):
     actor: str
     target: str
     detail: dict[str, Any]
+
+
+#: ``Record(...)`` without the Python-level ``__new__`` a NamedTuple gets (a record is made three times per call)
+_new_record: Callable[[type, tuple[Any, ...]], Record] = tuple.__new__
 
 
 class Recorder:
@@ -214,21 +227,51 @@ class Recorder:
         return self.records[0].seq - 1 if self.records else 0
 
     def record(self, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
-        return self.record_at(time.time(), kind, actor, target, **detail)
+        """Keep one record (every call makes three: this stays a few attribute reads and one append)."""
+        declared = getattr(kind, "_declared", None)
+        if declared is None or not declared.issuperset(detail):
+            self._refuse(kind, detail)
+        # _keep(), written out: this runs three times per call
+        rec = _new_record(Record, (next(self._seq), time.time(), kind, actor, target, detail))
+        self.records.append(rec)
+        if self._capture is not None:
+            pending = self._pending
+            if kind._counts:
+                if not pending:
+                    self.changed(later=True)
+            elif pending != "soon":
+                self.changed()
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(rec)
+        return rec
 
     def record_at(self, ts: float, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
         """Keep one record of a fact that has its own time already (a lifecycle transition's), so the record
         and the history it mirrors agree, and ``at=`` that time shows the new state."""
-        declared = FIELDS.get(kind)
+        declared = getattr(kind, "_declared", None)
         if declared is None or not declared.issuperset(detail):
-            if declared is None:
-                raise UndeclaredFieldError(f"{kind!s} is not a record kind")
-            undeclared = sorted(set(detail) - declared)
-            raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
-        rec = Record(next(self._seq), ts, kind, actor, target, detail)
+            self._refuse(kind, detail)
+        return self._keep(ts, kind, actor, target, detail)
+
+    @staticmethod
+    def _refuse(kind: Any, detail: dict[str, Any]) -> None:
+        declared = FIELDS.get(kind) if isinstance(kind, Kind) else None
+        if declared is None:
+            raise UndeclaredFieldError(f"{kind!s} is not a record kind")
+        undeclared = sorted(set(detail) - declared)
+        raise UndeclaredFieldError(f"{kind} records declare {sorted(declared)}, not {undeclared}")
+
+    def _keep(self, ts: float, kind: Kind, actor: str, target: str, detail: dict[str, Any]) -> Record:
+        rec = _new_record(Record, (next(self._seq), ts, kind, actor, target, detail))
         self.records.append(rec)
         if self._capture is not None:
-            self.changed(later=kind in COUNTS)
+            pending = self._pending  # a frame already due covers this record: nothing to schedule
+            if kind._counts:
+                if not pending:
+                    self.changed(later=True)
+            elif pending != "soon":
+                self.changed()
         if self._listeners:
             for listener in tuple(self._listeners):
                 listener(rec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -11,11 +12,11 @@ import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
-from ..backends.base import Msg, Subscription
+from ..backends.base import Accepted, Msg, RequestHandler, Subscription
 from ..errors import PayloadTooLargeError, RegistrationError, RuntimeClosedError
 from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
-from ..transport.profile import ProtocolError
+from ..transport.profile import ProtocolError, RequestHeader
 from .drawable import Drawable
 from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
@@ -57,6 +58,19 @@ class RequestContext:
 
     def stop_generating(self) -> None:
         self._stopped = True
+
+    def _caller_left(self) -> None:
+        """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
+        self._stopped = True
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    def _caller_stops(self, word: str) -> None:
+        """Dynamo's control frames: ``"stop"`` ends the stream after the current item, ``"kill"`` at once."""
+        self._stopped = True
+        if word == "kill":
+            self._caller_left()
 
     def __repr__(self) -> str:
         return f"RequestContext({self.request_id!r}, stopped={self._stopped})"
@@ -170,6 +184,8 @@ class ServedEndpoint(Drawable):
         self.service: ServiceGroup | None = None
         self.stats: EndpointStats | None = None
         self.killed = False
+        #: the request callback of every request plane (an in-process bus runs it as it delivers)
+        self._on_request = RequestHandler(self._accept)
         self.dropped_late = 0  # requests read after their ack deadline: the caller had failed over, so not run
         self._sub: Subscription | None = None
         self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
@@ -203,7 +219,7 @@ class ServedEndpoint(Drawable):
 
     @property
     def actor(self) -> str:
-        return self.endpoint.reference()
+        return self.endpoint._reference
 
     @property
     def inflight(self) -> int:
@@ -385,7 +401,9 @@ class ServedEndpoint(Drawable):
             await asyncio.sleep(interval)
 
     # -- requests --------------------------------------------------------------------------------------
-    async def _on_request(self, msg: Msg) -> None:
+    def _accept(self, msg: Msg) -> Accepted:
+        """Take one request: the ack (None: no reply at all) and what starts its stream once the ack is sent.
+        Never waits."""
         profile = self.runtime.profile
         try:
             header, body = decode_frame(msg.data)
@@ -395,12 +413,9 @@ class ServedEndpoint(Drawable):
             self._count_error(f"bad request: {exc}")
             warn_limited(log, f"malformed:{self.subject}", "%s: dropped a malformed request on %s: %s",
                          self.actor, msg.subject, exc)
-            if msg.reply:
-                # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
-                refusal = (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
-                           else f"malformed request: {exc}".encode())
-                await msg.respond(refusal)
-            return
+            # A non-empty ack refuses the call at once (a real Dynamo worker acks and then stays silent).
+            return (profile.encode({"error": f"malformed request: {exc}"}) if profile.name == "seed"
+                    else f"malformed request: {exc}".encode()), None
         late = profile.ack_overdue(msg.headers, time.time_ns())
         if late:
             # At most once: the caller stopped waiting for this ack (and tried another instance) before this
@@ -411,15 +426,15 @@ class ServedEndpoint(Drawable):
                                          reason="ack deadline passed")
             warn_limited(log, f"late:{self.subject}", "%s: dropped a request read %.1f s after its ack deadline "
                          "(the caller has failed over)", self.actor, late)
-            return
-        # Schedule the stream before acking: both happen "now", and this order lets an in-process caller find
-        # its responses already waiting when the ack wakes it (one event-loop turn fewer per call).
+            return None, None
+        # The ack: the request is accepted, responses follow over the stream (started once the ack is sent)
+        return b"", functools.partial(self._start_stream, control, request)
+
+    def _start_stream(self, control: RequestHeader, request: Any) -> None:
         task = asyncio.get_running_loop().create_task(
             self._stream(control.request_id, control.connection_info, request, control.codec))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        if msg.reply:
-            await msg.respond(b"")  # the ack: the request is accepted, responses follow over the stream
 
     def _count_error(self, message: str) -> None:
         if self.stats is not None:
@@ -429,12 +444,12 @@ class ServedEndpoint(Drawable):
 
     async def _stream(self, request_id: str, connection_info: dict[str, Any], request: Any,
                       codec: str = "json") -> None:
-        runtime, profile = self.runtime, self.runtime.profile
+        runtime, profile, actor = self.runtime, self.runtime.profile, self.endpoint._reference
         started = time.perf_counter_ns()
         if self.stats is not None:
             self.stats.num_requests += 1
         serving_instance.set(self)
-        runtime.recorder.record(Kind.REQUEST, "Client", self.actor, request_id=request_id, instance_id=self.lease_id)
+        runtime.recorder.record(Kind.REQUEST, "Client", actor, request_id=request_id, instance_id=self.lease_id)
         try:
             sender = await runtime.backend.responses.connect(connection_info)
         except Exception as exc:
@@ -444,8 +459,8 @@ class ServedEndpoint(Drawable):
             return
         context = RequestContext(request_id)
         context._task = asyncio.current_task()
-        sender.on_peer_closed(lambda: self._caller_left(context))
-        sender.on_control(lambda word: self._caller_stops(context, word))
+        sender.on_peer_closed(context._caller_left)
+        sender.on_control(context._caller_stops)
         items = 0
         outcome = "complete"
         stream: AsyncIterator[Any] | None = None
@@ -495,23 +510,10 @@ class ServedEndpoint(Drawable):
                 pass
             if self.stats is not None:
                 self.stats.processing_time_ns += time.perf_counter_ns() - started
-            runtime.recorder.record(Kind.RESPONSE, self.actor, "Client", request_id=request_id, items=items,
+            state = self.lifecycle.state
+            runtime.recorder.record(Kind.RESPONSE, actor, "Client", request_id=request_id, items=items,
                                     outcome=outcome, instance_id=self.lease_id,
-                                    after_stop=self.lifecycle.state is not State.RUNNING
-                                    and self.lifecycle.state is not State.HEALTHY)
-
-    def _caller_stops(self, context: RequestContext, word: str) -> None:
-        """Dynamo's control frames: ``"stop"`` ends the stream after the current item, ``"kill"`` at once."""
-        context._stopped = True
-        if word == "kill":
-            self._caller_left(context)
-
-    def _caller_left(self, context: RequestContext) -> None:
-        """The caller closed its stream: tell the handler, and cancel it if it is blocked."""
-        context._stopped = True
-        task = context._task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
+                                    after_stop=state is not State.RUNNING and state is not State.HEALTHY)
 
     # -- stop (seed §6.2) -----------------------------------------------------------------------------
     async def stop(self, drain_timeout: float | None = None) -> None:

@@ -11,10 +11,11 @@ b'{"n":3}'
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from ..errors import ProtocolError
+from .fastjson import dumps as _dumps
+from .fastjson import loads as _loads
 
 __all__ = ["Codec", "CODECS", "encode", "decode", "msgpack_available", "MSGPACK_MISSING"]
 
@@ -22,7 +23,6 @@ Codec = Literal["json", "msgpack"]
 CODECS = ("json", "msgpack")
 MSGPACK_MISSING = "payload_codec 'msgpack' needs the msgpack package: pip install 'dynamo_nb[dynamo]'"
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _msgpack: Any = None
 
 
@@ -51,7 +51,7 @@ def encode(obj: Any, codec: str) -> bytes:
     if codec == "json":
         try:
             return _dumps(obj).encode()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(f"cannot encode {type(obj).__name__} as JSON: {exc}") from exc
     if codec == "msgpack":
         mp = _mp()
@@ -66,8 +66,8 @@ def decode(data: bytes, codec: str) -> Any:
     """Decode one body; ProtocolError when the bytes are not of that codec."""
     if codec == "json":
         try:
-            return json.loads(data)
-        except ValueError as exc:
+            return _loads(data)
+        except (ValueError, TypeError, RecursionError) as exc:
             raise ProtocolError(f"body is not JSON: {exc}") from exc
     if codec == "msgpack":
         mp = _mp()

@@ -19,7 +19,6 @@ b'{"data":{"data":{"i":0}},"complete_final":false}'
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from .. import names
 from ..errors import InvalidNameError, ProtocolError
 from . import codec as codecs
-from . import validate
+from . import fastjson, validate
 from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile
 
 __all__ = ["DynamoProfile", "PLANES", "DYNAMO_VERSION", "dynamo_error"]
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 PLANES = ("tcp", "nats")
 DYNAMO_VERSION = "1.6.1"  # the runtime whose wire this profile reproduces (pinned: later ones multiplex streams)
 _TRANSPORT_KEYS = {"tcp": "tcp", "nats": "nats_tcp"}
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = fastjson.dumps
 
 
 def dynamo_error(exc: BaseException) -> dict[str, Any]:
@@ -256,11 +255,8 @@ class DynamoProfile(SeedProfile):
                        "payload_codec": codec, "connection_info": connection_info}).encode()
 
     def parse_request(self, header: bytes) -> RequestHeader:
-        request_id, info = self.parse_request_header(header)
-        try:
-            codec = json.loads(header).get("payload_codec") or "json"
-        except (ValueError, AttributeError) as exc:
-            raise ProtocolError(f"not a request control header: {exc}") from exc
+        request_id, info, doc = self._request_doc(header)
+        codec = doc.get("payload_codec") or "json"
         if codec not in codecs.CODECS:
             raise ProtocolError(f"unknown payload_codec {codec!r}")
         return RequestHeader(request_id, info, codec)

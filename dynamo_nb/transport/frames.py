@@ -48,20 +48,30 @@ class FrameDecoder:
         self._first_max = first_max
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        self._buf += data
+        # Frames are cut straight out of ``data`` when nothing is left over from before (a short stream arrives
+        # in one piece): no copy into the buffer and out again.
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
         frames = []
-        while len(self._buf) >= PREFIX.size:
-            header_len, body_len, _ = PREFIX.unpack_from(self._buf)
+        pos, size, unpack = 0, len(buf), PREFIX.unpack_from
+        while size - pos >= 24:
+            header_len, body_len, _ = unpack(buf, pos)
             limit = self.max_frame if self._first_max is None else self._first_max
             if header_len + body_len > limit:
                 raise FrameError(f"frame of {header_len + body_len} bytes exceeds the {limit}-byte limit")
-            end = PREFIX.size + header_len + body_len
-            if len(self._buf) < end:
+            start = pos + 24
+            end = start + header_len + body_len
+            if size < end:
                 break
-            frames.append((bytes(self._buf[PREFIX.size:PREFIX.size + header_len]),
-                           bytes(self._buf[PREFIX.size + header_len:end])))
-            del self._buf[:end]
+            frames.append((bytes(buf[start:start + header_len]), bytes(buf[start + header_len:end])))
+            pos = end
             self._first_max = None
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < size:
+            self._buf += data[pos:]
         return frames
 
     @property

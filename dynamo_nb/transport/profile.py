@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import names
 from ..errors import ProtocolError
-from . import validate
+from . import fastjson, validate
 
 __all__ = ["InstanceInfo", "RequestHeader", "ResponseItem", "Event", "SeedProfile", "SEED", "ProtocolError",
            "SEND_TS_HEADER", "ACK_DEADLINE_HEADER"]
@@ -41,18 +41,16 @@ class InstanceInfo:
     device_type: str | None = None
 
 
-@dataclass(frozen=True)
-class RequestHeader:
-    """The control header of one request, as the worker reads it."""
+class RequestHeader(NamedTuple):
+    """The control header of one request, as the worker reads it (a tuple: one is made per request)."""
 
     request_id: str
     connection_info: dict[str, Any]
     codec: str = "json"  # payload_codec: how the body is encoded, and how every response body must be
 
 
-@dataclass(frozen=True)
-class ResponseItem:
-    """One decoded body frame of a response stream."""
+class ResponseItem(NamedTuple):
+    """One decoded body frame of a response stream (a tuple: one is made per item)."""
 
     kind: str  # "data" | "error" | "final" | "skip" (an annotation without data: nothing to yield)
     data: Any = None
@@ -73,7 +71,7 @@ class Event:
     published_at: int | None = None  # milliseconds since the epoch, as the publisher stamped it
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = fastjson.dumps
 _loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
 
 
@@ -200,9 +198,11 @@ class SeedProfile:
 
     def decode(self, data: bytes, codec: str = "json") -> Any:
         try:
-            return _loads(data)
-        except ProtocolError as exc:
-            raise ProtocolError(f"body is not JSON: {exc}") from exc
+            return fastjson.loads(data)  # validate.loads, without a frame per call
+        except RecursionError:
+            raise ProtocolError("body is not JSON: JSON nested too deeply") from None
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"body is not JSON: not JSON: {exc}") from None
 
     # -- request control header ------------------------------------------------------------------------
     def call_codec(self, info: InstanceInfo) -> str:
@@ -215,12 +215,9 @@ class SeedProfile:
         return RequestHeader(request_id, info, "json")
 
     def request_header(self, request_id: str, connection_info: dict[str, Any], codec: str = "json") -> bytes:
-        return _dumps({
-            "id": request_id,
-            "request_type": "single_in",
-            "response_type": "many_out",
-            "connection_info": connection_info,
-        }).encode()
+        # = _dumps({"id": ..., "request_type": "single_in", "response_type": "many_out", "connection_info": ...})
+        return (f'{{"id":{_dumps(request_id)},"request_type":"single_in","response_type":"many_out",'
+                f'"connection_info":{_dumps(connection_info)}}}').encode()
 
     def request_headers(self, request_id: str, ack_timeout: float, now_ns: int) -> dict[str, str]:
         """The request's plane headers (NATS headers, or the TCP plane's JSON map): Dynamo's own, plus the ack
@@ -250,13 +247,19 @@ class SeedProfile:
 
     def parse_request_header(self, header: bytes) -> tuple[str, dict[str, Any]]:
         """Return ``(request_id, connection_info)``; ProtocolError if the header is not a control header."""
+        request_id, info, _doc = self._request_doc(header)
+        return request_id, info
+
+    @staticmethod
+    def _request_doc(header: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """``(request_id, connection_info, the whole header document)``, parsed once."""
         try:
             doc = _loads(header)
             request_id = doc["id"]
             info = doc["connection_info"]
             if not isinstance(request_id, str) or not isinstance(info, dict) or "info" not in info:
                 raise KeyError("connection_info.info")
-            return request_id, info
+            return request_id, info, doc
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"not a request control header: {exc}") from exc
 
@@ -264,8 +267,10 @@ class SeedProfile:
     @staticmethod
     def connection_info(address: str, subject: str, request_id: str) -> dict[str, Any]:
         """``connection_info`` of a call-home stream; ``info`` is a JSON *string*, as in Dynamo."""
-        info = {"address": address, "subject": subject, "context": request_id, "stream_type": "response"}
-        return {"transport": "tcp_server", "info": _dumps(info)}
+        # = _dumps({"address": ..., "subject": ..., "context": ..., "stream_type": "response"}), string by string
+        info = (f'{{"address":{_dumps(address)},"subject":{_dumps(subject)},"context":{_dumps(request_id)},'
+                f'"stream_type":"response"}}')
+        return {"transport": "tcp_server", "info": info}
 
     @staticmethod
     def parse_connection_info(connection_info: dict[str, Any]) -> dict[str, Any]:
@@ -280,10 +285,10 @@ class SeedProfile:
     def handshake(self, subject: str) -> bytes:
         return _dumps({"subject": subject, "stream_type": "response"}).encode()
 
-    def prologue(self, error: str | None = None) -> bytes:
-        return _dumps({"error": error}).encode()
-
     _OK_PROLOGUE = b'{"error":null}'
+
+    def prologue(self, error: str | None = None) -> bytes:
+        return self._OK_PROLOGUE if error is None else _dumps({"error": error}).encode()
 
     def parse_prologue(self, header: bytes) -> str | None:
         if header == self._OK_PROLOGUE:

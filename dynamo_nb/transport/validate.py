@@ -13,11 +13,11 @@ nothing a publish would refuse). Every profile's ``parse_instance`` calls :func:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from ..errors import ProtocolError
+from .fastjson import loads as _loads
 
 __all__ = ["MAX_VALUE_BYTES", "MAX_DEPTH", "MAX_SUBJECT", "MAX_LEASE_ID", "loads", "check_depth", "check_subject",
            "check_lease_id", "check_lease_hex", "instance_fields", "ProtocolError"]
@@ -40,7 +40,7 @@ def loads(data: bytes | str) -> Any:
     dynamo_nb.errors.ProtocolError: JSON nested too deeply
     """
     try:
-        return json.loads(data)
+        return _loads(data)
     except RecursionError:
         raise ProtocolError("JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:  # TypeError: not bytes/str at all

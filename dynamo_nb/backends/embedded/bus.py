@@ -6,11 +6,11 @@ import asyncio
 import itertools
 import logging
 import random
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ...ratelog import warn_limited
-from ..base import Msg
+from ..base import Msg, RequestHandler
 from .channel import Channel
 from .sublist import SubList
 
@@ -65,10 +65,29 @@ class _Sub:
         self._inbox: Channel[Msg | None] = Channel()
         self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"sub:{subject}")
         self.delivered = 0
+        # A callback that never waits runs as the message is published: in order, one at a time, as the task
+        # would run it, without a hand-off per message (a served instance's requests).
+        self._accept = cb.accept if isinstance(cb, RequestHandler) else None
 
     def deliver(self, msg: Msg) -> None:
         self.delivered += 1
-        self._inbox.put(msg)
+        accept = self._accept
+        if accept is None:
+            self._inbox.put(msg)
+            return
+        try:
+            answer, start = accept(msg)
+        except Exception as exc:  # as in the task: a failing callback must not break the publisher
+            warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                         self.subject, type(exc).__name__, exc)
+            log.debug("subscription callback on %r failed", self.subject, exc_info=True)
+            return
+        try:
+            if answer is not None and msg.reply:
+                self._bus.publish(msg.reply, answer)
+        finally:
+            if start is not None:
+                start()
 
     async def _pump(self) -> None:
         while True:
@@ -140,6 +159,13 @@ class EmbeddedNats:
             return 1
         self.published += 1
         subs = self._matching(subject)
+        if len(subs) == 1:  # one subscriber (a served instance's subject): it gets the message, queue or not
+            only = subs[0]
+            if only._accept is not None:  # answered as delivered (below): the message needs no respond()
+                only.deliver(Msg(subject, bytes(data), reply, None, headers))
+            else:
+                only.deliver(self._message(subject, data, reply, headers))
+            return 1
         if not subs:
             return 0
         groups: dict[str, list[_Sub]] = {}
@@ -171,13 +197,17 @@ class EmbeddedNats:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
-        timer = loop.call_later(timeout, _expire, future, subject, timeout)
         try:
             if self.publish(subject, data, reply=inbox, headers=headers) == 0:
                 raise NoRespondersError(subject)
-            return await future
+            if future.done():  # answered as it was delivered (a served instance's ack): no timer needed
+                return future.result()
+            timer = loop.call_later(timeout, _expire, future, subject, timeout)
+            try:
+                return await future
+            finally:
+                timer.cancel()
         finally:
-            timer.cancel()
             self._replies.pop(inbox, None)
 
 
@@ -212,9 +242,10 @@ class EmbeddedMessaging:
         self._subs.add(sub)
         return sub
 
-    async def request(self, subject: str, data: bytes, timeout: float,
-                      headers: dict[str, str] | None = None) -> Msg:
-        return await self._live().request(subject, data, timeout, headers)
+    def request(self, subject: str, data: bytes, timeout: float,
+                headers: dict[str, str] | None = None) -> Coroutine[Any, Any, Msg]:
+        """The bus's own request (this returns its coroutine: one frame fewer on every call)."""
+        return self._live().request(subject, data, timeout, headers)
 
     async def flush(self) -> None:
         await asyncio.sleep(0)

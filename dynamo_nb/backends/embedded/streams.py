@@ -34,7 +34,10 @@ class _Receiver:
         return self
 
     async def __anext__(self) -> tuple[bytes, bytes]:
-        frame = await self._queue.get()
+        queue = self._queue
+        frame = queue._items.popleft() if queue._items else await queue.get()  # frames usually wait already
+        if frame.__class__ is tuple and frame is not _EOF:
+            return frame
         if isinstance(frame, BaseException):
             self._queue.put(frame)  # stay failed for any later read
             raise frame
@@ -101,6 +104,7 @@ class _Sender:
         if not self._closed:
             self._closed = True
             self._receiver._on_control.clear()
+            self._receiver._on_close.clear()  # the stream is over: the caller closing its end now is the normal end
             self._receiver._ended = True
             self._receiver._queue.put(_EOF)
 

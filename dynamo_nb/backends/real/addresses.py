@@ -9,6 +9,7 @@ A listener bound to every interface (``0.0.0.0``) must advertise an address a wo
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -21,6 +22,7 @@ __all__ = ["ADVERTISE_ENV", "resolve", "advertise_host", "is_wildcard"]
 ADVERTISE_ENV = "DYNAMO_NB_RESPONSE_ADVERTISE"  # the address workers call back on, when the bind address is not it
 
 
+@functools.lru_cache(maxsize=256)  # the same few caller addresses come back in every request
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
 import re
@@ -60,6 +61,67 @@ _PROBE_TIMEOUT = 1.0  # a server that does not answer a PING within this, after 
 _NO_RESPONDERS_GRACE = 0.5
 _CONFIRM_TIMEOUT = 2.0  # seconds a subscription's confirming round trip may take (with credentials)
 _VIOLATION = re.compile(r"permissions violation for (subscription|publish) to \"?([^\"\s]+)", re.IGNORECASE)
+
+
+_NO_RESPONDERS_STATUS = "503"  # the status header of nats-server's "no responders" answer
+
+
+def _time_out(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(nats.errors.TimeoutError())
+
+
+try:  # what nats-py's _send_publish writes headers with (see _Client._send_publish)
+    from nats.aio.client import _HEADER_VALUE_NEWLINES
+    from nats.protocol.command import hpub_cmd as _hpub_cmd
+except ImportError:  # another nats-py: its own _send_publish does it all
+    _HEADER_VALUE_NEWLINES = _hpub_cmd = None  # type: ignore[assignment]
+
+
+class _Client(NatsClient):
+    """nats-py's client, reading message headers without a generator step per character of each name (a third
+    of a worker's own work per request went there: every request carries three headers), and writing them
+    with each header name checked once, not on every message."""
+
+    _header_names: dict[str, bytes] = {}  # names nats-py's own _send_publish accepted, as ``b"name: "``
+
+    async def _send_publish(self, subject: str, reply: str, payload: bytes, payload_size: int,
+                            headers: dict[str, Any] | None) -> None:
+        names = self._header_names
+        if not headers or _hpub_cmd is None or not subject or not all(k in names for k in headers):
+            await super()._send_publish(subject, reply, payload, payload_size, headers)
+            for k in headers or ():  # the names it took without complaint (invalid ones raised BadHeaderError)
+                names.setdefault(k, k.strip().encode() + b": " if k.strip() else b"")
+            return
+        # What nats-py writes: the NATS/1.0 line, "name: value" lines (no newline inside a value), a blank line
+        parts = [b"NATS/1.0\r\n"]
+        for k, v in headers.items():
+            name = names[k]
+            if name:
+                parts += (name, v.strip().translate(_HEADER_VALUE_NEWLINES).encode(), b"\r\n")
+        parts.append(b"\r\n")
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += payload_size
+        await self._send_command(_hpub_cmd(subject, reply, b"".join(parts), payload))
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        """What nats-py's parser returns: ``Name: Value`` lines, names in ASCII without inner whitespace."""
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if key and len(key.split()) != 1:  # whitespace inside the name: not a header name
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
 
 
 class PermissionViolation:
@@ -148,6 +210,8 @@ class NatsMessaging:
         self.no_responder_retries = 0  # "no responders" answers retried while a cluster's interest settled
         self.permission_violations: deque[PermissionViolation] = deque(maxlen=100)  # the latest refusals
         self._warned_subjects: set[tuple[str, str]] = set()
+        self._tokens = itertools.count(1)  # reply tokens of :meth:`_request_once`, unique per connection
+        self._inbox: tuple[Any, str] = (None, "")  # nats-py's response prefix, and it as text
 
     def _on_violation(self, violation: PermissionViolation) -> None:
         self.permission_violations.append(violation)
@@ -193,7 +257,7 @@ class NatsMessaging:
         servers = [u.strip() for u in raw_url.split(",") if u.strip()]  # NATS_SERVER may list several
         if not servers:
             raise ValueError(f"no NATS server in {url!r}")
-        nc = NatsClient()
+        nc = _Client()
         options: dict[str, Any] = dict(
             servers=servers,
             name=name or "dynamo_nb",
@@ -327,8 +391,7 @@ class NatsMessaging:
         pause = 0.01
         while True:
             try:
-                m = await self._nc.request(subject, data, timeout=max(0.001, deadline - loop.time()),
-                                           headers=headers)
+                m = await self._request_once(subject, data, max(0.001, deadline - loop.time()), headers)
                 break
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
@@ -350,6 +413,42 @@ class NatsMessaging:
             except nats.errors.ConnectionClosedError as exc:
                 raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
+
+    async def _request_once(self, subject: str, data: bytes, timeout: float,
+                            headers: dict[str, str] | None) -> NatsMsg:
+        """``nc.request()`` on nats-py's own response subscription, with a timer instead of ``wait_for`` and a
+        counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
+        back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
+        nc = self._nc
+        if not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs:
+            return await nc.request(subject, data, timeout=timeout, headers=headers)
+        prefix = nc._resp_sub_prefix
+        if not prefix:
+            await nc._init_request_sub()  # makes the response map too
+            prefix = nc._resp_sub_prefix
+        resp_map = getattr(nc, "_resp_map", None)
+        if not isinstance(resp_map, dict):
+            return await nc.request(subject, data, timeout=timeout, headers=headers)
+        known, text = self._inbox
+        if known is not prefix:
+            text = bytes(prefix or b"").decode()
+            self._inbox = (prefix, text)
+        token = f"{next(self._tokens):x}"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[NatsMsg] = loop.create_future()
+        resp_map[token] = future
+        try:
+            await nc.publish(subject, data, reply=text + token, headers=headers)
+            timer = loop.call_later(timeout, _time_out, future)
+            try:
+                msg = await future
+            finally:
+                timer.cancel()
+        finally:
+            resp_map.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS_STATUS:
+            raise nats.errors.NoRespondersError
+        return msg
 
     def outage(self) -> BackendUnavailableError | None:
         """Disconnected, and re-connecting: say so (see :meth:`Messaging.outage`)."""

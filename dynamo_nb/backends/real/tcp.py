@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import socket
-import uuid
 from collections import deque
 from typing import Any, Callable
 
 from ...errors import ResponseInjectionError, StreamClosedError, StreamRefusedError, StreamStalledError
 from ...ratelog import warn_limited
+from ...transport import fastjson
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
 from ._deadline import bounded
@@ -60,6 +59,7 @@ SEND_DRAIN_TIMEOUT = 30.0  # worker: seconds a caller may take no data before th
 GONE_GRACE = 1.0  # caller: seconds a stream lives on without a frame once its instance's key is gone
 _EOF = object()
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: one system call fewer per connection
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -118,12 +118,12 @@ class TcpReceiver:
         self._conn = conn
         self._connected = True
         self.peer = conn.peer
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         loop = conn._loop
         self._last_frame = loop.time()
-        self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
+        if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
+            self._idle_timer, self._timer = self._timer, None
+        else:
+            self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
         return True
 
     def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
@@ -204,8 +204,12 @@ class TcpReceiver:
             waiter.set_result(None)
 
     def _connect_timed_out(self) -> None:
+        if self._connected:  # the timer became the idle timer when the worker connected
+            self._idle_timer = None
+            self._idle_check()
+            return
         self._timer = None
-        if not self._connected and not self.closed:
+        if not self.closed:
             if self._gone:
                 self._fail(StreamStalledError(detail=f"no worker called back on response stream {self.subject}: "
                                                      f"its instance is gone ({self._gone})"))
@@ -342,7 +346,7 @@ class _Inbound:
 
     def _handshake(self, header: bytes) -> bool:
         try:
-            subject = json.loads(header)["subject"]
+            subject = fastjson.loads(header)["subject"]
         except (ValueError, KeyError, TypeError, RecursionError):
             warn_limited(log, "bad-handshake", "dropping a response connection without a handshake (got %r)",
                          header[:100])
@@ -728,13 +732,14 @@ class TcpResponsePlane:
                     log.warning("response listener cannot accept: %s", exc)
                 return
             conn.setblocking(False)
-            _keep_alive(conn)
+            if not _is_loopback(peer):
+                _keep_alive(conn)
             _Inbound(self, loop, conn, _format_peer(peer)).start()
 
     async def open_receiver(self, request_id: str) -> TcpReceiver:
         if self._listener is None:
             await self.start()
-        receiver = TcpReceiver(self, uuid.uuid4().hex, request_id)
+        receiver = TcpReceiver(self, os.urandom(16).hex(), request_id)  # unguessable, as a uuid4's hex
         self._receivers[receiver.subject] = receiver
         return receiver
 
@@ -753,11 +758,13 @@ class TcpResponsePlane:
                                      f"{self.connect_timeout} s") from None
         except OSError as exc:
             raise StreamRefusedError(f"cannot call back {host}:{port}: {exc}") from None
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)  # non-blocking from birth where it can be
         try:
-            sock.setblocking(False)
+            if not _NONBLOCK:
+                sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _keep_alive(sock)
+            if not _is_loopback(sockaddr):
+                _keep_alive(sock)
             error = sock.connect_ex(sockaddr)
             connected = error == 0
             if error in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
@@ -829,6 +836,16 @@ def _format_peer(address: Any) -> str:
     except (TypeError, IndexError):
         return str(address)
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _is_loopback(address: Any) -> bool:
+    """A peer on this host: no keep-alive needed (the kernel ends the connection when either side dies), which
+    spares four system calls per connection on the local path."""
+    try:
+        host = str(address[0])
+    except (TypeError, IndexError):
+        return False
+    return host.startswith("127.") or host == "::1"
 
 
 def _keep_alive(sock: socket.socket, idle: int = 10, interval: int = 5, count: int = 3) -> None:
