@@ -598,6 +598,16 @@ class _Who:
         runtime, d = found
         return cls(runtime, d["reference"], int(d["lease_id"]), d["key"], d["subject"])
 
+    def positions(self, records: Sequence[TaggedRecord]) -> list[int]:
+        """Where :meth:`owns` is true, in one pass: requests and responses (nearly every record of a busy instance)
+        are matched inline, the rest asked of :meth:`owns`."""
+        runtime, lease_id, reference, owns = self.runtime, self.lease_id, self.reference, self.owns
+        request, response = Kind.REQUEST, Kind.RESPONSE
+        return [i for i, t in enumerate(records)
+                if (owns(t) if (r := t.record).kind is not request and r.kind is not response
+                    else t.runtime == runtime and r.detail.get("instance_id") == lease_id
+                    and reference in (r.actor, r.target))]
+
     def owns(self, tagged: TaggedRecord) -> bool:
         rec, d = tagged.record, tagged.record.detail
         if tagged.runtime != self.runtime:
@@ -640,14 +650,10 @@ class _Run(NamedTuple):
     errors: int
 
 
-_NOTHING = (0, 0, 0, 0, 0)
-_ONE_REQUEST = (0, 1, 0, 0, 0)
-_ONE_KEEPALIVE = (1, 0, 0, 0, 0)
-
-
 class _Owned:
     """One instance's records (``_Who.owns``), with what drawing any stretch of them needs worked out ahead: where
-    the runs of counted records break, running sums of their counts, where each ``Created`` and registration is.
+    the runs of counted records break, where each keep-alive, request and response is (a run's counts are then two
+    bisects each), running sums of the responses' items and errors, where each ``Created`` and registration is.
     Built once per merge of records (see :func:`~.snapshot.derived`), so drawing a recording at any time cuts it;
     carried to a live system's next merge by :meth:`advance` (the oldest records dropped, new ones appended).
 
@@ -658,7 +664,8 @@ class _Owned:
         self.origin = 0
         self.mine: list[TaggedRecord] = []
         self.breaks: list[int] = []  # records that are not counted: where each run ends
-        self.sums: list[list[int]] = [[0] for _ in range(5)]  # keep-alives, requests, responses, items, errors
+        self.at: tuple[list[int], list[int], list[int]] = ([], [], [])  # keep-alives, requests, responses
+        self.answered: tuple[list[int], list[int]] = ([0], [0])  # items and errors, summed over the responses
         self.created: list[int] = []
         self.registered: list[int] = []
 
@@ -669,32 +676,30 @@ class _Owned:
         return owned
 
     def _extend(self, records: Sequence[TaggedRecord]) -> None:
+        # In whole-list passes (each a comprehension) rather than one loop with branches per record: a recording's
+        # first figure indexes thousands of records, nearly all of them requests and responses.
         runtime, created = self.who.runtime, State.CREATED.value
-        k = len(self.mine)
-        counts: list[tuple[int, int, int, int, int]] = []  # each record's share of the five running sums
-        add = counts.append
-        for t in records:
-            rec = t.record
-            kind = rec.kind
-            if t.runtime == runtime and kind in _COUNTED:
-                if kind == Kind.REQUEST:
-                    add(_ONE_REQUEST)
-                elif kind == Kind.RESPONSE:
-                    d = rec.detail
-                    add((0, 0, 1, int(d.get("items") or 0), d.get("outcome") not in (None, "ok", "complete")))
-                else:
-                    add(_ONE_KEEPALIVE)
-            else:
-                add(_NOTHING)
-                self.breaks.append(k)
-                if kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
-                    self.created.append(k)
-                elif kind == Kind.KV_CREATE and t.runtime == runtime:
-                    self.registered.append(k)
-            k += 1
-        for column, shares in zip(self.sums, zip(*counts, strict=True) if counts else ((),) * 5, strict=True):
-            column.extend(accumulate(shares, initial=column[-1]))
-            del column[-len(shares) - 1]  # accumulate repeats the start, already there
+        base = len(self.mine)
+        kinds = [t.record.kind if t.runtime == runtime else None for t in records]  # None: never counted
+        breaks = [i for i, kind in enumerate(kinds) if kind not in _COUNTED]
+        for i in breaks:
+            rec = records[i].record
+            if rec.kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
+                self.created.append(base + i)
+            elif kinds[i] == Kind.KV_CREATE:
+                self.registered.append(base + i)
+        self.breaks.extend([base + i for i in breaks])
+        answered = []
+        for where, counted in zip(self.at, (Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE), strict=True):
+            found = [i for i, kind in enumerate(kinds) if kind == counted]
+            where.extend([base + i for i in found])
+            answered = found
+        details = [records[i].record.detail for i in answered]
+        shares = ([int(d.get("items") or 0) for d in details],
+                  [int(d.get("outcome") not in (None, "ok", "complete")) for d in details])
+        for column, share in zip(self.answered, shares, strict=True):
+            column.extend(accumulate(share, initial=column[-1]))
+            del column[-len(share) - 1]  # accumulate repeats the start, already there
         self.mine.extend(records)
 
     def advance(self, dropped: int, added: Sequence[TaggedRecord]) -> "_Owned":
@@ -705,12 +710,16 @@ class _Owned:
             cut = new.origin
             new.origin = 0
             new.mine = self.mine[cut:]
-            new.sums = [column[cut:] for column in self.sums]
+            keepalives, requests, responses = ([i - cut for i in xs[bisect_left(xs, cut):]] for xs in self.at)
+            gone = bisect_left(self.at[2], cut)  # responses dropped: their sums stay below what is held
+            new.at = (keepalives, requests, responses)
+            new.answered = (self.answered[0][gone:], self.answered[1][gone:])
             new.breaks, new.created, new.registered = ([i - cut for i in xs[bisect_left(xs, cut):]]
                                                        for xs in (self.breaks, self.created, self.registered))
         else:
             new.mine = self.mine.copy()
-            new.sums = [column.copy() for column in self.sums]
+            new.at = (self.at[0].copy(), self.at[1].copy(), self.at[2].copy())
+            new.answered = (self.answered[0].copy(), self.answered[1].copy())
             new.breaks, new.created, new.registered = self.breaks.copy(), self.created.copy(), self.registered.copy()
         new._extend(added)
         return new
@@ -738,7 +747,8 @@ class _Owned:
     def items(self, lo: int, hi: int) -> "list[TaggedRecord | _Run]":
         out: list[TaggedRecord | _Run] = []
         o = self.origin
-        mine, breaks, sums = self.mine, self.breaks, self.sums
+        mine, breaks = self.mine, self.breaks
+        (keepalives, requests, responses), (items, errors) = self.at, self.answered
         k, stop = lo + o, hi + o
         while k < stop:
             i = bisect_left(breaks, k)
@@ -747,7 +757,10 @@ class _Owned:
                 k += 1
                 continue
             end = min(breaks[i] if i < len(breaks) else len(mine), stop)
-            out.append(_Run(*(column[end] - column[k] for column in sums)))
+            first, last = bisect_left(responses, k), bisect_left(responses, end)
+            out.append(_Run(bisect_left(keepalives, end) - bisect_left(keepalives, k),
+                            bisect_left(requests, end) - bisect_left(requests, k),
+                            last - first, items[last] - items[first], errors[last] - errors[first]))
             k = end
         return out
 
@@ -755,7 +768,7 @@ class _Owned:
 def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
     """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
     keep-alives, requests and responses summed into one :class:`_Run`."""
-    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine))
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine), who.positions)
     anchor = owned.first_registered(limit)
     if anchor is None:
         return owned.items(0, limit)

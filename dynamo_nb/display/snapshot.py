@@ -18,7 +18,7 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from operator import is_not, le
 from typing import Any, Callable, Hashable, Iterator, Sequence, overload
 
@@ -504,7 +504,9 @@ def _merge_records(states: Sequence[RuntimeState]) -> tuple["MergedRecords", dic
 def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> tuple[TaggedRecord, ...]:
     """The streams merged by time as ``heapq.merge`` does (a tie goes to the earlier stream); when each stream is
     in time order that is a stable sort of them laid end to end, which sorts their times in C."""
-    tagged = [[TaggedRecord(name, rec) for rec in stream] for name, stream in zip(names, streams, strict=True)]
+    # tuple.__new__ over zip builds each TaggedRecord in C: a recording's first figure tags thousands
+    tagged = [list(map(tuple.__new__, repeat(TaggedRecord), zip(repeat(name), stream)))
+              for name, stream in zip(names, streams, strict=True)]
     if len(tagged) == 1:
         return tuple(tagged[0])
     times = [[rec.ts for rec in stream] for stream in streams]
@@ -536,10 +538,12 @@ class _Merge:
         self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
         self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
 
-    def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool]) -> list[int]:
+    def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool], select: "Select | None" = None
+                  ) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            found = self.indexes[key] = (keep, [i for i, t in enumerate(self.tagged) if keep(t)])
+            where = select(self.tagged) if select is not None else [i for i, t in enumerate(self.tagged) if keep(t)]
+            found = self.indexes[key] = (keep, where)
         return found[1]
 
     def advanced(self, fulls: tuple[tuple[Record, ...], ...]) -> "_Merge | None":
@@ -690,9 +694,14 @@ class MergedRecords(Sequence[TaggedRecord]):
         return repr(self._all())
 
 
+#: Where in some records those a ``keep`` accepts are: the same answer, worked out in one pass of its own.
+Select = Callable[[Sequence[TaggedRecord]], list[int]]
+
+
 def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
-            build: Callable[[Sequence[TaggedRecord]], Any]) -> tuple[Any, int]:
-    """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``.
+            build: Callable[[Sequence[TaggedRecord]], Any], select: Select | None = None) -> tuple[Any, int]:
+    """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``
+    (``select``, when given, finds the same records faster than calling ``keep`` on each).
 
     When the records are a cut of a merge made before, ``build`` sees every selected record of the whole merge
     (once per ``key``: drawing a recording at another time reuses it) and the count says where the cut falls;
@@ -702,13 +711,13 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
         if source is not None:
             merge, cut = source
             with _KEPT_LOCK:
-                found = merge.positions(key, keep)
+                found = merge.positions(key, keep, select)
                 made = merge.derived.get(key)
                 if made is None:
                     tagged = merge.tagged
                     made = merge.derived[key] = build([tagged[i] for i in found])
             return made, bisect_left(found, cut)
-    selected = [t for t in records if keep(t)]
+    selected = [records[i] for i in select(records)] if select is not None else [t for t in records if keep(t)]
     return build(selected), len(selected)
 
 
