@@ -605,8 +605,8 @@ class _Who:
         request, response = Kind.REQUEST, Kind.RESPONSE
         return [i for i, t in enumerate(records)
                 if (owns(t) if (r := t.record).kind is not request and r.kind is not response
-                    else t.runtime == runtime and r.detail.get("instance_id") == lease_id
-                    and reference in (r.actor, r.target))]
+                    else r.detail.get("instance_id") == lease_id and t.runtime == runtime
+                    and (r.actor == reference or r.target == reference))]
 
     def owns(self, tagged: TaggedRecord) -> bool:
         rec, d = tagged.record, tagged.record.detail
