@@ -85,6 +85,7 @@ async def test_a_flush_that_timed_out_does_not_break_the_connection_when_the_pon
     async with LocalCluster() as cluster:
         worker, caller, client = await _pair(cluster)
         messaging = caller.backend.messaging
+        await messaging.flush(5)  # no earlier round trip still in flight: its PONG would answer the one below
         os.kill(cluster.nats_pid, signal.SIGSTOP)
         try:
             with pytest.raises(BackendTimeoutError):
