@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-__all__ = ["eventually", "WorkerProcess", "start_worker", "WORKER"]
+__all__ = ["eventually", "freeze", "WorkerProcess", "start_worker", "WORKER"]
 
 WORKER = Path(__file__).resolve().parent / "faults" / "worker.py"
 
@@ -67,6 +67,23 @@ class WorkerProcess:
             self.signal(signal.SIGKILL)
         await self.proc.wait()
         self._reader.cancel()
+
+
+async def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and return once every one of its threads has stopped: the signal is asynchronous, and a
+    server thread still running for a moment could answer what is sent right after ``kill()`` returns."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped() -> bool:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    await eventually(stopped, timeout=5.0, interval=0.001)
 
 
 async def start_worker(cluster: Any, lease_ttl: float, reference: str, started: list[WorkerProcess],

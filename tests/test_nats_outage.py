@@ -12,7 +12,7 @@ import pytest
 from dynamo_nb import DistributedRuntime, LocalCluster
 from dynamo_nb.errors import BackendTimeoutError, BackendUnavailableError, NoInstancesError
 
-from support import eventually
+from support import eventually, freeze
 
 pytestmark = pytest.mark.servers
 REF = "outage.Worker.generate"
@@ -38,7 +38,7 @@ async def test_a_frozen_nats_is_reported_as_frozen():
     async with LocalCluster() as cluster:
         worker, caller, client = await _pair(cluster)
         pid = cluster.nats_pid
-        os.kill(pid, signal.SIGSTOP)
+        await freeze(pid)
         try:
             with pytest.raises(BackendUnavailableError, match="answers nothing") as frozen:
                 await client.generate("frozen?")
@@ -86,7 +86,7 @@ async def test_a_flush_that_timed_out_does_not_break_the_connection_when_the_pon
         worker, caller, client = await _pair(cluster)
         messaging = caller.backend.messaging
         await messaging.flush(5)  # no earlier round trip still in flight: its PONG would answer the one below
-        os.kill(cluster.nats_pid, signal.SIGSTOP)
+        await freeze(cluster.nats_pid)
         try:
             with pytest.raises(BackendTimeoutError):
                 await messaging.flush(0.2)
