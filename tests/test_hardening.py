@@ -153,8 +153,9 @@ async def test_a_worker_whose_key_vanished_registers_again_and_is_never_healthy_
     # Deleted while the lease lives: the health check puts it back.
     await caller.etcd_client().kv_delete(served.key)
     await eventually(lambda: caller.recorder.select("watch.delete", key=served.key), timeout=10)
+    # the next health check puts it back (waiting on the client alone could pass before it saw the delete)
+    await eventually(lambda: worker.recorder.select("kv.create", replaces=served.key), timeout=10)
     await eventually(lambda: client.instance_ids() == [served.lease_id], timeout=10)
-    assert worker.recorder.select("kv.create", replaces=served.key)
     assert await (await client.generate("back")).collect() == [{"echo": "back"}]
 
     # Deleted, and putting it back fails (etcd refuses writes): the worker leaves Healthy and says why.
