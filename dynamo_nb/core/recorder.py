@@ -231,20 +231,7 @@ class Recorder:
         declared = getattr(kind, "_declared", None)
         if declared is None or not declared.issuperset(detail):
             self._refuse(kind, detail)
-        # _keep(), written out: this runs three times per call
-        rec = _new_record(Record, (next(self._seq), time.time(), kind, actor, target, detail))
-        self.records.append(rec)
-        if self._capture is not None:
-            pending = self._pending
-            if kind._counts:
-                if not pending:
-                    self.changed(later=True)
-            elif pending != "soon":
-                self.changed()
-        if self._listeners:
-            for listener in tuple(self._listeners):
-                listener(rec)
-        return rec
+        return self._keep(time.time(), kind, actor, target, detail)
 
     def record_at(self, ts: float, kind: Kind, actor: str, target: str, **detail: Any) -> Record:
         """Keep one record of a fact that has its own time already (a lifecycle transition's), so the record
