@@ -13,9 +13,11 @@ import dynamo_nb
 pytestmark = pytest.mark.dynamo_interop
 
 
-async def test_a_real_worker_explains_green_in_the_real_layout(peers, local_cluster):
+async def test_a_real_worker_explains_green_in_the_real_layout(peers, local_cluster, nb_runtime):
     peer = await peers("worker.py", "demo.backend.generate", plane="tcp", codec="json")
-    ready = await peer.ready()
+    ready = await peer.ready()  # printed just before serve_endpoint() registers the instance
+    watching = await (await nb_runtime("tcp")).endpoint("demo.backend.generate").client()
+    await watching.wait_for_instances(timeout=10)
     report = await dynamo_nb.explain("demo.backend.generate", profile="dynamo", request_plane="tcp",
                                      request={"n": 1}, etcd_endpoints=local_cluster.etcd_endpoints,
                                      nats_server=local_cluster.nats_server)
