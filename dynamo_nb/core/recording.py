@@ -73,6 +73,7 @@ class Recording(Drawable):
         self.drawn = tuple(Part(p.focus, self.states, p.instance, p.cluster) for p in given)
         self.profiles = dict(profiles or {})
         self.saved = saved
+        self._merged: object = None  # its records merged ahead, when loaded (see _hold_merge)
 
     @classmethod
     def of(cls, objs: Any) -> "Recording":
@@ -95,6 +96,13 @@ class Recording(Drawable):
         return cls(states.values(), parts=drawn, profiles=profiles)
 
     # -- what the drawing layer reads ----------------------------------------------------------------------
+    def _hold_merge(self) -> None:
+        """Merge and group the records once, now: they never change, so no figure of this recording should pay
+        for it (the first one would, otherwise)."""
+        from ..display.snapshot import held_merge
+
+        self._merged = held_merge(self.states)
+
     def _parts(self) -> tuple[Part, ...]:
         return self.drawn
 
@@ -207,8 +215,10 @@ def load_recording(path: str | Path) -> Recording:
                                           frames=tuple(kept)))
     parts = [Part(decode(Focus, p["focus"]), (), decode(InstanceSnap, p["instance"]) if p.get("instance") else None)
              for p in header.get("parts", ())]
-    return Recording(states, parts=parts, profiles={r["name"]: r.get("profile", "seed") for r in header["runtimes"]},
-                     saved=header.get("saved"))
+    recording = Recording(states, parts=parts, profiles={r["name"]: r.get("profile", "seed")
+                                                         for r in header["runtimes"]}, saved=header.get("saved"))
+    recording._hold_merge()
+    return recording
 
 
 # ------------------------------------------------------------------------------------------ plain data ⇄ JSON

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import re
 import threading
+import weakref
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
@@ -67,6 +68,9 @@ __all__ = [
     "MergedRecords",
     "matching",
     "derived",
+    "groups_of",
+    "of_kinds",
+    "held_merge",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
@@ -540,12 +544,20 @@ class _Merge:
         self.ordered = tagged is not None or _in_order(self.tagged)
         self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
         self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
+        self._groups: list[list[int]] | None = None
+
+    def groups(self) -> list[list[int]]:
+        """:func:`groups_of` the merge, found once (a loaded recording's when it is loaded)."""
+        if self._groups is None:
+            self._groups = groups_of(self.tagged)
+        return self._groups
 
     def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool], select: "Select | None" = None
                   ) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            where = select(self.tagged) if select is not None else [i for i, t in enumerate(self.tagged) if keep(t)]
+            where = (select(self.tagged, self.groups()) if select is not None
+                     else [i for i, t in enumerate(self.tagged) if keep(t)])
             found = self.indexes[key] = (keep, where)
         return found[1]
 
@@ -606,6 +618,21 @@ _KEEP_MERGES = 8  # recordings (or sets of runtimes) whose merged records are ke
 
 _LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merge of each set of runtimes
 
+#: merges made ahead by :func:`held_merge`, found for as long as their holder (a loaded recording) keeps them
+_HELD: "weakref.WeakValueDictionary[tuple[Any, ...], _Merge]" = weakref.WeakValueDictionary()
+
+
+def held_merge(states: Sequence[RuntimeState]) -> object:
+    """These states' whole records merged and grouped now, and found by their figures for as long as the caller
+    keeps what this returns: a loaded recording never changes, so its first figure need not merge it."""
+    names = tuple(s.runtime.name for s in states)
+    fulls = tuple(s.records for s in states)
+    merge = _Merge(names, fulls)
+    merge.groups()
+    with _KEPT_LOCK:
+        _HELD[names + tuple(id(f) for f in fulls)] = merge
+    return merge
+
 
 def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
     with _KEPT_LOCK:
@@ -616,8 +643,10 @@ def _kept_merge(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -
     key = names + tuple(id(f) for f in fulls)
     merge = _MERGES.get(key)
     if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
-        latest = _LATEST.get(names)
-        merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
+        merge = _HELD.get(key)
+        if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+            latest = _LATEST.get(names)
+            merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
         _MERGES[key] = merge
         while len(_MERGES) > _KEEP_MERGES:
             _MERGES.popitem(last=False)
@@ -697,8 +726,32 @@ class MergedRecords(Sequence[TaggedRecord]):
         return repr(self._all())
 
 
-#: Where in some records those a ``keep`` accepts are: the same answer, worked out in one pass of its own.
-Select = Callable[[Sequence[TaggedRecord]], list[int]]
+#: Where in some records those a ``keep`` accepts are: the same answer, worked out from the records and their
+#: :func:`groups_of` (a question answered alike for a whole group is asked once for it).
+Select = Callable[[Sequence[TaggedRecord], Sequence[list[int]]], list[int]]
+
+
+def groups_of(records: Sequence[TaggedRecord]) -> list[list[int]]:
+    """Where the records sharing a runtime, kind, actor, target, instance and lease are, group by group, each in
+    order: a busy instance's thousands of requests and responses fall in a few groups."""
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for i, (runtime, (_, _, kind, actor, target, detail)) in enumerate(records):
+        key = (runtime, kind, actor, target, detail.get("instance_id"), detail.get("lease_id"))
+        where = found.get(key)
+        if where is None:
+            found[key] = [i]
+        else:
+            where.append(i)
+    return list(found.values())
+
+
+def of_kinds(kinds: Sequence[Any]) -> Select:
+    """A :data:`Select` of the records whose kind is one of ``kinds``, whole groups at a time."""
+    def select(records: Sequence[TaggedRecord], groups: Sequence[list[int]]) -> list[int]:
+        found = [i for where in groups if records[where[0]].record.kind in kinds for i in where]
+        found.sort()
+        return found
+    return select
 
 
 def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
@@ -717,22 +770,23 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
                 found = merge.positions(key, keep, select)
                 made = merge.derived.get(key)
                 if made is None:
-                    tagged = merge.tagged
-                    made = merge.derived[key] = build([tagged[i] for i in found])
+                    made = merge.derived[key] = build(list(map(merge.tagged.__getitem__, found)))
             return made, bisect_left(found, cut)
-    selected = [records[i] for i in select(records)] if select is not None else [t for t in records if keep(t)]
+    selected = ([records[i] for i in select(records, groups_of(records))] if select is not None
+                else [t for t in records if keep(t)])
     return build(selected), len(selected)
 
 
-def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool]
-             ) -> list[TaggedRecord]:
+def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
+             select: Select | None = None) -> list[TaggedRecord]:
     """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
-    made before, the answer comes from an index of that merge (built on first use) and a bisect."""
+    made before, the answer comes from an index of that merge (built on first use, by ``select`` when given) and a
+    bisect."""
     if isinstance(records, MergedRecords):
         source = records._source()
         if source is not None:
             merge, cut = source
-            found = merge.positions(key, keep)
+            found = merge.positions(key, keep, select)
             tagged = merge.tagged
             return [tagged[i] for i in found[: bisect_left(found, cut)]]
     return [t for t in records if keep(t)]
