@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import RecordingFormatError
 from .drawable import Drawable
 from .lifecycle import State
-from .recorder import Kind, Record, Recorder
+from .recorder import Kind, Record, Recorder, _new_record
 from .snapshot import Focus, InstanceSnap, Part, RuntimeState
 
 __all__ = ["FORMAT", "VERSION", "Recording", "RuntimeRecorder", "load_recording", "RecordingFormatError"]
@@ -200,8 +200,14 @@ def load_recording(path: str | Path) -> Recording:
                     current[name].update({f: line[f] for f in _FRAME_FIELDS if f in line})
                     frames[name].append((line["ts"], decode(RuntimeState, current[name])))
                 elif "record" in line:
-                    records[line["record"]].append(Record(line["seq"], line["ts"], Kind(line["kind"]),
-                                                          line["actor"], line["target"], _detail(line["detail"])))
+                    kind, detail = line["kind"], line["detail"]
+                    kind = _KIND_OF[kind] if kind in _KIND_OF else Kind(kind)
+                    if _BYTES in text:  # else nothing to decode: the detail as read
+                        detail = _detail(detail)
+                    elif not isinstance(detail, dict):
+                        raise TypeError(f"a record's detail is a {type(detail).__name__}, not an object")
+                    records[line["record"]].append(_new_record(Record, (line["seq"], line["ts"], kind, line["actor"],
+                                                                        line["target"], detail)))
                 elif "end" in line:
                     dropped[line["end"]] = int(line["dropped"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -259,6 +265,7 @@ def decode(cls: Any, data: Any) -> Any:
 
 
 _BYTES = "__bytes__"  # a payload recorded as bytes is drawn as bytes again
+_KIND_OF = {k.value: k for k in Kind}  # Kind(value) runs Python code: a recording has thousands of records
 
 
 def _detail(detail: dict[str, Any]) -> dict[str, Any]:
