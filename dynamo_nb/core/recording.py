@@ -25,7 +25,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import RecordingFormatError
 from .drawable import Drawable
@@ -194,7 +194,7 @@ def load_recording(path: str | Path) -> Recording:
         current: dict[str, dict[str, Any]] = {name: {} for name in frames}
         for number, text in enumerate(lines, start=2):
             try:
-                line = json.loads(text)
+                line = _json_line(text)
                 if "frame" in line:
                     name = line["frame"]
                     current[name].update({f: line[f] for f in _FRAME_FIELDS if f in line})
@@ -265,6 +265,19 @@ def decode(cls: Any, data: Any) -> Any:
 
 
 _BYTES = "__bytes__"  # a payload recorded as bytes is drawn as bytes again
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]  # what json.loads runs
+
+
+def _json_line(text: str) -> Any:
+    """``json.loads(text)`` of one line of a recording, read by the decoder's scanner alone when the line is one
+    value (as saved): a recording has thousands of lines. Anything else gets ``json.loads``'s answer or error."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if not text[end:].strip(" \t\n\r") else json.loads(text)
+
+
 _KIND_OF = {k.value: k for k in Kind}  # Kind(value) runs Python code: a recording has thousands of records
 
 
