@@ -50,8 +50,8 @@ from .model import (
     Transition,
 )
 from ..core.snapshot import LeaseSnap
-from .snapshot import (ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord, derived,
-                       matching, of_kinds)
+from .snapshot import (Columns, ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord,
+                       derived, matching, of_kinds)
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
            "shown"]
@@ -651,11 +651,9 @@ _KIND, _DETAIL = attrgetter("record.kind"), attrgetter("record.detail")
 _FINE = frozenset({None, "ok", "complete"})  # outcomes that are not errors
 
 
-def _answered(details: list[dict[str, Any]]) -> tuple[Sequence[int], Sequence[int | bool]]:
-    """The items and the errors (0 or 1) of each response: read in C when they are plain ints and strings (always,
-    as recorded), else one by one."""
-    items: list[Any] = [d.get("items") for d in details]
-    outcomes: list[Any] = [d.get("outcome") for d in details]
+def _answered(items: list[Any], outcomes: list[Any]) -> tuple[Sequence[int], Sequence[int | bool]]:
+    """The items and the errors (0 or 1) of each response, from the ``items`` and ``outcome`` each carries: worked
+    out in C when they are plain ints and strings (always, as recorded), else one by one."""
     if not set(map(type, items)) <= {int}:
         items = [int(n or 0) for n in items]
     if set(map(type, outcomes)) <= {str, type(None)}:
@@ -699,13 +697,30 @@ class _Owned:
         owned._extend(mine)
         return owned
 
+    @classmethod
+    def of_held(cls, who: _Who, mine: list[TaggedRecord], found: list[int], merge: Columns) -> "_Owned":
+        """:meth:`of`, reading kinds, items and outcomes from a loaded recording's columns (``found``: where
+        ``mine`` are in it) rather than from each record."""
+        owned = cls(who)
+        kinds = list(map(merge.kinds().__getitem__, found))
+        responses = list(compress(found, map(eq, kinds, repeat(Kind.RESPONSE))))
+        items, outcomes = merge.detail("items"), merge.detail("outcome")
+        owned._index(mine, kinds, list(map(items.__getitem__, responses)), list(map(outcomes.__getitem__, responses)))
+        return owned
+
     def _extend(self, records: Sequence[TaggedRecord]) -> None:
+        kinds = list(map(_KIND, records))
+        details = list(map(_DETAIL, compress(records, map(eq, kinds, repeat(Kind.RESPONSE)))))
+        self._index(records, kinds, [d.get("items") for d in details], [d.get("outcome") for d in details])
+
+    def _index(self, records: Sequence[TaggedRecord], kinds: list[Kind], items: list[Any], outcomes: list[Any]
+               ) -> None:
+        """Append ``records`` (of these kinds; ``items`` and ``outcomes``: those of their responses)."""
         # In whole-list passes that run in C (map, compress) rather than one loop with branches per record: a
         # recording's first figure indexes thousands of records, nearly all of them requests and responses.
         # Another runtime's records here are watch records (see _Who.owns): never counted, whatever their kind.
         created = State.CREATED.value
         base = len(self.mine)
-        kinds = list(map(_KIND, records))
         every = range(base, base + len(records))
         breaks = list(compress(every, map(_UNCOUNTED.__contains__, kinds)))
         for i in breaks:
@@ -718,8 +733,7 @@ class _Owned:
         for where, counted in zip(self.at, (Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE), strict=True):
             if counted in kinds:
                 where.extend(compress(every, map(eq, kinds, repeat(counted))))
-        details = list(map(_DETAIL, compress(records, map(eq, kinds, repeat(Kind.RESPONSE)))))
-        for column, share in zip(self.answered, _answered(details), strict=True):
+        for column, share in zip(self.answered, _answered(items, outcomes), strict=True):
             column.extend(accumulate(share, initial=column[-1]))
             del column[-len(share) - 1]  # accumulate repeats the start, already there
         self.mine.extend(records)
@@ -790,7 +804,8 @@ class _Owned:
 def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
     """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
     keep-alives, requests and responses summed into one :class:`_Run`."""
-    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine), who.positions)
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine), who.positions,
+                           lambda mine, found, merge: _Owned.of_held(who, mine, found, merge))
     anchor = owned.first_registered(limit)
     if anchor is None:
         return owned.items(0, limit)

@@ -21,7 +21,7 @@ from dataclasses import replace
 from functools import lru_cache
 from itertools import compress, islice, repeat
 from operator import attrgetter, is_not, le
-from typing import Any, Callable, Hashable, Iterator, Sequence, overload
+from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence, overload
 
 from ..core.recorder import Record
 from ..core.snapshot import (
@@ -71,6 +71,7 @@ __all__ = [
     "groups_of",
     "of_kinds",
     "held_merge",
+    "Columns",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
@@ -522,6 +523,7 @@ def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> 
 
 
 _TIME, _TAGGED_TIME = attrgetter("ts"), attrgetter("record.ts")  # read in C, over thousands of records
+_KIND, _DETAIL = attrgetter("record.kind"), attrgetter("record.detail")
 
 
 def _ascending(times: Sequence[float]) -> bool:
@@ -545,12 +547,28 @@ class _Merge:
         self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
         self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
         self._groups: list[list[int]] | None = None
+        self.held = False  # made ahead by held_merge(), with its columns
+        self._kinds: list[Any] | None = None
+        self._details: dict[str, list[Any]] = {}
 
     def groups(self) -> list[list[int]]:
         """:func:`groups_of` the merge, found once (a loaded recording's when it is loaded)."""
         if self._groups is None:
             self._groups = groups_of(self.tagged)
         return self._groups
+
+    def kinds(self) -> list[Any]:
+        """Each record's kind, in merge order."""
+        if self._kinds is None:
+            self._kinds = list(map(_KIND, self.tagged))
+        return self._kinds
+
+    def detail(self, field: str) -> list[Any]:
+        """Each record's ``detail.get(field)``, in merge order."""
+        column = self._details.get(field)
+        if column is None:
+            column = self._details[field] = [d.get(field) for d in map(_DETAIL, self.tagged)]
+        return column
 
     def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool], select: "Select | None" = None
                   ) -> list[int]:
@@ -622,13 +640,22 @@ _LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merg
 _HELD: "weakref.WeakValueDictionary[tuple[Any, ...], _Merge]" = weakref.WeakValueDictionary()
 
 
+#: the detail fields a held merge reads ahead, as columns: what an instance's figures sum over its responses
+_READ_AHEAD = ("items", "outcome")
+
+
 def held_merge(states: Sequence[RuntimeState]) -> object:
-    """These states' whole records merged and grouped now, and found by their figures for as long as the caller
-    keeps what this returns: a loaded recording never changes, so its first figure need not merge it."""
+    """These states' whole records merged, grouped and read into columns now, and found by their figures for as
+    long as the caller keeps what this returns: a loaded recording never changes, so its first figure need not
+    merge it, nor read every record of an instance again."""
     names = tuple(s.runtime.name for s in states)
     fulls = tuple(s.records for s in states)
     merge = _Merge(names, fulls)
     merge.groups()
+    merge.kinds()
+    for field in _READ_AHEAD:
+        merge.detail(field)
+    merge.held = True
     with _KEPT_LOCK:
         _HELD[names + tuple(id(f) for f in fulls)] = merge
     return merge
@@ -754,10 +781,25 @@ def of_kinds(kinds: Sequence[Any]) -> Select:
     return select
 
 
+class Columns(Protocol):
+    """A merge read ahead into columns (a loaded recording's): each record's kind, and detail fields."""
+
+    def kinds(self) -> list[Any]: ...
+
+    def detail(self, field: str) -> list[Any]: ...
+
+
+#: ``build`` from the selected records, where they are in a merge, and that merge's columns: the same answer, read
+#: from the columns rather than from each record.
+BuildHeld = Callable[[list[TaggedRecord], list[int], Columns], Any]
+
+
 def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
-            build: Callable[[Sequence[TaggedRecord]], Any], select: Select | None = None) -> tuple[Any, int]:
+            build: Callable[[Sequence[TaggedRecord]], Any], select: Select | None = None,
+            build_held: BuildHeld | None = None) -> tuple[Any, int]:
     """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``
-    (``select``, when given, finds the same records faster than calling ``keep`` on each).
+    (``select``, when given, finds the same records faster than calling ``keep`` on each; ``build_held``, when
+    given, builds the same from a held merge's columns).
 
     When the records are a cut of a merge made before, ``build`` sees every selected record of the whole merge
     (once per ``key``: drawing a recording at another time reuses it) and the count says where the cut falls;
@@ -770,7 +812,9 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
                 found = merge.positions(key, keep, select)
                 made = merge.derived.get(key)
                 if made is None:
-                    made = merge.derived[key] = build(list(map(merge.tagged.__getitem__, found)))
+                    selected = list(map(merge.tagged.__getitem__, found))
+                    made = merge.derived[key] = (build_held(selected, found, merge)
+                                                 if build_held is not None and merge.held else build(selected))
             return made, bisect_left(found, cut)
     selected = ([records[i] for i in select(records, groups_of(records))] if select is not None
                 else [t for t in records if keep(t)])
