@@ -824,13 +824,13 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
 def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
              select: Select | None = None) -> list[TaggedRecord]:
     """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
-    made before, the answer comes from an index of that merge (built on first use, by ``select`` when given) and a
-    bisect."""
+    made before, the answer comes from an index of that merge (built on first use; by ``select`` when the merge
+    was grouped ahead, a loaded recording's) and a bisect."""
     if isinstance(records, MergedRecords):
         source = records._source()
         if source is not None:
             merge, cut = source
-            found = merge.positions(key, keep, select)
+            found = merge.positions(key, keep, select if merge.held else None)
             tagged = merge.tagged
             return [tagged[i] for i in found[: bisect_left(found, cut)]]
     return [t for t in records if keep(t)]
