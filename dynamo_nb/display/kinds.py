@@ -599,12 +599,20 @@ class _Who:
         runtime, d = found
         return cls(runtime, d["reference"], int(d["lease_id"]), d["key"], d["subject"])
 
-    def positions(self, records: Sequence[TaggedRecord], groups: Sequence[list[int]]) -> list[int]:
-        """Where :meth:`owns` is true, from the records' groups (see :func:`~.snapshot.groups_of`): of another
-        runtime, only watch records can be this instance's; keep-alives, requests and responses (nearly every record
-        of a busy instance) are by what their group shares, so its first record answers for all of it; the rest are
-        asked one by one."""
+    def positions(self, records: Sequence[TaggedRecord], groups: Sequence[list[int]] | None) -> list[int]:
+        """Where :meth:`owns` is true. From the records' groups when they were grouped ahead (see
+        :func:`~.snapshot.groups_of`): of another runtime, only watch records can be this instance's; keep-alives,
+        requests and responses (nearly every record of a busy instance) are by what their group shares, so its first
+        record answers for all of it; the rest are asked one by one. Else in one pass: requests and responses
+        matched inline, the rest asked of :meth:`owns`."""
         runtime, owns, found = self.runtime, self.owns, []
+        if groups is None:
+            lease_id, reference = self.lease_id, self.reference
+            request, response = Kind.REQUEST, Kind.RESPONSE
+            return [i for i, t in enumerate(records)
+                    if (owns(t) if (r := t.record).kind is not request and r.kind is not response
+                        else r.detail.get("instance_id") == lease_id and t.runtime == runtime
+                        and (r.actor == reference or r.target == reference))]
         for where in groups:
             first = records[where[0]]
             kind = first.record.kind

@@ -574,7 +574,7 @@ class _Merge:
                   ) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            where = (select(self.tagged, self.groups()) if select is not None
+            where = (select(self.tagged, self._groups) if select is not None
                      else [i for i, t in enumerate(self.tagged) if keep(t)])
             found = self.indexes[key] = (keep, where)
         return found[1]
@@ -753,9 +753,11 @@ class MergedRecords(Sequence[TaggedRecord]):
         return repr(self._all())
 
 
-#: Where in some records those a ``keep`` accepts are: the same answer, worked out from the records and their
-#: :func:`groups_of` (a question answered alike for a whole group is asked once for it).
-Select = Callable[[Sequence[TaggedRecord], Sequence[list[int]]], list[int]]
+#: Where in some records those a ``keep`` accepts are: the same answer, worked out from the records and, when they
+#: were grouped ahead (a loaded recording's), their :func:`groups_of` (a question answered alike for a whole group
+#: is then asked once for it); else in one pass of its own (a live system's records, grouped in many small groups,
+#: would cost more to group than to scan).
+Select = Callable[[Sequence[TaggedRecord], "Sequence[list[int]] | None"], list[int]]
 
 
 def groups_of(records: Sequence[TaggedRecord]) -> list[list[int]]:
@@ -773,8 +775,10 @@ def groups_of(records: Sequence[TaggedRecord]) -> list[list[int]]:
 
 
 def of_kinds(kinds: Sequence[Any]) -> Select:
-    """A :data:`Select` of the records whose kind is one of ``kinds``, whole groups at a time."""
-    def select(records: Sequence[TaggedRecord], groups: Sequence[list[int]]) -> list[int]:
+    """A :data:`Select` of the records whose kind is one of ``kinds``, whole groups at a time when grouped."""
+    def select(records: Sequence[TaggedRecord], groups: Sequence[list[int]] | None) -> list[int]:
+        if groups is None:
+            return [i for i, t in enumerate(records) if t.record.kind in kinds]
         found = [i for where in groups if records[where[0]].record.kind in kinds for i in where]
         found.sort()
         return found
@@ -816,21 +820,20 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
                     made = merge.derived[key] = (build_held(selected, found, merge)
                                                  if build_held is not None and merge.held else build(selected))
             return made, bisect_left(found, cut)
-    selected = ([records[i] for i in select(records, groups_of(records))] if select is not None
-                else [t for t in records if keep(t)])
+    selected = [records[i] for i in select(records, None)] if select is not None else [t for t in records if keep(t)]
     return build(selected), len(selected)
 
 
 def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
              select: Select | None = None) -> list[TaggedRecord]:
     """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
-    made before, the answer comes from an index of that merge (built on first use; by ``select`` when the merge
-    was grouped ahead, a loaded recording's) and a bisect."""
+    made before, the answer comes from an index of that merge (built on first use, by ``select`` when given) and a
+    bisect."""
     if isinstance(records, MergedRecords):
         source = records._source()
         if source is not None:
             merge, cut = source
-            found = merge.positions(key, keep, select if merge.held else None)
+            found = merge.positions(key, keep, select)
             tagged = merge.tagged
             return [tagged[i] for i in found[: bisect_left(found, cut)]]
     return [t for t in records if keep(t)]
