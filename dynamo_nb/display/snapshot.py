@@ -524,6 +524,7 @@ def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> 
 
 _TIME, _TAGGED_TIME = attrgetter("ts"), attrgetter("record.ts")  # read in C, over thousands of records
 _KIND, _DETAIL = attrgetter("record.kind"), attrgetter("record.detail")
+_RECORDS_PER_GROUP = 4  # below this on average, asking a group costs more than asking its records in one scan
 
 
 def _ascending(times: Sequence[float]) -> bool:
@@ -574,7 +575,10 @@ class _Merge:
                   ) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            where = (select(self.tagged, self._groups) if select is not None
+            groups = self._groups
+            if groups is not None and len(groups) * _RECORDS_PER_GROUP > len(self.tagged):
+                groups = None  # small groups (many endpoints, each started once): a scan costs less
+            where = (select(self.tagged, groups) if select is not None
                      else [i for i, t in enumerate(self.tagged) if keep(t)])
             found = self.indexes[key] = (keep, where)
         return found[1]
