@@ -25,12 +25,12 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import RecordingFormatError
 from .drawable import Drawable
 from .lifecycle import State
-from .recorder import Kind, Record, Recorder
+from .recorder import Kind, Record, Recorder, _new_record
 from .snapshot import Focus, InstanceSnap, Part, RuntimeState
 
 __all__ = ["FORMAT", "VERSION", "Recording", "RuntimeRecorder", "load_recording", "RecordingFormatError"]
@@ -73,6 +73,7 @@ class Recording(Drawable):
         self.drawn = tuple(Part(p.focus, self.states, p.instance, p.cluster) for p in given)
         self.profiles = dict(profiles or {})
         self.saved = saved
+        self._merged: object = None  # its records merged ahead, when loaded (see _hold_merge)
 
     @classmethod
     def of(cls, objs: Any) -> "Recording":
@@ -95,6 +96,13 @@ class Recording(Drawable):
         return cls(states.values(), parts=drawn, profiles=profiles)
 
     # -- what the drawing layer reads ----------------------------------------------------------------------
+    def _hold_merge(self) -> None:
+        """Merge and group the records once, now: they never change, so no figure of this recording should pay
+        for it (the first one would, otherwise)."""
+        from ..display.snapshot import held_merge
+
+        self._merged = held_merge(self.states)
+
     def _parts(self) -> tuple[Part, ...]:
         return self.drawn
 
@@ -186,14 +194,20 @@ def load_recording(path: str | Path) -> Recording:
         current: dict[str, dict[str, Any]] = {name: {} for name in frames}
         for number, text in enumerate(lines, start=2):
             try:
-                line = json.loads(text)
+                line = _json_line(text)
                 if "frame" in line:
                     name = line["frame"]
                     current[name].update({f: line[f] for f in _FRAME_FIELDS if f in line})
                     frames[name].append((line["ts"], decode(RuntimeState, current[name])))
                 elif "record" in line:
-                    records[line["record"]].append(Record(line["seq"], line["ts"], Kind(line["kind"]),
-                                                          line["actor"], line["target"], _detail(line["detail"])))
+                    kind, detail = line["kind"], line["detail"]
+                    kind = _KIND_OF[kind] if kind in _KIND_OF else Kind(kind)
+                    if _BYTES in text:  # else nothing to decode: the detail as read
+                        detail = _detail(detail)
+                    elif not isinstance(detail, dict):
+                        raise TypeError(f"a record's detail is a {type(detail).__name__}, not an object")
+                    records[line["record"]].append(_new_record(Record, (line["seq"], line["ts"], kind, line["actor"],
+                                                                        line["target"], detail)))
                 elif "end" in line:
                     dropped[line["end"]] = int(line["dropped"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -207,8 +221,10 @@ def load_recording(path: str | Path) -> Recording:
                                           frames=tuple(kept)))
     parts = [Part(decode(Focus, p["focus"]), (), decode(InstanceSnap, p["instance"]) if p.get("instance") else None)
              for p in header.get("parts", ())]
-    return Recording(states, parts=parts, profiles={r["name"]: r.get("profile", "seed") for r in header["runtimes"]},
-                     saved=header.get("saved"))
+    recording = Recording(states, parts=parts, profiles={r["name"]: r.get("profile", "seed")
+                                                         for r in header["runtimes"]}, saved=header.get("saved"))
+    recording._hold_merge()
+    return recording
 
 
 # ------------------------------------------------------------------------------------------ plain data ⇄ JSON
@@ -249,6 +265,20 @@ def decode(cls: Any, data: Any) -> Any:
 
 
 _BYTES = "__bytes__"  # a payload recorded as bytes is drawn as bytes again
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]  # what json.loads runs
+
+
+def _json_line(text: str) -> Any:
+    """``json.loads(text)`` of one line of a recording, read by the decoder's scanner alone when the line is one
+    value (as saved): a recording has thousands of lines. Anything else gets ``json.loads``'s answer or error."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if not text[end:].strip(" \t\n\r") else json.loads(text)
+
+
+_KIND_OF = {k.value: k for k in Kind}  # Kind(value) runs Python code: a recording has thousands of records
 
 
 def _detail(detail: dict[str, Any]) -> dict[str, Any]:

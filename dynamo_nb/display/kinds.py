@@ -27,7 +27,8 @@ import json
 import time
 import weakref
 from bisect import bisect_left, bisect_right
-from itertools import accumulate
+from itertools import accumulate, compress, repeat
+from operator import attrgetter, eq, not_
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -49,8 +50,8 @@ from .model import (
     Transition,
 )
 from ..core.snapshot import LeaseSnap
-from .snapshot import (ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord, derived,
-                       matching)
+from .snapshot import (Columns, ComponentSnap, EndpointSnap, InstanceSnap, RuntimeSnap, Snapshot, TaggedRecord,
+                       derived, matching, of_kinds)
 
 __all__ = ["Limits", "set_limits", "default_limits", "KINDS", "DEFAULT_KIND", "build", "default_kind", "hex_id",
            "shown"]
@@ -598,15 +599,30 @@ class _Who:
         runtime, d = found
         return cls(runtime, d["reference"], int(d["lease_id"]), d["key"], d["subject"])
 
-    def positions(self, records: Sequence[TaggedRecord]) -> list[int]:
-        """Where :meth:`owns` is true, in one pass: requests and responses (nearly every record of a busy instance)
-        are matched inline, the rest asked of :meth:`owns`."""
-        runtime, lease_id, reference, owns = self.runtime, self.lease_id, self.reference, self.owns
-        request, response = Kind.REQUEST, Kind.RESPONSE
-        return [i for i, t in enumerate(records)
-                if (owns(t) if (r := t.record).kind is not request and r.kind is not response
-                    else r.detail.get("instance_id") == lease_id and t.runtime == runtime
-                    and (r.actor == reference or r.target == reference))]
+    def positions(self, records: Sequence[TaggedRecord], groups: Sequence[list[int]] | None) -> list[int]:
+        """Where :meth:`owns` is true. From the records' groups when they were grouped ahead (see
+        :func:`~.snapshot.groups_of`): of another runtime, only watch records can be this instance's; keep-alives,
+        requests and responses (nearly every record of a busy instance) are by what their group shares, so its first
+        record answers for all of it; the rest are asked one by one. Else in one pass: requests and responses
+        matched inline, the rest asked of :meth:`owns`."""
+        runtime, owns, found = self.runtime, self.owns, []
+        if groups is None:
+            lease_id, reference = self.lease_id, self.reference
+            request, response = Kind.REQUEST, Kind.RESPONSE
+            return [i for i, t in enumerate(records)
+                    if (owns(t) if (r := t.record).kind is not request and r.kind is not response
+                        else r.detail.get("instance_id") == lease_id and t.runtime == runtime
+                        and (r.actor == reference or r.target == reference))]
+        for where in groups:
+            first = records[where[0]]
+            kind = first.record.kind
+            if kind in _COUNTED or (first.runtime != runtime and kind not in _WATCHED):
+                if owns(first):
+                    found.extend(where)
+            else:
+                found.extend(compress(where, map(owns, map(records.__getitem__, where))))
+        found.sort()
+        return found
 
     def owns(self, tagged: TaggedRecord) -> bool:
         rec, d = tagged.record, tagged.record.detail
@@ -637,6 +653,20 @@ class _Who:
 
 
 _COUNTED = frozenset({Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE})
+_UNCOUNTED = frozenset(Kind) - _COUNTED
+_WATCHED = frozenset({Kind.WATCH_PUT, Kind.WATCH_DELETE})
+_KIND, _DETAIL = attrgetter("record.kind"), attrgetter("record.detail")
+_FINE = frozenset({None, "ok", "complete"})  # outcomes that are not errors
+
+
+def _answered(items: list[Any], outcomes: list[Any]) -> tuple[Sequence[int], Sequence[int | bool]]:
+    """The items and the errors (0 or 1) of each response, from the ``items`` and ``outcome`` each carries: worked
+    out in C when they are plain ints and strings (always, as recorded), else one by one."""
+    if not set(map(type, items)) <= {int}:
+        items = [int(n or 0) for n in items]
+    if set(map(type, outcomes)) <= {str, type(None)}:
+        return items, list(map(not_, map(_FINE.__contains__, outcomes)))  # bools: summed as 0 and 1
+    return items, [int(o not in (None, "ok", "complete")) for o in outcomes]  # any value, hashable or not
 
 
 class _Run(NamedTuple):
@@ -675,29 +705,43 @@ class _Owned:
         owned._extend(mine)
         return owned
 
+    @classmethod
+    def of_held(cls, who: _Who, mine: list[TaggedRecord], found: list[int], merge: Columns) -> "_Owned":
+        """:meth:`of`, reading kinds, items and outcomes from a loaded recording's columns (``found``: where
+        ``mine`` are in it) rather than from each record."""
+        owned = cls(who)
+        kinds = list(map(merge.kinds().__getitem__, found))
+        responses = list(compress(found, map(eq, kinds, repeat(Kind.RESPONSE))))
+        items, outcomes = merge.detail("items"), merge.detail("outcome")
+        owned._index(mine, kinds, list(map(items.__getitem__, responses)), list(map(outcomes.__getitem__, responses)))
+        return owned
+
     def _extend(self, records: Sequence[TaggedRecord]) -> None:
-        # In whole-list passes (each a comprehension) rather than one loop with branches per record: a recording's
-        # first figure indexes thousands of records, nearly all of them requests and responses.
-        runtime, created = self.who.runtime, State.CREATED.value
+        kinds = list(map(_KIND, records))
+        details = list(map(_DETAIL, compress(records, map(eq, kinds, repeat(Kind.RESPONSE)))))
+        self._index(records, kinds, [d.get("items") for d in details], [d.get("outcome") for d in details])
+
+    def _index(self, records: Sequence[TaggedRecord], kinds: list[Kind], items: list[Any], outcomes: list[Any]
+               ) -> None:
+        """Append ``records`` (of these kinds; ``items`` and ``outcomes``: those of their responses)."""
+        # In whole-list passes that run in C (map, compress) rather than one loop with branches per record: a
+        # recording's first figure indexes thousands of records, nearly all of them requests and responses.
+        # Another runtime's records here are watch records (see _Who.owns): never counted, whatever their kind.
+        created = State.CREATED.value
         base = len(self.mine)
-        kinds = [t.record.kind if t.runtime == runtime else None for t in records]  # None: never counted
-        breaks = [i for i, kind in enumerate(kinds) if kind not in _COUNTED]
+        every = range(base, base + len(records))
+        breaks = list(compress(every, map(_UNCOUNTED.__contains__, kinds)))
         for i in breaks:
-            rec = records[i].record
+            rec = records[i - base].record
             if rec.kind == Kind.LIFECYCLE and rec.detail.get("state") == created:
-                self.created.append(base + i)
-            elif kinds[i] == Kind.KV_CREATE:
-                self.registered.append(base + i)
-        self.breaks.extend([base + i for i in breaks])
-        answered = []
+                self.created.append(i)
+            elif rec.kind == Kind.KV_CREATE:
+                self.registered.append(i)
+        self.breaks.extend(breaks)
         for where, counted in zip(self.at, (Kind.LEASE_KEEPALIVE, Kind.REQUEST, Kind.RESPONSE), strict=True):
-            found = [i for i, kind in enumerate(kinds) if kind == counted]
-            where.extend([base + i for i in found])
-            answered = found
-        details = [records[i].record.detail for i in answered]
-        shares = ([int(d.get("items") or 0) for d in details],
-                  [int(d.get("outcome") not in (None, "ok", "complete")) for d in details])
-        for column, share in zip(self.answered, shares, strict=True):
+            if counted in kinds:
+                where.extend(compress(every, map(eq, kinds, repeat(counted))))
+        for column, share in zip(self.answered, _answered(items, outcomes), strict=True):
             column.extend(accumulate(share, initial=column[-1]))
             del column[-len(share) - 1]  # accumulate repeats the start, already there
         self.mine.extend(records)
@@ -768,7 +812,8 @@ class _Owned:
 def _window(snap: Snapshot, who: _Who) -> "list[TaggedRecord | _Run]":
     """This instance's records, from its ``Created`` (or the lease grant just before it) to its end, each run of
     keep-alives, requests and responses summed into one :class:`_Run`."""
-    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine), who.positions)
+    owned, limit = derived(snap.records, who, who.owns, lambda mine: _Owned.of(who, mine), who.positions,
+                           lambda mine, found, merge: _Owned.of_held(who, mine, found, merge))
     anchor = owned.first_registered(limit)
     if anchor is None:
         return owned.items(0, limit)
@@ -1122,7 +1167,7 @@ def pubsub(snap: Snapshot, limits: Limits) -> SequenceModel:
     event, between runtimes."""
     m = SequenceModel()
     wanted = _event_filter(snap)
-    events = [t for t in matching(snap.records, _EVENT_KINDS, _is_event)
+    events = [t for t in matching(snap.records, _EVENT_KINDS, _is_event, of_kinds(_EVENT_KINDS))
               if wanted(t.record.detail.get("scope", ""))]
     serving: dict[str, list[str]] = {}
     for ns in snap.namespaces:

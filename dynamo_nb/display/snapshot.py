@@ -14,13 +14,14 @@ from __future__ import annotations
 import heapq
 import re
 import threading
+import weakref
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
 from itertools import compress, islice, repeat
 from operator import attrgetter, is_not, le
-from typing import Any, Callable, Hashable, Iterator, Sequence, overload
+from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence, overload
 
 from ..core.recorder import Record
 from ..core.snapshot import (
@@ -67,6 +68,10 @@ __all__ = [
     "MergedRecords",
     "matching",
     "derived",
+    "groups_of",
+    "of_kinds",
+    "held_merge",
+    "Columns",
 ]
 
 _DIGITS = re.compile(r"(\d+)")
@@ -518,6 +523,8 @@ def _tagged_merge(names: Sequence[str], streams: Sequence[Sequence[Record]]) -> 
 
 
 _TIME, _TAGGED_TIME = attrgetter("ts"), attrgetter("record.ts")  # read in C, over thousands of records
+_KIND, _DETAIL = attrgetter("record.kind"), attrgetter("record.detail")
+_RECORDS_PER_GROUP = 4  # below this on average, asking a group costs more than asking its records in one scan
 
 
 def _ascending(times: Sequence[float]) -> bool:
@@ -540,12 +547,39 @@ class _Merge:
         self.ordered = tagged is not None or _in_order(self.tagged)
         self.indexes: dict[Hashable, tuple[Callable[[TaggedRecord], bool], list[int]]] = {}
         self.derived: dict[Hashable, Any] = {}  # what figures worked out from the whole merge (see derived())
+        self._groups: list[list[int]] | None = None
+        self.held = False  # made ahead by held_merge(), with its columns
+        self._kinds: list[Any] | None = None
+        self._details: dict[str, list[Any]] = {}
+
+    def groups(self) -> list[list[int]]:
+        """:func:`groups_of` the merge, found once (a loaded recording's when it is loaded)."""
+        if self._groups is None:
+            self._groups = groups_of(self.tagged)
+        return self._groups
+
+    def kinds(self) -> list[Any]:
+        """Each record's kind, in merge order."""
+        if self._kinds is None:
+            self._kinds = list(map(_KIND, self.tagged))
+        return self._kinds
+
+    def detail(self, field: str) -> list[Any]:
+        """Each record's ``detail.get(field)``, in merge order."""
+        column = self._details.get(field)
+        if column is None:
+            column = self._details[field] = [d.get(field) for d in map(_DETAIL, self.tagged)]
+        return column
 
     def positions(self, key: Hashable, keep: Callable[[TaggedRecord], bool], select: "Select | None" = None
                   ) -> list[int]:
         found = self.indexes.get(key)
         if found is None:
-            where = select(self.tagged) if select is not None else [i for i, t in enumerate(self.tagged) if keep(t)]
+            groups = self._groups
+            if groups is not None and len(groups) * _RECORDS_PER_GROUP > len(self.tagged):
+                groups = None  # small groups (many endpoints, each started once): a scan costs less
+            where = (select(self.tagged, groups) if select is not None
+                     else [i for i, t in enumerate(self.tagged) if keep(t)])
             found = self.indexes[key] = (keep, where)
         return found[1]
 
@@ -606,6 +640,30 @@ _KEEP_MERGES = 8  # recordings (or sets of runtimes) whose merged records are ke
 
 _LATEST: "OrderedDict[tuple[str, ...], _Merge]" = OrderedDict()  # the last merge of each set of runtimes
 
+#: merges made ahead by :func:`held_merge`, found for as long as their holder (a loaded recording) keeps them
+_HELD: "weakref.WeakValueDictionary[tuple[Any, ...], _Merge]" = weakref.WeakValueDictionary()
+
+
+#: the detail fields a held merge reads ahead, as columns: what an instance's figures sum over its responses
+_READ_AHEAD = ("items", "outcome")
+
+
+def held_merge(states: Sequence[RuntimeState]) -> object:
+    """These states' whole records merged, grouped and read into columns now, and found by their figures for as
+    long as the caller keeps what this returns: a loaded recording never changes, so its first figure need not
+    merge it, nor read every record of an instance again."""
+    names = tuple(s.runtime.name for s in states)
+    fulls = tuple(s.records for s in states)
+    merge = _Merge(names, fulls)
+    merge.groups()
+    merge.kinds()
+    for field in _READ_AHEAD:
+        merge.detail(field)
+    merge.held = True
+    with _KEPT_LOCK:
+        _HELD[names + tuple(id(f) for f in fulls)] = merge
+    return merge
+
 
 def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
     with _KEPT_LOCK:
@@ -616,8 +674,10 @@ def _kept_merge(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -
     key = names + tuple(id(f) for f in fulls)
     merge = _MERGES.get(key)
     if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
-        latest = _LATEST.get(names)
-        merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
+        merge = _HELD.get(key)
+        if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+            latest = _LATEST.get(names)
+            merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
         _MERGES[key] = merge
         while len(_MERGES) > _KEEP_MERGES:
             _MERGES.popitem(last=False)
@@ -697,14 +757,57 @@ class MergedRecords(Sequence[TaggedRecord]):
         return repr(self._all())
 
 
-#: Where in some records those a ``keep`` accepts are: the same answer, worked out in one pass of its own.
-Select = Callable[[Sequence[TaggedRecord]], list[int]]
+#: Where in some records those a ``keep`` accepts are: the same answer, worked out from the records and, when they
+#: were grouped ahead (a loaded recording's), their :func:`groups_of` (a question answered alike for a whole group
+#: is then asked once for it); else in one pass of its own (a live system's records, grouped in many small groups,
+#: would cost more to group than to scan).
+Select = Callable[[Sequence[TaggedRecord], "Sequence[list[int]] | None"], list[int]]
+
+
+def groups_of(records: Sequence[TaggedRecord]) -> list[list[int]]:
+    """Where the records sharing a runtime, kind, actor, target, instance and lease are, group by group, each in
+    order: a busy instance's thousands of requests and responses fall in a few groups."""
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for i, (runtime, (_, _, kind, actor, target, detail)) in enumerate(records):
+        key = (runtime, kind, actor, target, detail.get("instance_id"), detail.get("lease_id"))
+        where = found.get(key)
+        if where is None:
+            found[key] = [i]
+        else:
+            where.append(i)
+    return list(found.values())
+
+
+def of_kinds(kinds: Sequence[Any]) -> Select:
+    """A :data:`Select` of the records whose kind is one of ``kinds``, whole groups at a time when grouped."""
+    def select(records: Sequence[TaggedRecord], groups: Sequence[list[int]] | None) -> list[int]:
+        if groups is None:
+            return [i for i, t in enumerate(records) if t.record.kind in kinds]
+        found = [i for where in groups if records[where[0]].record.kind in kinds for i in where]
+        found.sort()
+        return found
+    return select
+
+
+class Columns(Protocol):
+    """A merge read ahead into columns (a loaded recording's): each record's kind, and detail fields."""
+
+    def kinds(self) -> list[Any]: ...
+
+    def detail(self, field: str) -> list[Any]: ...
+
+
+#: ``build`` from the selected records, where they are in a merge, and that merge's columns: the same answer, read
+#: from the columns rather than from each record.
+BuildHeld = Callable[[list[TaggedRecord], list[int], Columns], Any]
 
 
 def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
-            build: Callable[[Sequence[TaggedRecord]], Any], select: Select | None = None) -> tuple[Any, int]:
+            build: Callable[[Sequence[TaggedRecord]], Any], select: Select | None = None,
+            build_held: BuildHeld | None = None) -> tuple[Any, int]:
     """``build(selected)`` of the records ``keep`` accepts, and how many of them are in ``records``
-    (``select``, when given, finds the same records faster than calling ``keep`` on each).
+    (``select``, when given, finds the same records faster than calling ``keep`` on each; ``build_held``, when
+    given, builds the same from a held merge's columns).
 
     When the records are a cut of a merge made before, ``build`` sees every selected record of the whole merge
     (once per ``key``: drawing a recording at another time reuses it) and the count says where the cut falls;
@@ -717,22 +820,24 @@ def derived(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[Tagg
                 found = merge.positions(key, keep, select)
                 made = merge.derived.get(key)
                 if made is None:
-                    tagged = merge.tagged
-                    made = merge.derived[key] = build([tagged[i] for i in found])
+                    selected = list(map(merge.tagged.__getitem__, found))
+                    made = merge.derived[key] = (build_held(selected, found, merge)
+                                                 if build_held is not None and merge.held else build(selected))
             return made, bisect_left(found, cut)
-    selected = [records[i] for i in select(records)] if select is not None else [t for t in records if keep(t)]
+    selected = [records[i] for i in select(records, None)] if select is not None else [t for t in records if keep(t)]
     return build(selected), len(selected)
 
 
-def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool]
-             ) -> list[TaggedRecord]:
+def matching(records: Sequence[TaggedRecord], key: Hashable, keep: Callable[[TaggedRecord], bool],
+             select: Select | None = None) -> list[TaggedRecord]:
     """The records ``keep`` accepts, in order. ``key`` names the question: when the records are a cut of a merge
-    made before, the answer comes from an index of that merge (built on first use) and a bisect."""
+    made before, the answer comes from an index of that merge (built on first use, by ``select`` when given) and a
+    bisect."""
     if isinstance(records, MergedRecords):
         source = records._source()
         if source is not None:
             merge, cut = source
-            found = merge.positions(key, keep)
+            found = merge.positions(key, keep, select)
             tagged = merge.tagged
             return [tagged[i] for i in found[: bisect_left(found, cut)]]
     return [t for t in records if keep(t)]
