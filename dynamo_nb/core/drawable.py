@@ -32,6 +32,13 @@ class Drawable:
 
         return mimebundle(self, include, exclude)
 
+    @staticmethod
+    def _merged_ahead(states: Any) -> object:
+        """The drawing layer's merge of records that will never change (a loaded recording's), made once, now."""
+        from ..display.snapshot import held_merge
+
+        return held_merge(states)
+
     def live(self, kind: str | None = None, **kwargs: Any) -> Any:
         """Display a diagram of this object that redraws itself as the system changes."""
         from ..display.live import live

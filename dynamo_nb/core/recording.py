@@ -99,9 +99,7 @@ class Recording(Drawable):
     def _hold_merge(self) -> None:
         """Merge and group the records once, now: they never change, so no figure of this recording should pay
         for it (the first one would, otherwise)."""
-        from ..display.snapshot import held_merge
-
-        self._merged = held_merge(self.states)
+        self._merged = self._merged_ahead(self.states)
 
     def _parts(self) -> tuple[Part, ...]:
         return self.drawn
