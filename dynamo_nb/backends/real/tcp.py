@@ -109,6 +109,11 @@ class TcpReceiver:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_frame = 0.0
         self._gone = ""  # why the worker is known to be gone (its key was deleted)
+        self._accept: Callable[[], None] | None = None  # ends the wait for the request's ack (see accept_early)
+
+    def accept_early(self, accept: Callable[[], None] | None) -> None:
+        """Given by the request plane while the call waits for its ack: ``accept()`` ends that wait."""
+        self._accept = accept
 
     @property
     def claimed(self) -> bool:
@@ -122,6 +127,10 @@ class TcpReceiver:
         self._conn = conn
         self._connected = True
         self.peer = conn.peer
+        if self._accept is not None and conn.__class__ is _Lane:
+            # A multiplexing worker opens the stream only after it sent the ack, so the ack can only say "taken":
+            # the call goes on now instead of waiting for it to cross the NATS server (or the request plane).
+            self._accept()
         loop = conn._loop
         self._last_frame = loop.time()
         if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
