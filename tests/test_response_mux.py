@@ -38,18 +38,18 @@ async def counted(request: Any) -> AsyncIterator[Any]:
 STOPPED: list[Any] = []
 
 
-async def _pair(cluster: Any, profile: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
+async def _pair(cluster: Any, profile: dict[str, Any] | None = None) -> tuple[Any, Any, Any, Any]:
     worker = await real_runtime(cluster, **(profile or {}))
     caller = await real_runtime(cluster, **(profile or {}))
-    await worker.endpoint(REF).endpoint_builder().handler(counted).start()
+    served = await worker.endpoint(REF).endpoint_builder().handler(counted).start()
     client = await caller.endpoint(REF).client()
     await client.wait_for_instances(timeout=10)
-    return worker, caller, client
+    return worker, caller, client, served
 
 
 @pytest.mark.timeout(60)
 async def test_many_calls_share_one_response_connection(local_cluster, monkeypatch):
-    worker, caller, client = await _pair(local_cluster)
+    worker, caller, client, served = await _pair(local_cluster)
     try:
         for k in range(20):
             assert await (await client.round_robin({"n": 3, "tag": k})).collect() == [
@@ -69,7 +69,7 @@ async def test_many_calls_share_one_response_connection(local_cluster, monkeypat
 
     # A caller that does not advertise the multiplexed plane gets one connection per call, as from Dynamo 1.6.1.
     monkeypatch.setenv("DYNAMO_NB_RESPONSE_MUX", "0")
-    worker, caller, client = await _pair(local_cluster)
+    worker, caller, client, served = await _pair(local_cluster)
     try:
         for _ in range(5):
             assert len(await (await client.round_robin({"n": 2})).collect()) == 2
@@ -106,7 +106,7 @@ async def test_a_killed_worker_fails_every_stream_on_its_connection(local_cluste
 @pytest.mark.parametrize("profile", [{}, {"profile": "dynamo", "request_plane": "tcp"}], ids=["seed", "dynamo"])
 async def test_early_close_stops_only_its_own_stream(local_cluster, profile):
     STOPPED.clear()
-    worker, caller, client = await _pair(local_cluster, profile)
+    worker, caller, client, served = await _pair(local_cluster, profile)
     try:
         streams = await asyncio.gather(*(client.round_robin({"n": 30, "delay": 0.005, "tag": k}) for k in range(3)))
         for stream in streams:
@@ -126,10 +126,17 @@ async def test_early_close_stops_only_its_own_stream(local_cluster, profile):
             await streams[0].stop()
             stopped, whole = await streams[0].collect(), await streams[1].collect()
             assert len(stopped) < 59 and len(whole) == 60 and caller.backend.responses.accepted == 1
+
+        # A caller that shuts down mid-stream leaves neither the connection nor a running handler behind.
+        STOPPED.clear()
+        stream = await client.round_robin({"n": 1000, "delay": 0.005, "tag": "left"})
+        assert (await stream.__anext__())["i"] == 0
+        await caller.shutdown()
+        await eventually(lambda: STOPPED == ["left"] and not worker.backend.responses.mux_connections())
+        assert not served._inflight
     finally:
         await caller.shutdown()
         await worker.shutdown()
-    await eventually(lambda: not worker.backend.responses.mux_connections())
 
 
 async def test_a_slow_consumer_holds_only_its_own_stream() -> None:
