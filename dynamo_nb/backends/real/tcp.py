@@ -11,7 +11,7 @@ Every call opens and closes one connection (that is the protocol), so the per-co
 cost of a short call. Between two dynamo_nb runtimes the caller advertises, and the worker uses, the multiplexed
 plane of :mod:`.tcp_mux` instead: one connection per caller for all its streams. The listener takes both kinds.
 
-Both ends therefore drive non-blocking sockets straight from the event loop's
+Both ends drive non-blocking sockets straight from the event loop's
 ``add_reader``/``add_writer`` instead of building an asyncio transport and protocol per call: an accepted
 connection is read in the same callback that accepted it, a loopback ``connect`` that completed at once is used
 at once, and the frames a handler produces within one loop turn leave in one ``send``. Back-pressure is kept:
