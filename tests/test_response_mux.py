@@ -174,7 +174,8 @@ async def test_a_slow_consumer_holds_only_its_own_stream() -> None:
     lambda subject: encode_frame(b"\x00\x01", b""),  # a record without its tag
     lambda subject: record(1, 1, subject) + record(1, 1, subject),  # one stream number opened twice
     lambda subject: struct.pack(">QQQ", 2**40, 0, 0),  # a length past any limit
-], ids=["kind", "untagged", "reopened", "length"])
+    lambda subject: struct.pack(">QQQ", 10**6, 0, 0) + bytes(8192),  # a large frame while no stream is claimed
+], ids=["kind", "untagged", "reopened", "length", "unclaimed"])
 async def test_a_garbled_multiplexed_connection_is_dropped_and_the_listener_lives_on(garbage: Any) -> None:
     caller, worker = TcpResponsePlane(), TcpResponsePlane()
     try:

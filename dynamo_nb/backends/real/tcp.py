@@ -355,10 +355,15 @@ class _Inbound:
                 warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
                 self._drop()
                 return
-            if not frames:
-                continue
             if self._lanes is not None:
-                self._records(frames)
+                if frames:
+                    self._records(frames)
+                if not self._lanes and self._decoder.pending > _HANDSHAKE_MAX and self._sock is not None:
+                    # Large frames are for claimed streams only: a peer that named none must not make us hold them.
+                    self._bad_record(f"{self._decoder.pending} bytes pending while no stream is claimed")
+                    return
+                continue
+            if not frames:
                 continue
             if self._receiver is None:
                 header = frames[0][0]
