@@ -355,6 +355,10 @@ class _Inbound:
                 warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
                 self._drop()
                 return
+            if frames and self._receiver is None and self._lanes is None and frames[0][0] == MUX_HELLO \
+                    and self._plane.mux:
+                self._lanes = {}  # a multiplexing worker: records follow
+                del frames[0]
             if self._lanes is not None:
                 if frames:
                     self._records(frames)
@@ -366,12 +370,7 @@ class _Inbound:
             if not frames:
                 continue
             if self._receiver is None:
-                header = frames[0][0]
-                if header == MUX_HELLO and self._plane.mux:
-                    self._lanes = {}
-                    self._records(frames[1:])
-                    continue
-                if not self._handshake(header):
+                if not self._handshake(frames[0][0]):
                     self.close()
                     return
                 del frames[0]
