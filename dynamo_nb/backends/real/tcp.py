@@ -44,7 +44,7 @@ from ...transport.profile import SEED, ProtocolError, SeedProfile
 from . import tcp_mux
 from ._deadline import bounded
 from .addresses import resolve
-from .tcp_mux import MUX_ADVERT, MUX_HELLO, TAG, MuxConnection, MuxSender, record
+from .tcp_mux import MUX_ADVERT, MUX_HELLO, TAG, MuxConnection, MuxSender, RecordDecoder, record
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 
@@ -293,7 +293,7 @@ class _Inbound:
     a multiplexing hello (:mod:`.tcp_mux`), records for many."""
 
     __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused", "peer",
-                 "_lanes", "_out", "_writing")
+                 "_lanes", "_out", "_writing", "_rdec")
 
     def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  peer: str = "") -> None:
@@ -307,6 +307,7 @@ class _Inbound:
         self._reading = False  # registered with the loop
         self._paused = False  # held back because the consumer is behind
         self._lanes: dict[int, _Lane] | None = None  # a multiplexed connection's open streams
+        self._rdec: RecordDecoder | None = None  # a multiplexed connection's decoder (after the hello)
         self._out = bytearray()  # multiplexed: records for the worker the socket did not take yet
         self._writing = False
         plane._inbound.add(self)
@@ -349,22 +350,31 @@ class _Inbound:
             if not data:
                 self._finish()
                 return
+            rdec = self._rdec
             try:
-                frames = self._decoder.feed(data)
+                if rdec is not None:
+                    records = rdec.feed(data)
+                else:
+                    frames = self._decoder.feed(data)
+                    if frames and self._receiver is None and frames[0][0] == MUX_HELLO and self._plane.mux:
+                        # A multiplexing worker: what follows the hello are records (see tcp_mux).
+                        self._lanes = {}
+                        rdec = self._rdec = RecordDecoder(self._decoder.take_pending())
+                        records = []
+                        for header, body in frames[1:]:
+                            if len(header) < TAG.size:
+                                raise FrameError("a record without its tag")
+                            records.append((*TAG.unpack_from(header), header[TAG.size:], body))
             except FrameError as exc:
                 warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
                 self._drop()
                 return
-            if frames and self._receiver is None and self._lanes is None and frames[0][0] == MUX_HELLO \
-                    and self._plane.mux:
-                self._lanes = {}  # a multiplexing worker: records follow
-                del frames[0]
-            if self._lanes is not None:
-                if frames:
-                    self._records(frames)
-                if not self._lanes and self._decoder.pending > _HANDSHAKE_MAX and self._sock is not None:
+            if rdec is not None:
+                if records:
+                    self._records(records)
+                if not self._lanes and rdec.pending > _HANDSHAKE_MAX and self._sock is not None:
                     # Large frames are for claimed streams only: a peer that named none must not make us hold them.
-                    self._bad_record(f"{self._decoder.pending} bytes pending while no stream is claimed")
+                    self._bad_record(f"{rdec.pending} bytes pending while no stream is claimed")
                     return
                 continue
             if not frames:
@@ -400,18 +410,14 @@ class _Inbound:
         return receiver
 
     # -- multiplexed ---------------------------------------------------------------------------------
-    def _records(self, frames: list[tuple[bytes, bytes]]) -> None:
+    def _records(self, records: list[tuple[int, int, bytes, bytes]]) -> None:
         """Dispatch a multiplexed connection's records; anything malformed drops the whole connection."""
         lanes = self._lanes
         assert lanes is not None
         batch: _Lane | None = None  # consecutive frames of one stream are handed over together
         pending: list[tuple[bytes, bytes]] = []
-        for header, body in frames:
-            if len(header) < TAG.size:
-                self._bad_record("a record without its tag")
-                return
-            stream, kind = TAG.unpack_from(header)
-            if kind == tcp_mux.FRAME:
+        for stream, kind, header, body in records:
+            if kind == 2:  # tcp_mux.FRAME, the one kind met once per item
                 lane = lanes.get(stream)
                 if lane is None:
                     continue  # a stream this caller closed: what was in flight is dropped
@@ -419,7 +425,7 @@ class _Inbound:
                     if batch is not None and pending:
                         batch._push(pending)
                     batch, pending = lane, []
-                pending.append((header[TAG.size:], body))
+                pending.append((header, body))
                 continue
             if batch is not None and pending:
                 batch._push(pending)
@@ -430,7 +436,7 @@ class _Inbound:
                     return
                 lane = _Lane(self, stream)
                 try:
-                    subject = header[TAG.size:].decode()
+                    subject = header.decode()
                 except UnicodeDecodeError:
                     subject = ""
                 if self._claim(subject, lane) is None:

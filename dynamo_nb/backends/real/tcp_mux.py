@@ -41,10 +41,10 @@ from typing import Callable
 
 from ...errors import StreamClosedError
 from ...ratelog import warn_limited
-from ...transport.frames import PREFIX, FrameDecoder, FrameError
+from ...transport.frames import MAX_FRAME, PREFIX, FrameDecoder, FrameError
 
-__all__ = ["MUX_ADVERT", "MUX_HELLO", "MuxConnection", "MuxSender", "record", "OPEN", "FRAME", "END", "CONTROL",
-           "CLOSE", "PAUSE", "RESUME", "TAG"]
+__all__ = ["MUX_ADVERT", "MUX_HELLO", "MuxConnection", "MuxSender", "RecordDecoder", "record", "OPEN", "FRAME",
+           "END", "CONTROL", "CLOSE", "PAUSE", "RESUME", "TAG"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,48 @@ def record(stream: int, kind: int, header: bytes = b"", body: bytes = b"") -> by
     '000000000000000500000000000000000000000000000000000000000705'
     """
     return _RECORD.pack(TAG.size + len(header), len(body), 0, stream, kind) + header + body
+
+
+class RecordDecoder:
+    """Incremental decoder of records: ``(stream, kind, inner header, body)`` each, cut straight from the bytes.
+
+    A record whose header is shorter than the tag, or whose lengths pass ``max_frame``, raises
+    :class:`FrameError` as soon as its prefix arrives.
+    """
+
+    def __init__(self, pending: bytes | bytearray = b"", max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray(pending)
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes, bytes]]:
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        records = []
+        pos, size, unpack, limit = 0, len(buf), _RECORD.unpack_from, self.max_frame
+        while size - pos >= 29:
+            header_len, body_len, _, stream, kind = unpack(buf, pos)
+            if header_len < 5:
+                raise FrameError(f"a record whose header ({header_len} bytes) has no room for its tag")
+            if header_len + body_len > limit:
+                raise FrameError(f"record of {header_len + body_len} bytes exceeds the {limit}-byte limit")
+            start = pos + 24 + header_len
+            end = start + body_len
+            if size < end:
+                break
+            records.append((stream, kind, bytes(buf[pos + 29:start]) if header_len > 5 else b"",
+                            bytes(buf[start:end])))
+            pos = end
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < size:
+            self._buf += data[pos:]
+        return records
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
 
 
 class MuxSender:
@@ -94,7 +136,17 @@ class MuxSender:
         if self._closed:
             raise StreamClosedError("response stream already closed")
         conn = self._conn
-        conn.write(record(self.stream, FRAME, header or b"", body or b""))
+        header = header or b""
+        body = body or b""
+        if conn._sock is not None:  # conn.write(record(...)), spelt out: this is once per item
+            data = _RECORD.pack(5 + len(header), len(body), 0, self.stream, FRAME) + header + body
+            conn._buf.append(data)
+            conn._buffered += len(data)
+            if conn._buffered >= _FLUSH_BYTES:
+                conn._flush()
+            elif not conn._flush_scheduled:
+                conn._flush_scheduled = True
+                conn.loop.call_soon(conn._flush)
         self.frames_sent += 1
         if conn.over_high_water():
             await conn.drained()
