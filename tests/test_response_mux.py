@@ -200,3 +200,22 @@ def test_the_advert_is_one_field_of_the_info_string() -> None:
     info = plane.profile.connection_info(plane.address, "s", "r", mux=True)["info"]
     assert info == ('{"address":"127.0.0.1:5555","subject":"s","context":"r","stream_type":"response",'
                     '"response_mux":1}')
+
+
+async def test_an_idle_shared_connection_is_closed_and_dialled_again(monkeypatch) -> None:
+    from dynamo_nb.backends.real import tcp_mux
+
+    monkeypatch.setattr(tcp_mux, "MUX_IDLE", 0.05)
+    caller, worker = TcpResponsePlane(), TcpResponsePlane()
+    try:
+        for k in range(2):
+            receiver = await caller.open_receiver(f"r{k}")
+            sender = await worker.connect(receiver.connection_info)
+            await sender.send(None, b"item")
+            await sender.close()
+            assert [body async for _, body in receiver] == [b"item"]
+            await eventually(lambda: not worker.mux_connections() and not caller._inbound)  # closed by the worker
+        assert caller.accepted == 2
+    finally:
+        await caller.close()
+        await worker.close()
