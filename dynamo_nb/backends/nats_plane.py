@@ -32,10 +32,18 @@ class NatsRequestPlane:
     def address_for(self, route: str) -> str:
         return route
 
+    @property
+    def early_ack(self) -> bool:
+        """``request`` takes ``accept_early`` (see :meth:`dynamo_nb.backends.real.nats.NatsMessaging.request`)."""
+        return getattr(self.messaging, "early_ack", False)
+
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float) -> bytes:
+                      timeout: float, accept_early: Callable[..., None] | None = None) -> bytes:
         """The ack; headers are optional on this plane (real workers accept a header-less request)."""
-        return (await self.messaging.request(target, payload, timeout=timeout, headers=headers)).data
+        if accept_early is None:
+            return (await self.messaging.request(target, payload, timeout=timeout, headers=headers)).data
+        return (await self.messaging.request(target, payload, timeout=timeout, headers=headers,  # type: ignore[call-arg]
+                                             accept_early=accept_early)).data
 
     async def close(self) -> None:
         pass  # the messaging connection is the backend's to close

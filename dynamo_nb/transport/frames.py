@@ -77,3 +77,8 @@ class FrameDecoder:
     @property
     def pending(self) -> int:
         return len(self._buf)
+
+    def take_pending(self) -> bytes:
+        """The bytes of an unfinished frame, handed over (a connection switching to another framing)."""
+        pending, self._buf = bytes(self._buf), bytearray()
+        return pending

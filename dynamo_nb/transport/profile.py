@@ -73,6 +73,7 @@ class Event:
 
 _dumps = fastjson.dumps
 _loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
+_MUX_FIELD = ',"response_mux":1'  # in connection_info: the caller takes multiplexed responses
 
 
 class SeedProfile:
@@ -265,11 +266,13 @@ class SeedProfile:
 
     # -- response stream -------------------------------------------------------------------------------
     @staticmethod
-    def connection_info(address: str, subject: str, request_id: str) -> dict[str, Any]:
-        """``connection_info`` of a call-home stream; ``info`` is a JSON *string*, as in Dynamo."""
+    def connection_info(address: str, subject: str, request_id: str, mux: bool = False) -> dict[str, Any]:
+        """``connection_info`` of a call-home stream; ``info`` is a JSON *string*, as in Dynamo. ``mux`` adds
+        ``"response_mux":1``: this caller also takes the stream on a shared connection (a field Dynamo 1.6.1
+        ignores; see ``backends/real/tcp_mux.py``)."""
         # = _dumps({"address": ..., "subject": ..., "context": ..., "stream_type": "response"}), string by string
         info = (f'{{"address":{_dumps(address)},"subject":{_dumps(subject)},"context":{_dumps(request_id)},'
-                f'"stream_type":"response"}}')
+                f'"stream_type":"response"{_MUX_FIELD if mux else ""}}}')
         return {"transport": "tcp_server", "info": info}
 
     @staticmethod

@@ -58,6 +58,15 @@ async def test_real_client_calls_nb_worker(peers, nb_runtime, plane, codec):
 @pytest.mark.parametrize("plane", ["tcp", "nats"])
 async def test_pipelined_concurrent_calls(peers, nb_runtime, plane):
     runtime, served, seen, _ = await _serve(nb_runtime, plane)
+    plane_ = runtime.backend.responses
+    senders: list = []
+    connect = plane_.connect
+
+    async def recording_connect(connection_info):
+        senders.append(await connect(connection_info))
+        return senders[-1]
+
+    plane_.connect = recording_connect  # what kind of response stream the real caller gets
     peer = await peers("client.py", REF, "concurrent", json.dumps({"n": 2}), "6", plane=plane)
     await peer.ready()
     results = (await peer.fact("results"))["results"]
@@ -65,6 +74,8 @@ async def test_pipelined_concurrent_calls(peers, nb_runtime, plane):
     assert sorted(r["echo"] for r in seen) == list(range(6))
     if plane == "tcp":
         assert runtime.backend.request_plane("tcp").requests_in == 6
+    # A real caller does not advertise the multiplexed plane: each stream had a connection of its own, as in 1.6.1.
+    assert [type(s).__name__ for s in senders] == ["TcpSender"] * 6 and plane_.mux_connections() == []
 
 
 @pytest.mark.parametrize("plane", ["tcp", "nats"])

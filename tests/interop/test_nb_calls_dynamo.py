@@ -39,6 +39,12 @@ async def test_items_errors_direct_and_concurrency(peers, nb_runtime, plane, cod
     streams = await asyncio.gather(*(client.generate({"n": 2, "echo": k}) for k in range(8)))
     results = await asyncio.gather(*(s.collect() for s in streams))
     assert results == [[{"i": 0, "echo": k}, {"i": 1, "echo": k}] for k in range(8)]
+    # dynamo_nb advertised the multiplexed plane in every request; the real worker ignored the field and called
+    # back once per stream (10 streams so far), with the per-stream handshake the listener still accepts.
+    probe = await runtime.backend.responses.open_receiver("probe")
+    assert '"response_mux":1' in probe.connection_info["info"]
+    await probe.close()
+    assert runtime.backend.responses.accepted == 10
 
     with pytest.raises(RemoteError) as caught:
         await (await client.generate({"n": 1, "raise": "ValueError:boom from handler"})).collect()

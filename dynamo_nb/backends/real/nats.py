@@ -71,6 +71,14 @@ def _time_out(future: "asyncio.Future[Any]") -> None:
         future.set_exception(nats.errors.TimeoutError())
 
 
+_EMPTY_REPLY = NatsMsg(None, data=b"")  # type: ignore[arg-type]  # never published: it only ends a wait
+
+
+def _accept(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_result(_EMPTY_REPLY)
+
+
 try:  # what nats-py's _send_publish writes headers with (see _Client._send_publish)
     from nats.aio.client import _HEADER_VALUE_NEWLINES
     from nats.protocol.command import hpub_cmd as _hpub_cmd
@@ -197,6 +205,8 @@ class NatsMessaging:
     ``url`` is the server URL with any password or token in it replaced by ``***``: it is what every description,
     repr, log line and error shows.
     """
+
+    early_ack = True  # ``request`` takes ``accept_early``
 
     def __init__(self, url: str, nc: NatsClient, *, authenticated: bool = False) -> None:
         self.url = redact(url)
@@ -375,8 +385,13 @@ class NatsMessaging:
         return handle
 
     async def request(self, subject: str, data: bytes, timeout: float,
-                      headers: dict[str, str] | None = None) -> Msg:
+                      headers: dict[str, str] | None = None,
+                      accept_early: Callable[[Callable[[], None] | None], None] | None = None) -> Msg:
         """Request/reply; :class:`NoRespondersError` when nobody subscribes to ``subject``.
+
+        ``accept_early(accept)`` is given, while the reply is awaited, a function that ends the wait as if an
+        empty reply had come (then ``accept_early(None)``): a caller that learns another way that the request was
+        taken need not wait for the reply to cross the server.
 
         At once on a single server; in a cluster only once no responder has appeared for a moment (interest
         crosses the routes asynchronously), and never later than ``timeout``. A request that finds nobody, or
@@ -391,7 +406,8 @@ class NatsMessaging:
         pause = 0.01
         while True:
             try:
-                m = await self._request_once(subject, data, max(0.001, deadline - loop.time()), headers)
+                m = await self._request_once(subject, data, max(0.001, deadline - loop.time()), headers,
+                                             accept_early)
                 break
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
@@ -414,8 +430,8 @@ class NatsMessaging:
                 raise RuntimeClosedError("NATS connection is closed") from exc
         return Msg(m.subject, m.data)
 
-    async def _request_once(self, subject: str, data: bytes, timeout: float,
-                            headers: dict[str, str] | None) -> NatsMsg:
+    async def _request_once(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None,
+                            accept_early: Callable[[Callable[[], None] | None], None] | None = None) -> NatsMsg:
         """``nc.request()`` on nats-py's own response subscription, with a timer instead of ``wait_for`` and a
         counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
         back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
@@ -440,12 +456,16 @@ class NatsMessaging:
         try:
             await nc.publish(subject, data, reply=text + token, headers=headers)
             timer = loop.call_later(timeout, _time_out, future)
+            if accept_early is not None:
+                accept_early(functools.partial(_accept, future))
             try:
                 msg = await future
             finally:
                 timer.cancel()
+                if accept_early is not None:
+                    accept_early(None)
         finally:
-            resp_map.pop(token, None)
+            resp_map.pop(token, None)  # the reply, if it comes after an early accept, finds no taker
         if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS_STATUS:
             raise nats.errors.NoRespondersError
         return msg

@@ -8,7 +8,10 @@ its end when it stops reading; the worker sees EOF and cancels the handler — t
 on a response stream reaches the remote generator.
 
 Every call opens and closes one connection (that is the protocol), so the per-connection cost is most of the
-cost of a short call. Both ends therefore drive non-blocking sockets straight from the event loop's
+cost of a short call. Between two dynamo_nb runtimes the caller advertises, and the worker uses, the multiplexed
+plane of :mod:`.tcp_mux` instead: one connection per caller for all its streams. The listener takes both kinds.
+
+Both ends drive non-blocking sockets straight from the event loop's
 ``add_reader``/``add_writer`` instead of building an asyncio transport and protocol per call: an accepted
 connection is read in the same callback that accepted it, a loopback ``connect`` that completed at once is used
 at once, and the frames a handler produces within one loop turn leave in one ``send``. Back-pressure is kept:
@@ -38,8 +41,10 @@ from ...ratelog import warn_limited
 from ...transport import fastjson
 from ...transport.frames import PREFIX, FrameDecoder, FrameError
 from ...transport.profile import SEED, ProtocolError, SeedProfile
+from . import tcp_mux
 from ._deadline import bounded
 from .addresses import resolve
+from .tcp_mux import MUX_ADVERT, MUX_HELLO, TAG, MuxConnection, MuxSender, RecordDecoder, record
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 
@@ -54,6 +59,7 @@ _RESUME_FRAMES = 1024
 _ACCEPT_BATCH = 64
 _HANDSHAKE_MAX = 4096  # caller: the largest first frame a connection may send (a handshake is ~70 bytes)
 _CONTROL_MAX = 4096  # worker: the largest control frame a caller may send ("stop", "kill")
+_MUX_OUT_MAX = 1024 * 1024  # caller: records a multiplexing worker may leave unread before its connection is dropped
 STREAM_IDLE_TIMEOUT = 30.0  # caller: seconds without a frame from a connected worker before the stream fails
 SEND_DRAIN_TIMEOUT = 30.0  # worker: seconds a caller may take no data before the stream is dropped
 GONE_GRACE = 1.0  # caller: seconds a stream lives on without a frame once its instance's key is gone
@@ -90,7 +96,8 @@ class TcpReceiver:
     def __init__(self, plane: "TcpResponsePlane", subject: str, request_id: str) -> None:
         self.subject = subject
         self.request_id = request_id
-        self.connection_info: dict[str, Any] = plane.profile.connection_info(plane.address, subject, request_id)
+        self.connection_info: dict[str, Any] = plane.profile.connection_info(plane.address, subject, request_id,
+                                                                              mux=plane.mux)
         self.connect_timeout = plane.stream_connect_timeout
         self.idle_timeout = plane.stream_idle_timeout
         self.closed = False
@@ -98,13 +105,18 @@ class TcpReceiver:
         self._plane = plane
         self._frames: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._conn: _Inbound | None = None
+        self._conn: _Inbound | _Lane | None = None
         self._connected = False
         self._ended = False
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_frame = 0.0
         self._gone = ""  # why the worker is known to be gone (its key was deleted)
+        self._accept: Callable[[], None] | None = None  # ends the wait for the request's ack (see accept_early)
+
+    def accept_early(self, accept: Callable[[], None] | None) -> None:
+        """Given by the request plane while the call waits for its ack: ``accept()`` ends that wait."""
+        self._accept = accept
 
     @property
     def claimed(self) -> bool:
@@ -112,12 +124,16 @@ class TcpReceiver:
         return self._connected
 
     # -- fed by the connection ---------------------------------------------------------------------
-    def _attach(self, conn: "_Inbound") -> bool:
+    def _attach(self, conn: "_Inbound | _Lane") -> bool:
         if self.closed or self._connected:
             return False
         self._conn = conn
         self._connected = True
         self.peer = conn.peer
+        if self._accept is not None and conn.__class__ is _Lane:
+            # A multiplexing worker opens the stream only after it sent the ack, so the ack can only say "taken":
+            # the call goes on now instead of waiting for it to cross the NATS server (or the request plane).
+            self._accept()
         loop = conn._loop
         self._last_frame = loop.time()
         if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
@@ -156,7 +172,7 @@ class TcpReceiver:
         self._frames.append(exc)
         self._wake()
 
-    def _claimed_again(self, other: "_Inbound") -> None:
+    def _claimed_again(self, other: "_Inbound | _Lane") -> None:
         warn_limited(log, "injection", "response stream %s claimed twice (by %s, then by %s): failing the call",
                      self.subject, self.peer, other.peer)
         self._fail(ResponseInjectionError(self.subject, self.peer, other.peer))
@@ -250,7 +266,7 @@ class TcpReceiver:
     def send_control(self, header: bytes) -> bool:
         """Send one header-only control frame to the worker (best effort, never blocks); True if it went."""
         conn = self._conn
-        return conn is not None and conn.send(PREFIX.pack(len(header), 0, 0) + header)
+        return conn is not None and conn.send_control(header)
 
     async def close(self) -> None:
         """Stop listening: unregister, and close the socket so the worker's handler learns the caller left."""
@@ -273,9 +289,11 @@ class TcpReceiver:
 
 
 class _Inbound:
-    """One worker's connection to the caller's listener: handshake first, then frames for one receiver."""
+    """One worker's connection to the caller's listener: handshake first, then frames for one receiver, or, after
+    a multiplexing hello (:mod:`.tcp_mux`), records for many."""
 
-    __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused", "peer")
+    __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused", "peer",
+                 "_lanes", "_out", "_writing", "_rdec")
 
     def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  peer: str = "") -> None:
@@ -288,17 +306,21 @@ class _Inbound:
         self._receiver: TcpReceiver | None = None
         self._reading = False  # registered with the loop
         self._paused = False  # held back because the consumer is behind
+        self._lanes: dict[int, _Lane] | None = None  # a multiplexed connection's open streams
+        self._rdec: RecordDecoder | None = None  # a multiplexed connection's decoder (after the hello)
+        self._out = bytearray()  # multiplexed: records for the worker the socket did not take yet
+        self._writing = False
         plane._inbound.add(self)
 
     def start(self) -> None:
         self._on_readable()  # the worker usually sent its first frames before we even accepted
         self._watch()
-        if self._sock is not None and self._receiver is None:
+        if self._sock is not None and self._receiver is None and self._lanes is None:
             # No handshake yet: do not let a silent connection hold a descriptor for ever.
             self._loop.call_later(self._plane.stream_connect_timeout, self._handshake_overdue)
 
     def _handshake_overdue(self) -> None:
-        if self._sock is not None and self._receiver is None:
+        if self._sock is not None and self._receiver is None and self._lanes is None:
             warn_limited(log, "no-handshake", "dropping a response connection that sent no handshake")
             self.close()
 
@@ -328,12 +350,33 @@ class _Inbound:
             if not data:
                 self._finish()
                 return
+            rdec = self._rdec
             try:
-                frames = self._decoder.feed(data)
+                if rdec is not None:
+                    records = rdec.feed(data)
+                else:
+                    frames = self._decoder.feed(data)
+                    if frames and self._receiver is None and frames[0][0] == MUX_HELLO and self._plane.mux:
+                        # A multiplexing worker: what follows the hello are records (see tcp_mux).
+                        self._lanes = {}
+                        rdec = self._rdec = RecordDecoder(self._decoder.take_pending())
+                        records = []
+                        for header, body in frames[1:]:
+                            if len(header) < TAG.size:
+                                raise FrameError("a record without its tag")
+                            records.append((*TAG.unpack_from(header), header[TAG.size:], body))
             except FrameError as exc:
                 warn_limited(log, "bad-frame", "dropping a response connection that sent a bad frame: %s", exc)
-                self.close()
+                self._drop()
                 return
+            if rdec is not None:
+                if records:
+                    self._records(records)
+                if not self._lanes and rdec.pending > _HANDSHAKE_MAX and self._sock is not None:
+                    # Large frames are for claimed streams only: a peer that named none must not make us hold them.
+                    self._bad_record(f"{rdec.pending} bytes pending while no stream is claimed")
+                    return
+                continue
             if not frames:
                 continue
             if self._receiver is None:
@@ -351,22 +394,130 @@ class _Inbound:
             warn_limited(log, "bad-handshake", "dropping a response connection without a handshake (got %r)",
                          header[:100])
             return False
+        return self._claim(subject, self) is not None
+
+    def _claim(self, subject: Any, conn: "_Inbound | _Lane") -> TcpReceiver | None:
+        """The receiver waiting on ``subject``, now fed by ``conn``; None if there is none to claim."""
         receiver = self._plane._receivers.get(subject) if isinstance(subject, str) else None
         if receiver is not None and receiver._connected and not receiver.closed:
-            receiver._claimed_again(self)  # one of the two is forged: never mix their items
-            return False
-        if receiver is None or not receiver._attach(self):
+            receiver._claimed_again(conn)  # one of the two is forged: never mix their items
+            return None
+        if receiver is None or not receiver._attach(conn):
             # The caller already gave up on this stream: closing tells the worker to stop generating.
             log.debug("no caller waiting on response stream %r", subject)
+            return None
+        conn._receiver = receiver
+        return receiver
+
+    # -- multiplexed ---------------------------------------------------------------------------------
+    def _records(self, records: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Dispatch a multiplexed connection's records; anything malformed drops the whole connection."""
+        lanes = self._lanes
+        assert lanes is not None
+        batch: _Lane | None = None  # consecutive frames of one stream are handed over together
+        pending: list[tuple[bytes, bytes]] = []
+        for stream, kind, header, body in records:
+            if kind == 2:  # tcp_mux.FRAME, the one kind met once per item
+                lane = lanes.get(stream)
+                if lane is None:
+                    continue  # a stream this caller closed: what was in flight is dropped
+                if lane is not batch:
+                    if batch is not None and pending:
+                        batch._push(pending)
+                    batch, pending = lane, []
+                pending.append((header, body))
+                continue
+            if batch is not None and pending:
+                batch._push(pending)
+            batch, pending = None, []
+            if kind == tcp_mux.OPEN:
+                if stream in lanes:
+                    self._bad_record(f"stream {stream} opened twice")
+                    return
+                lane = _Lane(self, stream)
+                try:
+                    subject = header.decode()
+                except UnicodeDecodeError:
+                    subject = ""
+                if self._claim(subject, lane) is None:
+                    self.send_record(record(stream, tcp_mux.CLOSE))  # tells the worker to stop generating
+                else:
+                    lanes[stream] = lane
+            elif kind == tcp_mux.END:
+                lane = lanes.pop(stream, None)
+                if lane is not None:
+                    lane._ended()
+            else:
+                self._bad_record(f"record kind {kind}")
+                return
+            if self._sock is None:
+                return
+        if batch is not None and pending:
+            batch._push(pending)
+
+    def _bad_record(self, what: str) -> None:
+        warn_limited(log, "bad-frame", "dropping a multiplexed response connection from %s: %s", self.peer, what)
+        self._drop()
+
+    def send_record(self, data: bytes) -> bool:
+        """Queue a record for the worker (a multiplexed connection: a lost ``CLOSE`` would leave its handler
+        running, so what the socket does not take now goes when it can)."""
+        sock = self._sock
+        if sock is None:
             return False
-        self._receiver = receiver
+        if not self._out:
+            try:
+                sent = sock.send(data)
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError:
+                return False
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        self._out += data
+        if len(self._out) > _MUX_OUT_MAX:  # the worker reads nothing: its streams are lost anyway
+            self._bad_record("the worker reads none of the caller's records")
+            return False
+        if not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._on_writable)
         return True
 
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._out)
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            sent = len(self._out)
+        del self._out[:sent]
+        if not self._out and self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+
+    # -- ending --------------------------------------------------------------------------------------
     def _finish(self) -> None:
         receiver, self._receiver = self._receiver, None
         if receiver is not None:
             receiver._end()
+        self._end_lanes()
         self.close()
+
+    def _drop(self) -> None:
+        """Close after bad input: a multiplexed connection's streams end now (they can no longer be trusted)."""
+        self._end_lanes()
+        self.close()
+
+    def _end_lanes(self) -> None:
+        lanes = self._lanes
+        if lanes:
+            self._lanes = {}
+            for lane in lanes.values():
+                lane._ended()
 
     def send(self, data: bytes) -> bool:
         sock = self._sock
@@ -376,6 +527,9 @@ class _Inbound:
             return sock.send(data) == len(data)
         except OSError:  # full or gone: a cancel is best effort
             return False
+
+    def send_control(self, header: bytes) -> bool:
+        return self.send(PREFIX.pack(len(header), 0, 0) + header)
 
     def pause(self) -> None:
         self._paused = True
@@ -390,6 +544,9 @@ class _Inbound:
         if sock is None:
             return
         self._unwatch()
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
         self._plane._inbound.discard(self)
         if now:
             sock.close()
@@ -398,6 +555,52 @@ class _Inbound:
             # then off the path of the result. (Unregistered first, and still open until then, so its
             # descriptor number cannot be reused under the loop's feet.)
             self._loop.call_soon(sock.close)
+
+
+class _Lane:
+    """One stream of a multiplexed connection, as its receiver sees it: what ``_Inbound`` is to a per-stream one."""
+
+    __slots__ = ("_conn", "stream", "_receiver", "peer", "_loop", "_held")
+
+    def __init__(self, conn: _Inbound, stream: int) -> None:
+        self._conn = conn
+        self.stream = stream
+        self._receiver: TcpReceiver | None = None
+        self.peer = conn.peer
+        self._loop = conn._loop
+        self._held = False
+
+    def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
+        if self._receiver is not None:
+            self._receiver._push(frames)
+
+    def _ended(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver._end()
+
+    def send_control(self, header: bytes) -> bool:
+        return self._conn.send_record(record(self.stream, tcp_mux.CONTROL, header))
+
+    def pause(self) -> None:
+        """The consumer is behind: the worker holds this stream (the shared connection keeps being read)."""
+        if not self._held:
+            self._held = True
+            self._conn.send_record(record(self.stream, tcp_mux.PAUSE))
+
+    def resume(self) -> None:
+        if self._held:
+            self._held = False
+            self._conn.send_record(record(self.stream, tcp_mux.RESUME))
+
+    def close(self, now: bool = False) -> None:
+        """The caller stopped reading: only this stream ends at the worker."""
+        conn = self._conn
+        lanes = conn._lanes
+        if lanes is not None and lanes.get(self.stream) is self:
+            del lanes[self.stream]
+            conn.send_record(record(self.stream, tcp_mux.CLOSE))
+        self._receiver = None
 
 
 # --------------------------------------------------------------------------------------------- worker side
@@ -646,13 +849,15 @@ class TcpResponsePlane:
     """One listening socket per runtime for the streams it calls, and outgoing connections for those it serves.
 
     ``host`` is where the listener binds (loopback by default); ``advertise_host`` is the address workers are
-    told to call back on (defaults to ``host``; set it when binding ``0.0.0.0``).
+    told to call back on (defaults to ``host``; set it when binding ``0.0.0.0``). ``mux`` (default: on, unless
+    ``DYNAMO_NB_RESPONSE_MUX=0``) advertises and accepts the multiplexed response plane of :mod:`.tcp_mux`, so
+    streams between two dynamo_nb runtimes share one connection; off, every call gets its own, as in Dynamo 1.6.1.
     """
 
     def __init__(self, host: str = "127.0.0.1", *, advertise_host: str | None = None,
                  profile: SeedProfile = SEED, stream_connect_timeout: float = 10.0,
                  connect_timeout: float = 5.0, stream_idle_timeout: float | None = None,
-                 send_drain_timeout: float | None = None) -> None:
+                 send_drain_timeout: float | None = None, mux: bool | None = None) -> None:
         self.host = host
         self.advertise_host = advertise_host or host
         self.profile = profile
@@ -661,12 +866,16 @@ class TcpResponsePlane:
         self.stream_idle_timeout = _seconds("DYNAMO_NB_STREAM_IDLE_TIMEOUT", stream_idle_timeout,
                                             STREAM_IDLE_TIMEOUT)
         self.send_drain_timeout = _seconds("DYNAMO_NB_SEND_DRAIN_TIMEOUT", send_drain_timeout, SEND_DRAIN_TIMEOUT)
+        self.mux = mux if mux is not None else os.environ.get("DYNAMO_NB_RESPONSE_MUX", "1") != "0"
         self.port = 0
+        self.accepted = 0  # connections the listener accepted (one per stream, or one per multiplexing worker)
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receivers: dict[str, TcpReceiver] = {}
         self._inbound: set[_Inbound] = set()
         self._senders: set[TcpSender] = set()
+        self._mux_out: dict[str, MuxConnection] = {}  # by the caller's address as its requests give it
+        self._dialing: dict[str, asyncio.Future[MuxConnection]] = {}
         self._closed = False
 
     @property
@@ -732,6 +941,7 @@ class TcpResponsePlane:
                     log.warning("response listener cannot accept: %s", exc)
                 return
             conn.setblocking(False)
+            self.accepted += 1
             if not _is_loopback(peer):
                 _keep_alive(conn)
             _Inbound(self, loop, conn, _format_peer(peer)).start()
@@ -743,13 +953,63 @@ class TcpResponsePlane:
         self._receivers[receiver.subject] = receiver
         return receiver
 
-    async def connect(self, connection_info: dict[str, Any]) -> TcpSender:
-        """Call the caller back and queue the handshake; :class:`StreamRefusedError` if it cannot be reached."""
+    async def connect(self, connection_info: dict[str, Any]) -> TcpSender | MuxSender:
+        """Call the caller back and queue the handshake; :class:`StreamRefusedError` if it cannot be reached.
+
+        A caller that advertises the multiplexed plane gets the stream on its shared connection (dialled on
+        first use, and again after it broke); any other gets a connection of its own."""
         try:
             info = self.profile.parse_connection_info(connection_info)
-            host, port = parse_address(str(info["address"]))
+            address = str(info["address"])
+            mux = self.mux and info.get(MUX_ADVERT) == 1
+            conn = self._mux_out.get(address) if mux else None
+            if conn is not None:
+                return conn.open(str(info["subject"]))
+            host, port = parse_address(address)
         except (ProtocolError, ValueError) as exc:
             raise StreamRefusedError(f"cannot call back: {exc}") from exc
+        if mux:
+            return (await self._mux_dial(address, host, port)).open(str(info["subject"]))
+        sock, connected = await self._dial(host, port)
+        loop = asyncio.get_running_loop()
+        sender = TcpSender(loop, sock, connected, self._senders.discard, self.send_drain_timeout)
+        self._senders.add(sender)
+        await sender.send(self.profile.handshake(str(info["subject"])), None)
+        return sender
+
+    async def _mux_dial(self, address: str, host: str, port: int) -> MuxConnection:
+        """The shared connection to ``address``: concurrent first calls wait for one dial, not one each."""
+        dialing = self._dialing.get(address)
+        if dialing is not None:
+            return await asyncio.shield(dialing)
+        loop = asyncio.get_running_loop()
+        dialing = self._dialing[address] = loop.create_future()
+        try:
+            sock, connected = await self._dial(host, port)
+            if self._closed:
+                sock.close()
+                raise StreamClosedError("response plane is closed")
+            conn = MuxConnection(loop, sock, connected, address, self._mux_done, self.send_drain_timeout)
+            self._mux_out[address] = conn
+            dialing.set_result(conn)
+            return conn
+        except BaseException as exc:
+            dialing.set_exception(exc)
+            dialing.exception()  # retrieved: no waiter may be left to see it
+            raise
+        finally:
+            del self._dialing[address]
+
+    def _mux_done(self, conn: MuxConnection) -> None:
+        if self._mux_out.get(conn.key) is conn:
+            del self._mux_out[conn.key]
+
+    def mux_connections(self) -> list[MuxConnection]:
+        """The shared connections this runtime's workers hold to callers (for inspection)."""
+        return list(self._mux_out.values())
+
+    async def _dial(self, host: str, port: int) -> tuple[socket.socket, bool]:
+        """A non-blocking socket connected (or connecting, on a slow path) to the caller's listener."""
         loop = asyncio.get_running_loop()
         try:  # a host name is resolved off the loop, bounded: a forged request must not freeze this worker
             family, sockaddr = await resolve(host, port, self.connect_timeout)
@@ -789,10 +1049,7 @@ class TcpResponsePlane:
         except BaseException:
             sock.close()
             raise
-        sender = TcpSender(loop, sock, connected, self._senders.discard, self.send_drain_timeout)
-        self._senders.add(sender)
-        await sender.send(self.profile.handshake(str(info["subject"])), None)
-        return sender
+        return sock, connected
 
     async def close(self) -> None:
         """Stop listening, end every waiting receiver, drop outgoing streams."""
@@ -807,10 +1064,13 @@ class TcpResponsePlane:
             claimed, conn._receiver = conn._receiver, None
             if claimed is not None:
                 claimed._end()
+            conn._end_lanes()
             conn.close(now=True)
         for sender in list(self._senders):
             sender.abort()
         self._senders.clear()
+        for mux in list(self._mux_out.values()):
+            mux.abort()
 
     def __repr__(self) -> str:
         where = self.address or "not listening"

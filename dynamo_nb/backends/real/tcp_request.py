@@ -14,6 +14,7 @@ set ``DYN_TCP_RPC_HOST`` on both sides.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -105,6 +106,11 @@ def _time_out(future: "asyncio.Future[bytes]") -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
+def _accept(future: "asyncio.Future[bytes]") -> None:
+    if not future.done():
+        future.set_result(b"")
+
+
 class _Connection:
     """A caller's persistent connection to one worker address: requests pipelined, acks matched FIFO."""
 
@@ -160,6 +166,7 @@ class TcpRequestPlane:
     """Both ends of the TCP request plane for one runtime: the shared listener and the outgoing connections."""
 
     kind = "tcp"
+    early_ack = True  # ``request`` takes ``accept_early``
 
     def __init__(self, host: str | None = None, port: int | None = None, *, connect_timeout: float = 5.0,
                  max_message: int | None = None) -> None:
@@ -278,7 +285,10 @@ class TcpRequestPlane:
             del self._connecting[key]
 
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float) -> bytes:
+                      timeout: float, accept_early: Callable[[Callable[[], None] | None], None] | None = None
+                      ) -> bytes:
+        """Send one request, return its ack. ``accept_early(accept)`` gets a function that ends the wait as if
+        an empty ack had come (then ``accept_early(None)``); the ack, when it comes, is matched and dropped."""
         try:
             host, port, path = split_target(target)
         except ValueError as exc:
@@ -296,6 +306,8 @@ class TcpRequestPlane:
         conn.pending.append(future)
         conn.send(encode_request(path, {"x-endpoint-path": path, **(headers or {})}, payload))
         timer = loop.call_later(timeout, _time_out, future)  # one timer, not a wait_for task per call
+        if accept_early is not None:
+            accept_early(functools.partial(_accept, future))
         try:
             return await future
         except asyncio.TimeoutError:
@@ -304,6 +316,8 @@ class TcpRequestPlane:
             raise NoRespondersError(target, str(exc)) from exc
         finally:
             timer.cancel()
+            if accept_early is not None:
+                accept_early(None)
 
     async def close(self) -> None:
         server, self._server = self._server, None
