@@ -394,4 +394,99 @@ named, and shows in the worker's sequence.""",
     ("""The faults are facts in the worker runtimes' recorders, like every other event, so any figure or recording of
 the system carries them.""",
      """故障和其他事件一样，是 worker 运行时记录器中的事实，所以系统的任何图或录制都携带着它们。"""),
+    # -- 08 ----------------------------------------------------------------------------------------------------
+    ("""# Services and config: the seed's §7.2 class and §7.3 YAML, served""",
+     """# 服务与配置：种子文档 §7.2 的类和 §7.3 的 YAML，真实运行"""),
+    ("""Dynamo services are written as classes (seed §3.2, §7.2): `@service(dynamo={"namespace": ...})` on the class, `@dynamo_endpoint()` on async-generator methods, `depends(Other)` for the services it calls. A YAML file sizes them (§7.3): per-service settings, and `ServiceArgs` with `workers` and `resources`.""",
+     """Dynamo 的服务写成类（种子文档 §3.2、§7.2）：类上加 `@service(dynamo={"namespace": ...})`，异步生成器方法上加 `@dynamo_endpoint()`，它所调用的服务用 `depends(Other)` 声明。一个 YAML 文件决定它们的规模（§7.3）：每个服务的设置，以及带 `workers` 和 `resources` 的 `ServiceArgs`。"""),
+    ("""Here the §7.2 class runs as written, with a stand-in engine for the model, behind a `Processor` and a `Frontend` that reach it through `depends`. `serve()` runs the graph in this kernel, each worker its own `DistributedRuntime` (own lease, own instance id); then the same graph runs as processes with the `dynamo-nb` command line.""",
+     """这里 §7.2 的类按原样运行，用一个替身引擎代替模型，前面是通过 `depends` 调用它的 `Processor` 和 `Frontend`。`serve()` 在本内核中运行这个服务图，每个 worker 是自己的 `DistributedRuntime`（自己的租约、自己的实例 ID）；然后同一个服务图用 `dynamo-nb` 命令行以进程方式运行。"""),
+    ("""`serve(Frontend, config=...)` starts the graph from the entry along its `link`/`depends` edges, dependencies first, and returns once every worker is registered. The config asks 4 workers × 1 GPU; this machine has none that can be detected, so `gpus=4` says how many to hand out (each worker gets its own id, as `CUDA_VISIBLE_DEVICES` would). The handle draws itself as the `graph` diagram.""",
+     """`serve(Frontend, config=...)` 从入口出发，沿着 `link`/`depends` 边启动服务图，先启动被依赖的服务，等每个 worker 都注册后才返回。配置要求 4 个 worker × 1 块 GPU；这台机器上检测不到 GPU，所以用 `gpus=4` 说明可以分配多少块（每个 worker 得到自己的编号，就像 `CUDA_VISIBLE_DEVICES` 那样）。返回的句柄把自己画成 `graph` 图。"""),
+    ("""A client calls the entry like any endpoint. The request goes Frontend → Processor → one of the four VllmWorker instances, each hop a real call through the request plane.""",
+     """客户端像调用任何端点一样调用入口。请求经过 Frontend → Processor → 四个 VllmWorker 实例之一，每一跳都是经由请求平面的真实调用。"""),
+    ("""Scale the worker down to 2 and the graph and the live hierarchy follow: the stopped workers deregister at once (graceful stop, seed §6.2).""",
+     """把 worker 缩减到 2 个，服务图和实时层级随之变化：被停止的 worker 立即注销（优雅停止，种子文档 §6.2）。"""),
+    ("""## The same graph as processes""",
+     """## 同一个服务图，以进程运行"""),
+    ("""`dynamo-nb serve module:Entry -f config.yaml` starts every worker as its own OS process on the servers in `ETCD_ENDPOINTS` / `NATS_SERVER`, or on a `LocalCluster` it starts and prints. `--gpus 4` again says how many GPUs exist; `--VllmWorker.model=...` overrides one key. SIGINT/SIGTERM stop every worker gracefully; a crashed worker is restarted.""",
+     """`dynamo-nb serve module:Entry -f config.yaml` 把每个 worker 作为独立的操作系统进程启动，连接 `ETCD_ENDPOINTS` / `NATS_SERVER` 中的服务器，或者连接它自己启动并打印出来的 `LocalCluster`。`--gpus 4` 同样说明有多少块 GPU；`--VllmWorker.model=...` 覆盖一个配置键。SIGINT/SIGTERM 让每个 worker 优雅停止；崩溃的 worker 会被重启。"""),
+    # -- 09 ----------------------------------------------------------------------------------------------------
+    ("""# 09 · A real Dynamo worker beside a dynamo_nb worker""",
+     """# 09 · 真实的 Dynamo worker 与 dynamo_nb worker 并肩运行"""),
+    ("""`profile="dynamo"` makes a runtime register, serve and call exactly as NVIDIA Dynamo 1.6.1 does (`v1/instances/...`
+keys, the TCP request plane by default, JSON or msgpack bodies). Here a **real** `ai-dynamo-runtime` worker and a
+dynamo_nb worker share one LocalCluster; `attach()` draws both, each side calls the other, then the real worker
+is stopped and leaves the drawing.""",
+     """`profile="dynamo"` 让运行时完全按照 NVIDIA Dynamo 1.6.1 的方式注册、提供服务和调用（`v1/instances/...` 形式的键，默认使用 TCP 请求平面，JSON 或 msgpack 消息体）。这里一个**真实的** `ai-dynamo-runtime` worker 和一个 dynamo_nb worker 共用一个 LocalCluster；`attach()` 把两者都画出来，双方互相调用，然后停止真实的 worker，它随即从图中消失。"""),
+    ("""The real runtime lives in its own interpreter (it pins pydantic and brings a large native module). `scripts/setup`
+builds it in `.venv-dynamo/`; or set `DYNAMO_NB_DYNAMO_PYTHON` to a Python that can `import dynamo.runtime`
+(`pip install ai-dynamo-runtime==1.6.1`, CPython ≥ 3.10, Linux). Without it, this notebook shows the dynamo_nb half only.""",
+     """真实的运行时在它自己的解释器中运行（它锁定了 pydantic 的版本，并带有一个很大的原生模块）。`scripts/setup` 把它安装在 `.venv-dynamo/` 中；也可以把 `DYNAMO_NB_DYNAMO_PYTHON` 设为一个能 `import dynamo.runtime` 的 Python（`pip install ai-dynamo-runtime==1.6.1`，CPython ≥ 3.10，Linux）。没有它时，本笔记本只展示 dynamo_nb 这一半。"""),
+    ("""## Two workers: one real, one dynamo_nb""",
+     """## 两个 worker：一个真实的，一个 dynamo_nb 的"""),
+    ("""## Everything registered, drawn live (no names given in advance)""",
+     """## 所有已注册的东西，实时画出（无需事先给出名字）"""),
+    ("""## Each side calls the other""",
+     """## 双方互相调用"""),
+    ("""## Stop the real worker and watch it leave""",
+     """## 停止真实的 worker，看着它离开"""),
+    # -- 11 ----------------------------------------------------------------------------------------------------
+    ("""# 11 · Why is my call failing? Debugging with `explain`""",
+     """# 11 · 我的调用为什么失败？用 `explain` 调试"""),
+    ("""A call that fails says little: *no instances found*, *no responders*, *Invalid TCP address*, *deadline has
+elapsed*. `await dynamo_nb.explain("ns.Comp.ep")` runs a checklist against the servers a runtime would use —
+etcd and NATS reachable, the endpoint's keys (and the nearest names when they are missing), each key's lease and
+its time left, each instance's request plane against the caller's, a TCP connect to each advertised address, a
+NATS responder on each subject, the request's size against `max_payload`, JetStream — and names the failing step,
+its likely cause and the fix. It never hangs: it returns within its `timeout` (4 s) even when a server is frozen.""",
+     """失败的调用透露的信息很少：*no instances found*、*no responders*、*Invalid TCP address*、*deadline has elapsed*。`await dynamo_nb.explain("ns.Comp.ep")` 针对运行时会使用的服务器逐项检查——etcd 和 NATS 是否可达，端点的键（缺失时给出最接近的名字），每个键的租约及其剩余时间，每个实例的请求平面与调用方的是否一致，能否 TCP 连接到每个公布的地址，每个主题上是否有 NATS 应答者，请求大小是否超过 `max_payload`，JetStream——并指出失败的步骤、可能的原因和修复方法。它从不挂起：即使某个服务器卡死，它也会在 `timeout`（4 秒）之内返回。"""),
+    ("""Here a small system is broken on purpose, one fault at a time: the failing call, then `explain`, then the fix.
+A real Dynamo 1.6.1 worker and client join in where one is installed (`.venv-dynamo`, or `DYNAMO_NB_DYNAMO_PYTHON`).""",
+     """这里有意把一个小系统弄坏，一次一个故障：先是失败的调用，然后是 `explain`，最后是修复。装有真实的 Dynamo 1.6.1 时（`.venv-dynamo`，或 `DYNAMO_NB_DYNAMO_PYTHON`），真实的 worker 和客户端也会加入。"""),
+    ("""## A healthy system explains as all green""",
+     """## 健康的系统：检查全部通过"""),
+    ("""## Fault 1 · a wrong namespace""",
+     """## 故障 1 · 命名空间写错了"""),
+    ("""The worker was deployed into a namespace with a hash suffix (`shop-7c1e9a`, as some deployments name them); the
+caller asks for `shop.payments.charge`. The call only says nothing is registered; `explain` finds the nearest
+registered name and says why it differs.""",
+     """worker 被部署到一个带哈希后缀的命名空间中（`shop-7c1e9a`，有些部署就是这样命名的）；调用方请求的却是 `shop.payments.charge`。调用只会说什么都没注册；`explain` 则找出最接近的已注册名字，并说明二者的差别在哪里。"""),
+    ("""The fix: call the name the worker registered (or set `DYN_NAMESPACE` to it on the caller).""",
+     """修复：调用 worker 注册的那个名字（或在调用方把 `DYN_NAMESPACE` 设为它）。"""),
+    ("""## Fault 2 · a request-plane mismatch""",
+     """## 故障 2 · 请求平面不一致"""),
+    ("""Dynamo 1.6 has two request planes: TCP (the default) and NATS (`DYN_REQUEST_PLANE=nats`). A worker on one and a
+client on the other do not meet: a real TCP-plane client fails with *Invalid TCP address*, a NATS-plane one hangs.
+(dynamo_nb's own clients call either, so the failing call here is a real Dynamo client's when one is installed.)""",
+     """Dynamo 1.6 有两种请求平面：TCP（默认）和 NATS（`DYN_REQUEST_PLANE=nats`）。worker 在一种平面上、客户端在另一种平面上，二者就无法相遇：真实的 TCP 平面客户端会以 *Invalid TCP address* 失败，NATS 平面的客户端则会挂起。（dynamo_nb 自己的客户端两种都能调用，所以这里失败的调用来自真实的 Dynamo 客户端——如果装有的话。）"""),
+    ("""The fix: the same `DYN_REQUEST_PLANE` on both sides. The same client on the NATS plane:""",
+     """修复：两边使用相同的 `DYN_REQUEST_PLANE`。同一个客户端，换到 NATS 平面上："""),
+    ("""## Fault 3 · a request over NATS's `max_payload`""",
+     """## 故障 3 · 请求超过 NATS 的 `max_payload`"""),
+    ("""NATS refuses a message over the server's `max_payload` (1 MB by default); a real Dynamo client just times out.""",
+     """NATS 拒绝超过服务器 `max_payload`（默认 1 MB）的消息；真实的 Dynamo 客户端只会超时。"""),
+    ("""The fix: send less (a reference to the data), or raise `max_payload` in the server's configuration.""",
+     """修复：少发一些（发送数据的引用），或在服务器配置中调高 `max_payload`。"""),
+    ("""## Fault 4 · a worker killed inside its lease""",
+     """## 故障 4 · worker 在租约有效期内被杀死"""),
+    ("""A process that dies without stopping leaves its key in etcd until its lease expires: callers are sent to it and
+nobody answers. The figures show each instance's lease, its time left as read from etcd, and the key that
+outlived its process.""",
+     """未经停止就死掉的进程会把它的键留在 etcd 中，直到租约到期：调用被发给它，却没人应答。图中显示每个实例的租约、从 etcd 读到的剩余时间，以及比它的进程活得更久的那个键。"""),
+    ("""The fix: start the worker again (dynamo_nb clients fail over to it at once; the dead key goes when its lease does).""",
+     """修复：重新启动 worker（dynamo_nb 客户端会立即故障转移到它；死掉的键随它的租约一起消失）。"""),
+    ("""## Fault 5 · an advertised address nobody can reach""",
+     """## 故障 5 · 公布的地址无人可达"""),
+    ("""On Dynamo's TCP plane a worker advertises `host:port` in etcd; if callers cannot reach it (a wrong
+`DYN_TCP_RPC_HOST`, a container address), requests fail or hang. Here the worker's key advertises a loopback port
+nobody listens on.""",
+     """在 Dynamo 的 TCP 平面上，worker 在 etcd 中公布 `host:port`；如果调用方连不上它（`DYN_TCP_RPC_HOST` 设错了，或是一个容器内部地址），请求就会失败或挂起。这里 worker 的键公布的是一个没人监听的回环端口。"""),
+    ("""The fix: advertise an address callers can reach (here: the one the worker listens on).""",
+     """修复：公布一个调用方能连上的地址（这里就是 worker 实际监听的那个）。"""),
+    ("""## Raw errors, explained""",
+     """## 解读原始错误"""),
+    ("""`explain(error=text)` places the text of an error — ours or a real Dynamo client's — on the step that finds its
+cause, and runs the checklist on the endpoint it names, if it names one.""",
+     """`explain(error=text)` 把一条错误的文本——无论来自我们还是真实的 Dynamo 客户端——对应到能找出其原因的那一步，如果错误中提到了某个端点，还会对该端点运行检查清单。"""),
 )
