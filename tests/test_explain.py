@@ -277,6 +277,9 @@ async def test_the_report_draws_a_checklist(local_cluster: LocalCluster, runtime
     assert mermaid.count("FAILED") == 1 and "instance keys are in etcd" in mermaid
     assert "classDef killed" in mermaid  # the failing step in the colour of the other figures' failures
     assert bundle["text/plain"] == report.text
+    zh = report.diagram(lang="zh").mermaid  # the frame in the seed's terms; what the checks saw as they wrote it
+    assert zh.count("失败") == 1 and "端点的实例键在 etcd 中" in zh and "prod.backend.generate" in zh
+    assert "FAILED" not in zh and "instance keys are in etcd" not in zh
 
 
 async def test_explain_through_an_attached_runtime(local_cluster: LocalCluster, runtimes: Factory) -> None:

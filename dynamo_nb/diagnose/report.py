@@ -73,11 +73,12 @@ class Report:
         state = f"failing step {failed.id!r}" if failed else "ok"
         return f"<explain {self.findings.reference or self.findings.error_step!r}: {state}>"
 
-    def diagram(self) -> Any:
-        """The checklist figure (``.mermaid``, ``.dot``, ``.text``, ``.svg()``)."""
+    def diagram(self, lang: str | None = None) -> Any:
+        """The checklist figure (``.mermaid``, ``.dot``, ``.text``, ``.svg()``); ``lang="zh"`` frames it in the
+        seed's Chinese (default: :func:`dynamo_nb.set_language`)."""
         from ..display.checklist import ChecklistFigure
 
-        return ChecklistFigure(self.findings)
+        return ChecklistFigure(self.findings, lang)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **_: Any) -> dict[str, str]:
         from ..display.mime import bundle
