@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "lite"
 CACHE = Path(os.environ.get("DYNAMO_NB_CACHE") or Path.home() / ".cache" / "dynamo_nb") / "lite"
 
-#: walkthroughs that cannot run in a page, and why (the build says so; the site leaves them out)
+#: walkthroughs that cannot run in a page, and why (the build says so; the site leaves them out, and their zh twins)
 NOT_IN_BROWSER = {
     "08-services-and-config.ipynb": "its second half serves the graph as OS processes with the command line",
     "09-real-dynamo.ipynb": "it runs a real Dynamo worker process beside real etcd and NATS servers",

@@ -36,7 +36,10 @@ WALKTHROUGHS = (
     "05-lifecycle.ipynb",
     "06-events-pubsub.ipynb",
     "07-playground.ipynb",
+    "08-services-and-config.ipynb",
+    "09-real-dynamo.ipynb",
     "10-faults.ipynb",
+    "11-debugging.ipynb",
 )
 
 LANGUAGE_CELL = 'import dynamo_nb\n\ndynamo_nb.set_language("zh")  # 图、时间线和控制面板使用种子文档的中文术语'

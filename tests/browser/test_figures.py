@@ -25,7 +25,11 @@ pytestmark = [pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("0*.ipynb"))
-ZH_NOTEBOOKS = sorted(f"zh/{p.name}" for p in (REPO / "notebooks" / "zh").glob("*.ipynb"))
+#: the Chinese twins measured here: those of the seed's sections, the playground and the fault lab. zh/08, zh/09
+#: and zh/11 run in tests/test_notebooks.py and tests/interop (their figures checked for the seed's terms), not
+#: here, which keeps this one JupyterLab run as long as it was
+ZH_NOTEBOOKS = sorted(f"zh/{p.name}" for p in (REPO / "notebooks" / "zh").glob("*.ipynb")
+                      if p.name[:2] not in ("08", "09", "11"))
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 WINDOW = (1280, 900)
 

@@ -52,6 +52,7 @@ def test_the_site_hosts_pyodide_and_every_wheel_and_takes_every_walkthrough(lite
         notebook = json.loads((lite_site / "files" / name).read_text())
         assert notebook["metadata"]["kernelspec"]["name"] == "python", name  # the lite kernel: no kernel dialog
     assert not (lite_site / "files" / "09-real-dynamo.ipynb").exists()
+    assert not (lite_site / "files" / "zh" / "09-real-dynamo.ipynb").exists()
 
     settings = json.loads((lite_site / "jupyter-lite.json").read_text())["jupyter-config-data"]
     kernel = settings["litePluginSettings"]["@jupyterlite/pyodide-kernel-extension:kernel"]
