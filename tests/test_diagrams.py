@@ -122,6 +122,7 @@ def normalize(text: str, system: System) -> str:
         text = text.replace(real, label)
     names = system.client_labels()
     text = re.sub(r"\d+ s left at \d\d:\d\d:\d\d", "N s left at HH:MM:SS", text)  # a lease reading's when
+    text = re.sub(r"\d\d:\d\d:\d\d 时剩余 \d+ 秒", "HH:MM:SS 时剩余 N 秒", text)  # the same, in Chinese
     return re.sub(r"client(#35;|#)(\d+)",
                   lambda m: f"client{m.group(1)}{names.get(int(m.group(2)), 'other')}", text)
 

@@ -253,3 +253,13 @@ def test_a_label_keeps_names_and_translates_phrases() -> None:
     assert say("lease id 1a2b") == "Lease ID 1a2b"
     assert say("Namespace: instance") == "命名空间: instance", "a name is never translated"
     assert say("Healthy · worker-1", "en") == "Healthy · worker-1"
+
+
+def test_a_lease_reading_and_a_fault_speak_chinese_whole() -> None:
+    """Lines the hierarchy draws in notebooks 10 and 11: no English left around the seed's words."""
+    assert say("lease 1a2b: 12 s left at 07:52:03") == "租约 1a2b: 07:52:03 时剩余 12 秒"
+    assert say("generate 1a2b: lease: 9 s left at 07:52:01") == "generate 1a2b: 租约: 07:52:01 时剩余 9 秒"
+    assert say("no answer at 07:52:03: key outlived its process") == "07:52:03 时无应答: 键比它的进程活得更久"
+    assert say("Healthy · w-1 · in etcd\n⚠ keep-alive paused: lease ends 07:52:05\n⚠ slow: +0.3 s per item") == \
+        "Healthy · w-1 · 在 etcd 中\n⚠ Keep-Alive 已暂停: 租约于 07:52:05 结束\n⚠ 变慢: 每项 +0.3 秒"
+    assert say("⚠ fault: cut off from NATS, its key stays in etcd") == "⚠ 故障: 与 NATS 断开, 键仍在 etcd 中"
