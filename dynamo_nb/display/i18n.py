@@ -256,6 +256,15 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("deliver {event}", "消息推送 {event}"),
     ("on {subject}", "于 {subject}"),
     ("handle {event} event", "处理事件 {event}"),
+    # a served @service graph (seed §7.2, §7.3)
+    ("entry", "入口"),
+    ("endpoints: {names}", "端点: {names}"),
+    ("{n} worker", "{n} 个 worker"),
+    ("{n} workers", "{n} 个 worker"),
+    ("{n} of {m} workers", "{n}/{m} 个 worker"),
+    ("+{n} more workers", "另有 {n} 个 worker"),
+    ("endpoints: none", "端点: 无"),
+    ("no service graph here: draw the handle serve() returned", "这里没有服务图: 请画 serve() 返回的句柄"),
     # a lease as etcd last read it (hierarchy, reference, registry), alone or after a watcher's instance
     ("lease: {n} s left at {time}", "租约: {time} 时剩余 {n} 秒"),
     ("lease {id}: {n} s left at {time}", "租约 {id}: {time} 时剩余 {n} 秒"),
@@ -314,7 +323,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
 KIND_NAMES: dict[str, str] = {
     "hierarchy": "Component 系统层级", "structure": "核心结构", "reference": "端点引用格式",
     "startup": "Endpoint 启动流程", "registry": "Registry 结构", "lifecycle": "状态转换",
-    "sequence": "完整生命周期", "pubsub": "事件发布/订阅", "topology": "部署拓扑",
+    "sequence": "完整生命周期", "pubsub": "事件发布/订阅", "topology": "部署拓扑", "graph": "定义服务",
 }
 
 #: Record kinds (``Kind`` values) in the seed's words, for a timeline's event lines.
