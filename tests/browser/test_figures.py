@@ -4,8 +4,8 @@ One JupyterLab (headless Debian Chromium, a 1280 px wide window: a laptop screen
 other, in the light theme and then in the dark one, and measures each drawn figure (Mermaid, and the graphviz SVG
 of the same bundle as a frontend preferring SVG draws it): its smallest text on screen (computed font size × the
 scale it is drawn at) must be at least 12 px, and it must fit the notebook's column or scroll inside its output
-at full size. The Chinese walkthroughs (``notebooks/zh/``) run too, in the light theme: every Chinese figure is
-drawn by Mermaid without an error, and is as legible as the English ones. The measurements go to
+at full size. The Chinese walkthroughs of 00–07 and 10 (``notebooks/zh/``) run too, in the light theme: every
+Chinese figure is drawn by Mermaid without an error, and is as legible as the English ones. The measurements go to
 ``test-artifacts/figures.json``.
 """
 
