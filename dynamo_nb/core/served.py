@@ -191,7 +191,8 @@ class ServedEndpoint(Drawable):
         self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
-        self._health_task: asyncio.Task[None] | None = None
+        self._health_ticket = -1  # its place in the runtime's health sweeper (-1: no check booked)
+        self._health_check: asyncio.Task[None] | None = None  # a check that had to wait, still under way
         self.health_reason = ""  # why the last health check failed ("" when it passed)
         self._stop_lock = asyncio.Lock()
         self._start_settled = asyncio.Event()  # start() finished, either way: a stop waits for it
@@ -308,7 +309,7 @@ class ServedEndpoint(Drawable):
         except BaseException:
             await self._abort_start()
             raise
-        self._health_task = asyncio.get_running_loop().create_task(self._health_loop(), name=f"health:{self.key}")
+        runtime._health.add(self)
 
     def instance_value(self) -> bytes:
         """The value this instance registers at its key (with the address callers reach it at, on a TCP plane).
@@ -391,14 +392,15 @@ class ServedEndpoint(Drawable):
         self.health_reason = await ensure_registered(self)
         return not self.health_reason
 
-    async def _health_loop(self) -> None:
-        interval = self.runtime.health_check_interval
-        while self.lifecycle.state in (State.RUNNING, State.HEALTHY):
-            ok = await self.check_health()
-            if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
-                return
-            self.lifecycle.to(State.HEALTHY if ok else State.RUNNING)
-            await asyncio.sleep(interval)
+    async def _health_round(self) -> None:
+        """One check and the transition it calls for; the runtime's sweeper then books the next one."""
+        if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
+            return
+        ok = await self.check_health()
+        if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
+            return
+        self.lifecycle.to(State.HEALTHY if ok else State.RUNNING)
+        self.runtime._health.add(self, self.runtime.health_check_interval)
 
     # -- requests --------------------------------------------------------------------------------------
     def _accept(self, msg: Msg) -> Accepted:
@@ -531,8 +533,7 @@ class ServedEndpoint(Drawable):
             self.lifecycle.to(State.STOPPING)
             rec(Kind.STOP, "App", self.actor, instance_id=self.lease_id)
             runtime.recorder.settle()  # ...and its Stopping step draws it stopping, though the rest may share the turn
-            if self._health_task is not None:
-                self._health_task.cancel()
+            runtime._health.remove(self)
             if self._sub is not None:
                 await self._sub.unsubscribe()  # on TCP, later requests get the unknown-endpoint refusal
                 self._sub = None
@@ -560,8 +561,7 @@ class ServedEndpoint(Drawable):
         self.killed = True
         self.killed_at = time.time()
         self.lease_expires_at = self.runtime.lease_expires_at
-        if self._health_task is not None:
-            self._health_task.cancel()
+        self.runtime._health.remove(self)
         for task in tuple(self._inflight):
             task.cancel()
         self.runtime.recorder.record(Kind.KILL, "App", self.actor, instance_id=self.lease_id,
