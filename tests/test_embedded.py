@@ -125,3 +125,41 @@ async def test_invalid_subjects_are_rejected():
             await m.subscribe(bad, cb)
     with pytest.raises(ValueError, match="wildcard"):
         await m.publish("a.*", b"")
+
+
+async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its_own():
+    """The embedded worker runs a stream's first step as it takes the request: the handler must still see its
+    own task (timeouts, cancelling), keep its context variables to itself, and go on in that task after a wait."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller")
+    seen: dict[str, object] = {}
+
+    async def handler(request):
+        seen["task"] = asyncio.current_task()
+        var.set("handler")
+        yield "first"
+        if request == "wait":
+            try:
+                await asyncio.wait_for(asyncio.sleep(1), 0.01)  # times out in the handler's task, not the caller's
+            except asyncio.TimeoutError:
+                seen["timed out"] = True
+            seen["after"] = (asyncio.current_task(), var.get())
+            yield "second"
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        me = asyncio.current_task()
+        assert await (await client.generate("now")).collect() == ["first"]
+        assert seen["task"] is not me and var.get() == "caller"
+        assert await (await client.generate("wait")).collect() == ["first", "second"]
+        assert seen["timed out"] and seen["after"] == (seen["task"], "handler") and seen["task"] is not me
+        assert var.get() == "caller"
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()

@@ -13,9 +13,10 @@ import functools
 import heapq
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any, Coroutine, Generator
+from typing import TYPE_CHECKING
 
 from ..ratelog import warn_limited
+from .eager import Resumed, drive
 from .recorder import Kind
 
 if TYPE_CHECKING:
@@ -120,8 +121,7 @@ class HealthSweeper:
         except Exception:  # as an instance's own loop did, an unexpected failure ends its checks (and says so)
             log.exception("%s: health check failed", served.actor)
             return
-        served._health_check = task = loop.create_task(_finish(_Resumed(coro, waiting)),
-                                                       name=f"health:{served.key}")
+        served._health_check = task = loop.create_task(drive(Resumed(coro, waiting)), name=f"health:{served.key}")
         task.add_done_callback(functools.partial(_done, served))
 
 
@@ -130,40 +130,3 @@ def _done(served: "ServedEndpoint", task: "asyncio.Task[None]") -> None:
         served._health_check = None
     if not task.cancelled() and task.exception() is not None:
         log.error("%s: health check failed", served.actor, exc_info=task.exception())
-
-
-async def _finish(resumed: "_Resumed") -> None:
-    await resumed
-
-
-class _Resumed:
-    """A coroutine that already ran up to its first wait, to be awaited from there on (by a task).
-
-    It hands the task what the coroutine is waiting for, then passes on whatever the task sends or throws
-    (a result, a cancellation), as ``await`` itself would have.
-    """
-
-    __slots__ = ("_coro", "_waiting")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self._coro, self._waiting = coro, waiting
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting = self._coro, self._waiting
-        self._waiting = None
-        while True:
-            try:
-                sent = yield waiting
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    waiting = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting = coro.send(sent)
-                except StopIteration:
-                    return

@@ -433,8 +433,11 @@ class ServedEndpoint(Drawable):
         return b"", functools.partial(self._start_stream, control, request)
 
     def _start_stream(self, control: RequestHeader, request: Any) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._stream(control.request_id, control.connection_info, request, control.codec))
+        stream = self._stream(control.request_id, control.connection_info, request, control.codec)
+        if getattr(self.runtime.backend.responses, "eager", False):
+            self.runtime._eager.start(stream, self._inflight)  # frames never wait there: most streams end at once
+            return
+        task = asyncio.get_running_loop().create_task(stream)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
