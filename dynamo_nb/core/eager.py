@@ -66,6 +66,7 @@ class EagerStarter:
             task.cancel()
             inflight.add(task)
         else:
+            task._log_destroy_pending = True  # type: ignore[attr-defined]  # it now runs a stream
             spare.handover.set_result(resumed)
         task.add_done_callback(inflight.discard)
 
@@ -82,6 +83,7 @@ class _Spare:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.handover: asyncio.Future[Resumed | None] = loop.create_future()
         self.task = loop.create_task(self._park())
+        self.task._log_destroy_pending = False  # type: ignore[attr-defined]  # parked: nothing lost if dropped
 
     async def _park(self) -> None:
         resumed = await self.handover
