@@ -163,3 +163,26 @@ async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its
     finally:
         await caller.shutdown()
         await worker.shutdown()
+
+
+async def test_a_handler_that_calls_another_endpoint_gets_its_answer():
+    """A call made from inside a handler started with its request (the stream of a chain of workers)."""
+    world = EmbeddedWorld()
+    first, second, caller = [await DistributedRuntime.create(world=world) for _ in range(3)]
+    try:
+        await second.endpoint("dynamo.second.gen").endpoint_builder().handler(gen).start()
+        inner = await first.endpoint("dynamo.second.gen").client()
+        await inner.wait_for_instances(timeout=2)
+
+        async def relay(request):
+            async for item in await inner.generate(request):
+                yield {"relayed": item}
+
+        await first.endpoint("dynamo.first.gen").endpoint_builder().handler(relay).start()
+        client = await caller.endpoint("dynamo.first.gen").client()
+        await client.wait_for_instances(timeout=2)
+        for i in range(3):
+            assert await (await client.generate(i)).collect() == [{"relayed": i}]
+    finally:
+        for runtime in (caller, first, second):
+            await runtime.shutdown()

@@ -21,15 +21,18 @@ __all__ = ["EagerStarter", "Resumed", "drive"]
 class EagerStarter:
     """Starts coroutines eagerly on one event loop (a runtime's), with one parked task kept for the next start."""
 
+    #: A start inside a first step (a handler calling another endpoint, of any runtime) gets a plain task: first
+    #: steps never nest, so a chain of calls never deepens the stack.
+    _running = False
+
     def __init__(self) -> None:
         self._spare: _Spare | None = None
-        self._running = False  # a start inside a first step (a handler calling another endpoint) gets a plain task
 
     def start(self, coro: Coroutine[Any, Any, None], inflight: "set[asyncio.Task[None]]") -> None:
         """Run ``coro`` until it ends or first waits; what waits goes on in a task, kept in ``inflight`` until
         done (the task is there during the first step too)."""
         loop = asyncio.get_running_loop()
-        if self._running:
+        if EagerStarter._running:
             task = loop.create_task(coro)
             inflight.add(task)
             task.add_done_callback(inflight.discard)
@@ -44,7 +47,7 @@ class EagerStarter:
             _leave_task(loop, caller)
         _enter_task(loop, task)
         inflight.add(task)
-        self._running = True
+        EagerStarter._running = True
         try:
             waiting = context.run(coro.send, None)
         except BaseException as exc:  # ended (StopIteration), or failed as a task's coroutine would
@@ -53,7 +56,7 @@ class EagerStarter:
                 loop.call_exception_handler({"message": "eagerly started coroutine failed", "exception": exc})
             return
         finally:
-            self._running = False
+            EagerStarter._running = False
             _leave_task(loop, task)
             if caller is not None:
                 _enter_task(loop, caller)
