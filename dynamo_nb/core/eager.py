@@ -5,7 +5,9 @@ to its end without waiting (its frames go into an in-process queue), so it needs
 every frame without waiting for the task's turn. While the step runs it still looks as in a task: in a copy of
 the starter's context, with ``asyncio.current_task()`` giving a task parked for the purpose (so
 ``asyncio.timeout()``, task groups and ``current_task().cancel()`` work), and a step that waits goes on in that
-very task from where it stopped. The next start parks another.
+very task from where it stopped; the next start parks another. A step that ends without waiting leaves the
+parked task to the next start: the one thing that differs from a task of its own is that a task kept from
+``current_task()`` in such a step, and cancelled after the step ended, may cancel a later stream.
 """
 
 from __future__ import annotations
