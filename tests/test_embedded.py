@@ -157,6 +157,8 @@ async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its
         me = asyncio.current_task()
         assert await (await client.generate("now")).collect() == ["first"]
         assert seen["task"] is not me and var.get() == "caller"
+        await asyncio.sleep(0)
+        assert seen["task"].done(), "the handler's task outlived its stream"  # cancelling it later does nothing
         assert await (await client.generate("wait")).collect() == ["first", "second"]
         assert seen["timed out"] and seen["after"] == (seen["task"], "handler") and seen["task"] is not me
         assert var.get() == "caller"

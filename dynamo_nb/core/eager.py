@@ -6,14 +6,15 @@ every frame without waiting for the task's turn. While the step runs it still lo
 the starter's context, with ``asyncio.current_task()`` giving a task parked for the purpose (so
 ``asyncio.timeout()``, task groups and ``current_task().cancel()`` work), and a step that waits goes on in that
 very task from where it stopped; the next start parks another. A step that ends without waiting leaves the
-parked task to the next start: the one thing that differs from a task of its own is that a task kept from
-``current_task()`` in such a step, and cancelled after the step ended, may cancel a later stream.
+parked task to the next start, unless the step kept a reference to it (a task kept from ``current_task()`` and
+cancelled later must not cancel someone else's stream): then that task just ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from asyncio.tasks import _enter_task, _leave_task
 from typing import Any, Coroutine, Generator
 
@@ -50,9 +51,13 @@ class EagerStarter:
         _enter_task(loop, task)
         inflight.add(task)
         EagerStarter._running = True
+        refs = sys.getrefcount(task)
         try:
             waiting = context.run(coro.send, None)
         except BaseException as exc:  # ended (StopIteration), or failed as a task's coroutine would
+            if sys.getrefcount(task) > refs:  # the step kept its task somewhere: it is not handed to the next
+                self._spare = None
+                spare.handover.set_result(None)
             inflight.discard(task)
             if not isinstance(exc, (StopIteration, asyncio.CancelledError)):
                 loop.call_exception_handler({"message": "eagerly started coroutine failed", "exception": exc})
