@@ -66,6 +66,7 @@ class HealthSweeper:
         self._tickets = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._when = 0.0  # what the timer was set for
+        self._sweeping = False
 
     def add(self, served: "ServedEndpoint", delay: float = 0.0) -> None:
         """Check ``served`` in ``delay`` seconds (at once: on the next turn of the loop)."""
@@ -73,8 +74,8 @@ class HealthSweeper:
         when = loop.time() + delay
         ticket = served._health_ticket = next(self._tickets)
         heapq.heappush(self._due, (when, ticket, served))
-        if self._timer is None or when < self._when:
-            self._arm(loop, when)
+        if not self._sweeping and (self._timer is None or when < self._when):
+            self._arm(loop, when)  # (a sweep sets the timer once it is done, for the earliest of all)
 
     def remove(self, served: "ServedEndpoint") -> None:
         """No more checks of ``served``; a check under way is cancelled (as its task was)."""
@@ -101,15 +102,20 @@ class HealthSweeper:
         loop = asyncio.get_running_loop()
         self._timer = None
         until = max(loop.time(), self._when)  # a loop may fire a timer early: what it was set for is due
-        due = self._due
-        while due and due[0][0] <= until:
-            _, ticket, served = heapq.heappop(due)
-            if served._health_ticket == ticket:  # else stopped, killed, or checked again since
-                served._health_ticket = -1
-                self._check(loop, served)
+        due, ready = self._due, []
+        while due and due[0][0] <= until:  # the checks due now; those they book go to a later sweep
+            ready.append(heapq.heappop(due))
+        self._sweeping = True
+        try:
+            for _, ticket, served in ready:
+                if served._health_ticket == ticket:  # else stopped, killed, or checked again since
+                    served._health_ticket = -1
+                    self._check(loop, served)
+        finally:
+            self._sweeping = False
         while due and due[0][1] != due[0][2]._health_ticket:
             heapq.heappop(due)
-        if due and self._timer is None:
+        if due and (self._timer is None or due[0][0] < self._when):
             self._arm(loop, due[0][0])
 
     def _check(self, loop: asyncio.AbstractEventLoop, served: "ServedEndpoint") -> None:
