@@ -188,3 +188,36 @@ async def test_a_handler_that_calls_another_endpoint_gets_its_answer():
     finally:
         for runtime in (caller, first, second):
             await runtime.shutdown()
+
+
+async def test_a_handler_that_cancels_and_keeps_its_own_task_ends_its_stream_alone():
+    """A handler may cancel its own task (as with ``asyncio.current_task().cancel()``) and keep it: only its own
+    stream ends, the caller and later calls are untouched."""
+    kept = []
+
+    async def handler(request):
+        if request == "cancel":
+            task = asyncio.current_task()
+            kept.append(task)
+            task.cancel()
+            await asyncio.sleep(0)  # the cancellation lands here, in the handler's task
+        yield request
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        try:
+            await (await client.generate("cancel")).collect()
+        except Exception:  # the stream of a cancelled handler ends unfinished
+            pass
+        assert kept and kept[0] is not asyncio.current_task()
+        assert await (await client.generate("next")).collect() == ["next"]
+        kept[0].cancel()  # cancelling it again, later, touches nobody
+        assert await (await client.generate("after")).collect() == ["after"]
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()

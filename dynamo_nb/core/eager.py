@@ -41,7 +41,7 @@ class EagerStarter:
             task.add_done_callback(inflight.discard)
             return
         spare = self._spare
-        if spare is None or spare.task.done() or spare.handover.done():
+        if spare is None or spare.task.done() or spare.handover.done() or _cancel_asked(spare.task):
             spare = self._spare = _Spare(loop)
         task = spare.task
         context = contextvars.copy_context()
@@ -57,7 +57,8 @@ class EagerStarter:
         except BaseException as exc:  # ended (StopIteration), or failed as a task's coroutine would
             if sys.getrefcount(task) > refs:  # the step kept its task somewhere: it is not handed to the next
                 self._spare = None
-                spare.handover.set_result(None)
+                if not spare.handover.done():  # (done: the step cancelled it, and it ends so)
+                    spare.handover.set_result(None)
             inflight.discard(task)
             if not isinstance(exc, (StopIteration, asyncio.CancelledError)):
                 loop.call_exception_handler({"message": "eagerly started coroutine failed", "exception": exc})
@@ -69,15 +70,17 @@ class EagerStarter:
                 _enter_task(loop, caller)
         # It waits: the parked task takes it from here (a new one is parked for the next start).
         self._spare = None
-        resumed = Resumed(coro, waiting, context)
-        if spare.handover.done():  # the step cancelled its own task: the rest runs in a task cancelled at once
+        if spare.handover.done() or _cancel_asked(task):
+            # The step cancelled its own task: as in a task, what it waits for is cancelled, and the cancellation
+            # reaches it there (in a task of its own, the cancelled one having ended).
+            if waiting is not None and hasattr(waiting, "cancel"):
+                waiting.cancel()
             inflight.discard(task)
-            task = loop.create_task(drive(resumed))
-            task.cancel()
+            task = loop.create_task(drive(Resumed(coro, waiting, context, throw=asyncio.CancelledError())))
             inflight.add(task)
         else:
             task._log_destroy_pending = True  # type: ignore[attr-defined]  # it now runs a stream
-            spare.handover.set_result(resumed)
+            spare.handover.set_result(Resumed(coro, waiting, context))
         task.add_done_callback(inflight.discard)
 
     def close(self) -> None:
@@ -85,6 +88,12 @@ class EagerStarter:
         spare, self._spare = self._spare, None
         if spare is not None and not spare.handover.done():
             spare.handover.set_result(None)
+
+
+def _cancel_asked(task: "asyncio.Task[Any]") -> bool:
+    """Whether ``task`` was asked to cancel (a task that has not run yet ends so without running anything)."""
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling() if cancelling is not None else getattr(task, "_must_cancel", False))
 
 
 class _Spare:
@@ -109,19 +118,25 @@ async def drive(resumed: "Resumed") -> None:
 class Resumed:
     """A coroutine that already ran up to its first wait, to be awaited from there on (by a task).
 
-    It hands the task what the coroutine is waiting for, then passes on whatever the task sends or throws (a
-    result, a cancellation), as ``await`` itself would have; each step in ``context`` when one is given.
+    It hands the task what the coroutine is waiting for (or first throws ``throw`` in where it waits), then passes
+    on whatever the task sends or throws (a result, a cancellation), as ``await`` itself would have; each step in
+    ``context`` when one is given.
     """
 
-    __slots__ = ("_coro", "_waiting", "_context")
+    __slots__ = ("_coro", "_waiting", "_context", "_throw")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any,
-                 context: contextvars.Context | None = None) -> None:
-        self._coro, self._waiting, self._context = coro, waiting, context
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any, context: contextvars.Context | None = None,
+                 throw: BaseException | None = None) -> None:
+        self._coro, self._waiting, self._context, self._throw = coro, waiting, context, throw
 
     def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting, context = self._coro, self._waiting, self._context
-        self._waiting = None
+        coro, waiting, context, throw = self._coro, self._waiting, self._context, self._throw
+        self._waiting = self._throw = None
+        if throw is not None:
+            try:
+                waiting = coro.throw(throw) if context is None else context.run(coro.throw, throw)
+            except StopIteration:
+                return
         while True:
             try:
                 sent = yield waiting

@@ -54,11 +54,10 @@ class HealthSweeper:
     """Every health check of one runtime's instances, from one timer instead of one task per instance.
 
     An instance is checked as it starts, then the runtime's ``health_check_interval`` after each check ended, as
-    its own loop did;
-    the instances due are checked in order. A check that finishes without waiting (the embedded backend's, once
-    its service answered a PING this interval) costs no task; one that waits (a PING, a real etcd read) goes on
-    in a task of its own, so a slow check never holds back the others. Thousands of instances then cost one
-    timer, not thousands of sleeping tasks and their timers the garbage collector walks.
+    its own loop did; the instances due are checked in order. A check that finishes without waiting (the embedded
+    backend's, once its service answered a PING this interval) costs no task; one that waits (a PING, a real etcd
+    read) goes on in a task of its own, so a slow check never holds back the others. Thousands of instances then
+    cost one timer, not thousands of sleeping tasks and their timers the garbage collector walks.
     """
 
     def __init__(self) -> None:
