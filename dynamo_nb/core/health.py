@@ -56,8 +56,9 @@ class HealthSweeper:
     An instance is checked as it starts, then the runtime's ``health_check_interval`` after each check ended, as
     its own loop did; the instances due are checked in order. A check that finishes without waiting (the embedded
     backend's, once its service answered a PING this interval) costs no task; one that waits (a PING, a real etcd
-    read) goes on in a task of its own, so a slow check never holds back the others. Thousands of instances then
-    cost one timer, not thousands of sleeping tasks and their timers the garbage collector walks.
+    read) goes on in a task of its own, so a slow check never holds back the others (on real servers every check
+    runs in a task, their client libraries' code included). Thousands of instances then cost one timer, not
+    thousands of sleeping tasks and their timers the garbage collector walks.
     """
 
     def __init__(self) -> None:
@@ -119,6 +120,10 @@ class HealthSweeper:
 
     def _check(self, loop: asyncio.AbstractEventLoop, served: "ServedEndpoint") -> None:
         coro = served._health_round()
+        if served.runtime.backend.kind != "embedded":  # others' client libraries may want to run in a task
+            served._health_check = task = loop.create_task(coro, name=f"health:{served.key}")
+            task.add_done_callback(functools.partial(_done, served))
+            return
         try:
             waiting = coro.send(None)
         except (StopIteration, asyncio.CancelledError):  # done; or cancelled from within, which ends it as in a task
