@@ -71,6 +71,10 @@ class HealthSweeper:
     def add(self, served: "ServedEndpoint", delay: float = 0.0) -> None:
         """Check ``served`` in ``delay`` seconds (at once: on the next turn of the loop)."""
         loop = asyncio.get_running_loop()
+        if delay <= 0 and served.runtime.backend.kind != "embedded":
+            served._health_ticket = -1  # its task starts now, and reads the key on the next turn, as it always did
+            self._check(loop, served)
+            return
         when = loop.time() + delay
         ticket = served._health_ticket = next(self._tickets)
         heapq.heappush(self._due, (when, ticket, served))
