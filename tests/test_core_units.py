@@ -139,3 +139,36 @@ async def test_endpoints_of_one_component_share_one_ping_per_health_interval(wor
     # 8 endpoints × 3 checks (at 0, 0.2 and 0.4 s) were 24 PINGs, one per check
     assert 1 <= len(pings) <= 8, f"{len(pings)} PINGs for 8 endpoints of one service in 0.5 s"
     await rt.shutdown()
+
+
+async def test_health_checks_need_no_task_per_endpoint_and_a_stuck_one_holds_back_no_other(world):
+    """One runtime checks all its instances; a check that waits (here for ever) waits alone, and a stop ends it."""
+    import asyncio
+
+    from dynamo_nb import DistributedRuntime
+
+    rt = await DistributedRuntime.create(world=world, health_check_interval=0.05)
+
+    async def echo(request):
+        yield request
+
+    served = [await rt.endpoint(f"ns.Comp{i}.ep{i}").endpoint_builder().handler(echo).start() for i in range(2)]
+    before = len(asyncio.all_tasks())  # with both components' services up
+    served += [await rt.endpoint(f"ns.Comp{i % 2}.ep{i}").endpoint_builder().handler(echo).start()
+               for i in range(2, 50)]
+    for s in served:
+        await s.wait_for_state(State.HEALTHY, timeout=5)
+    assert len(asyncio.all_tasks()) - before < 5, "a task per endpoint"
+
+    stuck, other = served[0], served[1]
+    async def hang(timeout: float) -> None:
+        await asyncio.get_running_loop().create_future()
+
+    stuck.service.check = hang  # its component's PING never answers: its checks wait
+    other.service._answered_at = 0.0  # the other component's next check PINGs again
+    await asyncio.sleep(0.2)
+    assert other.service._answered_at > 0.0, "the other component's checks were held back"
+    assert [s.state for s in served] == [State.HEALTHY] * 50  # a check under way changes nothing yet
+    await stuck.stop(drain_timeout=0.1)  # ends its check under way
+    assert stuck.state is State.DEREGISTERED
+    await rt.shutdown()

@@ -125,3 +125,99 @@ async def test_invalid_subjects_are_rejected():
             await m.subscribe(bad, cb)
     with pytest.raises(ValueError, match="wildcard"):
         await m.publish("a.*", b"")
+
+
+async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its_own():
+    """The embedded worker runs a stream's first step as it takes the request: the handler must still see its
+    own task (timeouts, cancelling), keep its context variables to itself, and go on in that task after a wait."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller")
+    seen: dict[str, object] = {}
+
+    async def handler(request):
+        seen["task"] = asyncio.current_task()
+        var.set("handler")
+        yield "first"
+        if request == "wait":
+            try:
+                await asyncio.wait_for(asyncio.sleep(1), 0.01)  # times out in the handler's task, not the caller's
+            except asyncio.TimeoutError:
+                seen["timed out"] = True
+            seen["after"] = (asyncio.current_task(), var.get())
+            yield "second"
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        me = asyncio.current_task()
+        assert await (await client.generate("now")).collect() == ["first"]
+        assert seen["task"] is not me and var.get() == "caller"
+        await asyncio.sleep(0)
+        assert seen["task"].done(), "the handler's task outlived its stream"  # cancelling it later does nothing
+        assert await (await client.generate("wait")).collect() == ["first", "second"]
+        assert seen["timed out"] and seen["after"] == (seen["task"], "handler") and seen["task"] is not me
+        assert var.get() == "caller"
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()
+
+
+async def test_a_handler_that_calls_another_endpoint_gets_its_answer():
+    """A call made from inside a handler started with its request (the stream of a chain of workers)."""
+    world = EmbeddedWorld()
+    first, second, caller = [await DistributedRuntime.create(world=world) for _ in range(3)]
+    try:
+        await second.endpoint("dynamo.second.gen").endpoint_builder().handler(gen).start()
+        inner = await first.endpoint("dynamo.second.gen").client()
+        await inner.wait_for_instances(timeout=2)
+
+        async def relay(request):
+            async for item in await inner.generate(request):
+                yield {"relayed": item}
+
+        await first.endpoint("dynamo.first.gen").endpoint_builder().handler(relay).start()
+        client = await caller.endpoint("dynamo.first.gen").client()
+        await client.wait_for_instances(timeout=2)
+        for i in range(3):
+            assert await (await client.generate(i)).collect() == [{"relayed": i}]
+    finally:
+        for runtime in (caller, first, second):
+            await runtime.shutdown()
+
+
+async def test_a_handler_that_cancels_and_keeps_its_own_task_ends_its_stream_alone():
+    """A handler may cancel its own task (as with ``asyncio.current_task().cancel()``) and keep it: only its own
+    stream ends, the caller and later calls are untouched."""
+    kept = []
+
+    async def handler(request):
+        if request == "cancel":
+            task = asyncio.current_task()
+            kept.append(task)
+            task.cancel()
+            await asyncio.sleep(0)  # the cancellation lands here, in the handler's task
+        yield request
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        try:
+            await (await client.generate("cancel")).collect()
+        except Exception:  # the stream of a cancelled handler ends unfinished
+            pass
+        assert kept and kept[0] is not asyncio.current_task()
+        assert await (await client.generate("next")).collect() == ["next"]
+        kept[0].cancel()  # cancelling it again, later, touches nobody
+        assert await (await client.generate("after")).collect() == ["after"]
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()

@@ -7,16 +7,22 @@ missing or altered; when that fails it says why, and the instance leaves Healthy
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
+import heapq
+import itertools
 import logging
 from typing import TYPE_CHECKING
 
 from ..ratelog import warn_limited
+from .eager import Resumed, drive
 from .recorder import Kind
 
 if TYPE_CHECKING:
     from .served import ServedEndpoint
 
-__all__ = ["ensure_registered"]
+__all__ = ["ensure_registered", "HealthSweeper"]
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +48,99 @@ async def ensure_registered(served: "ServedEndpoint") -> str:
                             replaces=served.key, namespace=ep.namespace.name, component=ep.component.name,
                             endpoint=ep.name, subject=served.subject)
     return ""
+
+
+class HealthSweeper:
+    """Every health check of one runtime's instances, from one timer instead of one task per instance.
+
+    An instance is checked as it starts, then the runtime's ``health_check_interval`` after each check ended, as
+    its own loop did; the instances due are checked in order. A check that finishes without waiting (the embedded
+    backend's, once its service answered a PING this interval) costs no task; one that waits (a PING, a real etcd
+    read) goes on in a task of its own, so a slow check never holds back the others (on real servers every check
+    runs in a task, their client libraries' code included). Thousands of instances then cost one timer, not
+    thousands of sleeping tasks and their timers the garbage collector walks.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, "ServedEndpoint"]] = []  # (when, ticket, instance): a heap
+        self._tickets = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._when = 0.0  # what the timer was set for
+        self._sweeping = False
+
+    def add(self, served: "ServedEndpoint", delay: float = 0.0) -> None:
+        """Check ``served`` in ``delay`` seconds (at once: on the next turn of the loop)."""
+        loop = asyncio.get_running_loop()
+        if delay <= 0 and served.runtime.backend.kind != "embedded":
+            served._health_ticket = -1  # its task starts now, and reads the key on the next turn, as it always did
+            self._check(loop, served)
+            return
+        when = loop.time() + delay
+        ticket = served._health_ticket = next(self._tickets)
+        heapq.heappush(self._due, (when, ticket, served))
+        if not self._sweeping and (self._timer is None or when < self._when):
+            self._arm(loop, when)  # (a sweep sets the timer once it is done, for the earliest of all)
+
+    def remove(self, served: "ServedEndpoint") -> None:
+        """No more checks of ``served``; a check under way is cancelled (as its task was)."""
+        served._health_ticket = -1
+        task, served._health_check = served._health_check, None
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, _, served in self._due:
+            self.remove(served)
+        self._due.clear()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._when = when
+        self._timer = loop.call_at(when, self._sweep, context=contextvars.Context())  # nobody's context
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = None
+        until = max(loop.time(), self._when)  # a loop may fire a timer early: what it was set for is due
+        due, ready = self._due, []
+        while due and due[0][0] <= until:  # the checks due now; those they book go to a later sweep
+            ready.append(heapq.heappop(due))
+        self._sweeping = True
+        try:
+            for _, ticket, served in ready:
+                if served._health_ticket == ticket:  # else stopped, killed, or checked again since
+                    served._health_ticket = -1
+                    self._check(loop, served)
+        finally:
+            self._sweeping = False
+        while due and due[0][1] != due[0][2]._health_ticket:
+            heapq.heappop(due)
+        if due and (self._timer is None or due[0][0] < self._when):
+            self._arm(loop, due[0][0])
+
+    def _check(self, loop: asyncio.AbstractEventLoop, served: "ServedEndpoint") -> None:
+        coro = served._health_round()
+        if served.runtime.backend.kind != "embedded":  # others' client libraries may want to run in a task
+            served._health_check = task = loop.create_task(coro, name=f"health:{served.key}")
+            task.add_done_callback(functools.partial(_done, served))
+            return
+        try:
+            waiting = coro.send(None)
+        except (StopIteration, asyncio.CancelledError):  # done; or cancelled from within, which ends it as in a task
+            return
+        except Exception:  # as an instance's own loop did, an unexpected failure ends its checks (and says so)
+            log.exception("%s: health check failed", served.actor)
+            return
+        served._health_check = task = loop.create_task(drive(Resumed(coro, waiting)), name=f"health:{served.key}")
+        task.add_done_callback(functools.partial(_done, served))
+
+
+def _done(served: "ServedEndpoint", task: "asyncio.Task[None]") -> None:
+    if served._health_check is task:
+        served._health_check = None
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s: health check failed", served.actor, exc_info=task.exception())

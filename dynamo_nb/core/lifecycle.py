@@ -87,7 +87,7 @@ class Lifecycle:
         self.state = State.CREATED
         self.history: list[tuple[State, float]] = [(State.CREATED, now)]
         self._listeners: list[Listener] = []
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None  # made when someone waits (thousands of instances wait for none)
 
     def to(self, state: State) -> bool:
         """Move to ``state``; returns False for a no-op (already there)."""
@@ -98,8 +98,9 @@ class Lifecycle:
         now = time.time()
         self.state = state
         self.history.append((state, now))
-        self._changed.set()
-        self._changed = asyncio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
         for listener in tuple(self._listeners):
             listener(state, now)
         return True
@@ -118,6 +119,8 @@ class Lifecycle:
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while self.state not in states:
             changed = self._changed
+            if changed is None:
+                changed = self._changed = asyncio.Event()
             remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
             if remaining is not None and remaining <= 0:
                 wanted = "/".join(map(str, states))

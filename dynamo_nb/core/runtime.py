@@ -16,7 +16,9 @@ from .. import names
 from ..backends.base import Backend
 from ..errors import RuntimeClosedError
 from ..transport.profile import SEED, SeedProfile
+from .eager import EagerStarter
 from .events import EventSubscription
+from .health import HealthSweeper
 from .drawable import Drawable
 from .model import Component, Endpoint, Namespace
 from .recorder import Kind
@@ -126,6 +128,8 @@ class DistributedRuntime(Drawable):
         # calls made by clients since closed (they still happened), merged per caller and callee instance
         self._past_calls: dict[tuple[str, int, str, int], CallSnap] = {}
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._health = HealthSweeper()  # every served instance's health checks
+        self._eager = EagerStarter()  # request streams on a plane whose frames never wait
         self._lease_lock = asyncio.Lock()
         self.keepalives = 0
         self.events_unsent = 0  # events publish() raised for because NATS was down (never silently lost)
@@ -591,6 +595,8 @@ class DistributedRuntime(Drawable):
             except Exception as exc:
                 log.warning("%s: stopping %s failed: %s", self.name, served.actor, exc)
         self.closed = True
+        self._health.close()
+        self._eager.close()
         for client in list(self._clients):
             await client.close()
         for sub in list(self._event_subscriptions):
@@ -618,6 +624,8 @@ class DistributedRuntime(Drawable):
         await self._stop_keepalive()
         for served in list(self._served):
             served._kill()
+        self._health.close()
+        self._eager.close()
         self.recorder.record(Kind.KILL, "App", self.name, lease_id=self.primary_lease_id,
                              lease_expires_at=self.lease_expires_at)
         await self.backend.messaging.close()  # subscriptions vanish: callers get no-responders at once

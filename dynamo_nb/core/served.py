@@ -190,11 +190,15 @@ class ServedEndpoint(Drawable):
         self._sub: Subscription | None = None
         self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
         self._inflight: set[asyncio.Task[None]] = set()
-        self._stopped = asyncio.Event()
-        self._health_task: asyncio.Task[None] | None = None
+        # Events and the stop lock are made when first waited for: thousands of instances wait for none of them.
+        self._stopped = False
+        self._stopped_event: asyncio.Event | None = None
+        self._health_ticket = -1  # its place in the runtime's health sweeper (-1: no check booked)
+        self._health_check: asyncio.Task[None] | None = None  # a check that had to wait, still under way
         self.health_reason = ""  # why the last health check failed ("" when it passed)
-        self._stop_lock = asyncio.Lock()
-        self._start_settled = asyncio.Event()  # start() finished, either way: a stop waits for it
+        self._stop_lock: asyncio.Lock | None = None
+        self._start_settled = False  # start() finished, either way: a stop waits for it
+        self._settled_event: asyncio.Event | None = None
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
         self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
@@ -233,7 +237,15 @@ class ServedEndpoint(Drawable):
         return await self.lifecycle.wait_for(*(State(s) for s in states), timeout=timeout)
 
     async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+        if not self._stopped:
+            if self._stopped_event is None:
+                self._stopped_event = asyncio.Event()
+            await self._stopped_event.wait()
+
+    def _set_stopped(self) -> None:
+        self._stopped = True
+        if self._stopped_event is not None:
+            self._stopped_event.set()
 
     def _record_transition(self, state: State, ts: float) -> None:
         reason = {"reason": self.health_reason} if state is State.RUNNING and self.health_reason else {}
@@ -245,7 +257,9 @@ class ServedEndpoint(Drawable):
         try:
             await self._start_steps()
         finally:
-            self._start_settled.set()
+            self._start_settled = True
+            if self._settled_event is not None:
+                self._settled_event.set()
 
     async def _start_steps(self) -> None:
         runtime, ep = self.runtime, self.endpoint
@@ -308,7 +322,7 @@ class ServedEndpoint(Drawable):
         except BaseException:
             await self._abort_start()
             raise
-        self._health_task = asyncio.get_running_loop().create_task(self._health_loop(), name=f"health:{self.key}")
+        runtime._health.add(self)
 
     def instance_value(self) -> bytes:
         """The value this instance registers at its key (with the address callers reach it at, on a TCP plane).
@@ -343,7 +357,7 @@ class ServedEndpoint(Drawable):
             self.lifecycle.to(State.STOPPING)
             self.lifecycle.to(State.DEREGISTERED)
         self.runtime._release_lease(self)
-        self._stopped.set()
+        self._set_stopped()
 
     async def _reregister(self, lease_id: int) -> None:
         """After the lease was lost (etcd restarted, lease expired), come back under a new one."""
@@ -391,14 +405,15 @@ class ServedEndpoint(Drawable):
         self.health_reason = await ensure_registered(self)
         return not self.health_reason
 
-    async def _health_loop(self) -> None:
-        interval = self.runtime.health_check_interval
-        while self.lifecycle.state in (State.RUNNING, State.HEALTHY):
-            ok = await self.check_health()
-            if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
-                return
-            self.lifecycle.to(State.HEALTHY if ok else State.RUNNING)
-            await asyncio.sleep(interval)
+    async def _health_round(self) -> None:
+        """One check and the transition it calls for; the runtime's sweeper then books the next one."""
+        if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
+            return
+        ok = await self.check_health()
+        if self.lifecycle.state not in (State.RUNNING, State.HEALTHY):
+            return
+        self.lifecycle.to(State.HEALTHY if ok else State.RUNNING)
+        self.runtime._health.add(self, self.runtime.health_check_interval)
 
     # -- requests --------------------------------------------------------------------------------------
     def _accept(self, msg: Msg) -> Accepted:
@@ -431,8 +446,11 @@ class ServedEndpoint(Drawable):
         return b"", functools.partial(self._start_stream, control, request)
 
     def _start_stream(self, control: RequestHeader, request: Any) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._stream(control.request_id, control.connection_info, request, control.codec))
+        stream = self._stream(control.request_id, control.connection_info, request, control.codec)
+        if getattr(self.runtime.backend.responses, "eager", False):
+            self.runtime._eager.start(stream, self._inflight)  # frames never wait there: most streams end at once
+            return
+        task = asyncio.get_running_loop().create_task(stream)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -521,7 +539,12 @@ class ServedEndpoint(Drawable):
 
         A stop that comes while the instance is still starting waits for the start to finish first.
         """
-        await self._start_settled.wait()
+        if not self._start_settled:
+            if self._settled_event is None:
+                self._settled_event = asyncio.Event()
+            await self._settled_event.wait()
+        if self._stop_lock is None:
+            self._stop_lock = asyncio.Lock()
         async with self._stop_lock:
             if self.lifecycle.state in (State.STOPPING, State.DEREGISTERED) or self.killed:
                 return
@@ -531,8 +554,7 @@ class ServedEndpoint(Drawable):
             self.lifecycle.to(State.STOPPING)
             rec(Kind.STOP, "App", self.actor, instance_id=self.lease_id)
             runtime.recorder.settle()  # ...and its Stopping step draws it stopping, though the rest may share the turn
-            if self._health_task is not None:
-                self._health_task.cancel()
+            runtime._health.remove(self)
             if self._sub is not None:
                 await self._sub.unsubscribe()  # on TCP, later requests get the unknown-endpoint refusal
                 self._sub = None
@@ -553,22 +575,21 @@ class ServedEndpoint(Drawable):
                 await runtime._deregister(self)
             finally:
                 self.lifecycle.to(State.DEREGISTERED)
-                self._stopped.set()
+                self._set_stopped()
 
     def _kill(self) -> None:
         """The process died: no deregistration, in-flight streams end abruptly (called by runtime.kill)."""
         self.killed = True
         self.killed_at = time.time()
         self.lease_expires_at = self.runtime.lease_expires_at
-        if self._health_task is not None:
-            self._health_task.cancel()
+        self.runtime._health.remove(self)
         for task in tuple(self._inflight):
             task.cancel()
         self.runtime.recorder.record(Kind.KILL, "App", self.actor, instance_id=self.lease_id,
                                      lease_expires_at=self.lease_expires_at)
         if State.KILLED in TRANSITIONS[self.lifecycle.state]:
             self.lifecycle.to(State.KILLED)
-        self._stopped.set()
+        self._set_stopped()
 
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self) -> InstanceSnap:

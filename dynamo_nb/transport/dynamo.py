@@ -27,7 +27,7 @@ from .. import names
 from ..errors import InvalidNameError, ProtocolError
 from . import codec as codecs
 from . import fastjson, validate
-from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile
+from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile, _sent, _SENT
 
 __all__ = ["DynamoProfile", "PLANES", "DYNAMO_VERSION", "dynamo_error"]
 
@@ -251,10 +251,14 @@ class DynamoProfile(SeedProfile):
 
     # -- request control header ------------------------------------------------------------------------
     def request_header(self, request_id: str, connection_info: dict[str, Any], codec: str = "json") -> bytes:
-        return _dumps({"id": request_id, "request_type": "single_in", "response_type": "many_out",
-                       "payload_codec": codec, "connection_info": connection_info}).encode()
+        header = _dumps({"id": request_id, "request_type": "single_in", "response_type": "many_out",
+                         "payload_codec": codec, "connection_info": connection_info}).encode()
+        return _sent(header, RequestHeader(request_id, connection_info, codec))
 
     def parse_request(self, header: bytes) -> RequestHeader:
+        known = _SENT.pop(header, None)
+        if known is not None:
+            return known
         request_id, info, doc = self._request_doc(header)
         codec = doc.get("payload_codec") or "json"
         if codec not in codecs.CODECS:

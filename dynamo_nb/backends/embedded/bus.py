@@ -53,7 +53,12 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 
 class _Sub:
-    """A subscription; messages are handled one at a time, in order, by its own task."""
+    """A subscription; messages are handled one at a time, in order, by its own task.
+
+    A callback that never waits (a served instance's requests) runs as the message is published, in order, one
+    at a time, as the task would run it: such a subscription needs no task, which spares a task, its inbox and
+    their futures for each of the thousands of endpoints one runtime may serve.
+    """
 
     def __init__(self, bus: "EmbeddedNats", conn: "EmbeddedMessaging", subject: str, queue: str,
                  cb: Callable[[Msg], Awaitable[None]]) -> None:
@@ -62,17 +67,19 @@ class _Sub:
         self.conn = conn
         self._bus = bus
         self._cb = cb
-        self._inbox: Channel[Msg | None] = Channel()
-        self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"sub:{subject}")
         self.delivered = 0
-        # A callback that never waits runs as the message is published: in order, one at a time, as the task
-        # would run it, without a hand-off per message (a served instance's requests).
         self._accept = cb.accept if isinstance(cb, RequestHandler) else None
+        self._inbox: Channel[Msg | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        if self._accept is None:
+            self._inbox = Channel()
+            self._task = asyncio.get_running_loop().create_task(self._pump(self._inbox), name=f"sub:{subject}")
 
     def deliver(self, msg: Msg) -> None:
         self.delivered += 1
         accept = self._accept
         if accept is None:
+            assert self._inbox is not None
             self._inbox.put(msg)
             return
         try:
@@ -89,9 +96,9 @@ class _Sub:
             if start is not None:
                 start()
 
-    async def _pump(self) -> None:
+    async def _pump(self, inbox: "Channel[Msg | None]") -> None:
         while True:
-            msg = await self._inbox.get()
+            msg = await inbox.get()
             if msg is None:
                 return
             try:
@@ -105,7 +112,7 @@ class _Sub:
 
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)
-        if self._bus._remove(self):
+        if self._bus._remove(self) and self._inbox is not None:
             self._inbox.put(None)
 
 

@@ -29,13 +29,18 @@ class _Receiver:
         self._on_close: list = []
         self._on_control: list = []
         self.claimed = False  # a worker connected: the request reached it, whether or not its ack arrives
+        self._waited = False  # the caller waited for a frame at least once
 
     def __aiter__(self) -> "_Receiver":
         return self
 
     async def __anext__(self) -> tuple[bytes, bytes]:
         queue = self._queue
-        frame = queue._items.popleft() if queue._items else await queue.get()  # frames usually wait already
+        if queue._items:  # frames usually wait already
+            frame = queue._items.popleft()
+        else:
+            self._waited = True
+            frame = await queue.get()
         if frame.__class__ is tuple and frame is not _EOF:
             return frame
         if isinstance(frame, BaseException):
@@ -73,6 +78,9 @@ class _Receiver:
             callbacks, self._on_close = self._on_close, []
             for callback in callbacks:
                 callback()
+            if not self._waited:  # every frame was there at once (the worker streamed as it was called): the
+                self._waited = True  # loop still turns once per call, as when the caller waited for its worker
+                await asyncio.sleep(0)
 
 
 class _Sender:
@@ -111,6 +119,10 @@ class _Sender:
 
 class EmbeddedResponsePlane:
     """Shared by one embedded world: every runtime in it can reach every receiver."""
+
+    #: A sender never waits here, so a worker runs the first step of each stream as it takes the request
+    #: (see :mod:`dynamo_nb.core.eager`): most streams are over before their caller reads them.
+    eager = True
 
     def __init__(self) -> None:
         self.address = f"embedded:{uuid.uuid4().hex[:8]}"
