@@ -65,7 +65,7 @@ def record(stream: int, kind: int, header: bytes = b"", body: bytes = b"") -> by
     """One record: a TwoPart frame whose header is the tag then ``header``.
 
     >>> record(7, CLOSE).hex()
-    '000000000000000500000000000000000000000000000000000000000705'
+    '0000000000000005000000000000000000000000000000000000000705'
     """
     return _RECORD.pack(TAG.size + len(header), len(body), 0, stream, kind) + header + body
 
