@@ -20,6 +20,7 @@ async def test_appear_and_vanish_within_a_second(peers, nb_runtime, plane):
     loop = asyncio.get_running_loop()
     peer = await peers("worker.py", "demo.backend.generate", plane=plane, codec="json")
     ready = await peer.ready()
+    await peer.fact("registered", timeout=30)  # Dynamo's own client sees the instance: the key is in etcd
     seen_at = loop.time()
     await client.wait_for_instances(timeout=1.0)
     assert loop.time() - seen_at < 1.0

@@ -2,7 +2,7 @@
 
 Planes and codec come from Dynamo's own variables (DYN_REQUEST_PLANE, DYN_REQUEST_PLANE_CODEC, ...). Prints one
 JSON line per fact: ready (with the wheel version and where ``dynamo._core`` was loaded from), each request
-received, where a stopped stream stopped. Request fields: n items, delay between items, raise (a class name and
+received, where a stopped stream stopped, and registered once Dynamo's own client sees this worker's instance. Request fields: n items, delay between items, raise (a class name and
 message raised after the items), echo.
 """
 
@@ -47,9 +47,16 @@ async def main(runtime):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # as Dynamo's own workers do: deregister, then exit
         loop.add_signal_handler(sig, runtime.shutdown)
+    async def registered():  # serve_endpoint() puts the instance's key and then serves until shutdown
+        client = await endpoint.client()
+        await client.wait_for_instances()
+        say(registered=True)
+
     say(ready=True, version=importlib.metadata.version("ai-dynamo-runtime"), core=dynamo._core.__file__,
         connection_id=endpoint.connection_id())
+    seen = asyncio.ensure_future(registered())
     await endpoint.serve_endpoint(generate)
+    seen.cancel()
 
 
 if __name__ == "__main__":
