@@ -100,7 +100,9 @@ class HealthSweeper:
         if self._timer is not None:
             self._timer.cancel()
         self._when = when
-        self._timer = loop.call_at(when, self._sweep, context=contextvars.Context())  # nobody's context
+        # call_later, never call_at: Pyodide's loop refuses a time already past, and "now" is past by the call
+        self._timer = loop.call_later(max(0.0, when - loop.time()), self._sweep,
+                                      context=contextvars.Context())  # nobody's context
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
