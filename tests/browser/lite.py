@@ -106,7 +106,9 @@ window.__lite = {
     return !(k && k.status === 'idle')
       || [...p.node.querySelectorAll('.jp-InputPrompt')].some(e => e.textContent.includes('*')); },
   kernelName(path) { const p = this.panel(path); return p.sessionContext.session.kernel.name; },
-  open(path) { return window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => null); },
+  open(path, activate = true) { return window.jupyterapp.commands.execute('docmanager:open',
+    {path, factory: 'Notebook', options: {activate}}).then(() => null); },
+  activate(path) { window.jupyterapp.shell.activateById(this.panel(path).id); },
   run(path) { window.__liteRun = 'running';
     const app = window.jupyterapp, p = this.panel(path);
     app.shell.activateById(p.id);
