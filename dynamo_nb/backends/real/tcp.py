@@ -44,6 +44,7 @@ from ...transport.profile import SEED, ProtocolError, SeedProfile
 from . import tcp_mux
 from ._deadline import bounded
 from .addresses import resolve
+from .sockout import FLUSH_BYTES, HIGH_WATER, WOULD_BLOCK, BufferedWriter, dispatch_control
 from .tcp_mux import MUX_ADVERT, MUX_HELLO, TAG, MuxConnection, MuxSender, RecordDecoder, record
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
@@ -51,9 +52,6 @@ __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-_FLUSH_BYTES = 64 * 1024  # worker: send at once when this much is buffered, instead of at the end of the turn
-_HIGH_WATER = 256 * 1024  # worker: ``send`` waits while more than this is unsent
-_LOW_WATER = 64 * 1024
 _PAUSE_FRAMES = 4096  # caller: stop reading a stream when this many frames wait for its consumer
 _RESUME_FRAMES = 1024
 _ACCEPT_BATCH = 64
@@ -64,7 +62,6 @@ STREAM_IDLE_TIMEOUT = 30.0  # caller: seconds without a frame from a connected w
 SEND_DRAIN_TIMEOUT = 30.0  # worker: seconds a caller may take no data before the stream is dropped
 GONE_GRACE = 1.0  # caller: seconds a stream lives on without a frame once its instance's key is gone
 _EOF = object()
-_WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: one system call fewer per connection
 
 
@@ -343,7 +340,7 @@ class _Inbound:
                 return
             try:
                 data = sock.recv(_RECV_SIZE)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except OSError:
                 data = b""  # reset by the worker: the same as EOF for the stream
@@ -468,7 +465,7 @@ class _Inbound:
         if not self._out:
             try:
                 sent = sock.send(data)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 sent = 0
             except OSError:
                 return False
@@ -490,7 +487,7 @@ class _Inbound:
             return
         try:
             sent = sock.send(self._out)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return
         except OSError:
             sent = len(self._out)
@@ -606,7 +603,7 @@ class _Lane:
 # --------------------------------------------------------------------------------------------- worker side
 
 
-class TcpSender:
+class TcpSender(BufferedWriter):
     """Worker side of one response stream: a connection to the caller, frames written in order.
 
     ``send`` buffers the frame and writes at the end of the current loop turn (or at once past 64 KiB), so a
@@ -617,27 +614,18 @@ class TcpSender:
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, connected: bool,
                  on_done: Callable[["TcpSender"], None] | None = None,
                  drain_timeout: float = SEND_DRAIN_TIMEOUT) -> None:
-        self._loop = loop
+        self._init_writer(loop, sock, connected)
         self.drain_timeout = drain_timeout
         self._on_done = on_done
-        self._sock: socket.socket | None = sock
-        self._fd = sock.fileno()
-        self._connected = connected
-        self._buf: list[bytes] = []
-        self._buffered = 0
-        self._unsent = bytearray()  # what the socket did not take yet
-        self._flush_scheduled = False
-        self._writing = False
-        self._drain: asyncio.Future[None] | None = None
         self._peer_closed = False
         self._closed = False
         self._callbacks: list[Callable[[], None]] = []
         self._control_callbacks: list[Callable[[str], None]] = []
         self._control = FrameDecoder(max_frame=_CONTROL_MAX)
         self.frames_sent = 0
-        # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are over
-        # within the loop
-        # turn that opened them; watching starts on the next turn, which spares those two epoll calls.
+        # The caller talks only to stop the stream, so "readable" mostly means it hung up. Most short streams are
+        # over within the loop turn that opened them; watching starts on the next turn, which spares those two
+        # epoll calls.
         self._watching = False
         loop.call_soon(self._watch_peer)
 
@@ -653,7 +641,7 @@ class TcpSender:
             return
         try:
             data = sock.recv(4096)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return
         except OSError:
             data = b""
@@ -668,54 +656,14 @@ class TcpSender:
             self._control = FrameDecoder(max_frame=_CONTROL_MAX)
             return
         for header, _ in frames:
-            word = header.strip(b'"').decode(errors="replace")
-            if word in ("stop", "kill"):
-                for callback in tuple(self._control_callbacks):
-                    try:
-                        callback(word)
-                    except Exception:
-                        log.exception("control callback failed")
-            else:
-                log.debug("ignoring control frame %r", header[:40])
+            dispatch_control(header, self._control_callbacks, log)
 
-    def _on_writable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        if not self._connected:
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                self._peer_gone()
-                return
-            self._connected = True
-        self._write_unsent()
+    def _lost(self) -> None:
+        self._peer_gone()
 
-    def _write_unsent(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        if self._unsent:
-            try:
-                sent = sock.send(self._unsent)
-            except _WOULD_BLOCK:
-                sent = 0
-            except OSError:
-                self._peer_gone()
-                return
-            del self._unsent[:sent]
-        if not self._unsent:
-            if self._writing:
-                self._writing = False
-                self._loop.remove_writer(self._fd)
-            if self._closed:
-                self._shutdown()
-        if len(self._unsent) <= _LOW_WATER:
-            self._release_drain()
-
-    def _release_drain(self) -> None:
-        drain, self._drain = self._drain, None
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+    def _all_sent(self) -> None:
+        if self._closed:
+            self._shutdown()
 
     def _peer_gone(self) -> None:
         if self._peer_closed:
@@ -742,9 +690,7 @@ class TcpSender:
         if self._watching:  # unregister before close: the descriptor number may be reused at once
             self._watching = False
             self._loop.remove_reader(self._fd)
-        if self._writing:
-            self._writing = False
-            self._loop.remove_writer(self._fd)
+        self._stop_writing()
         sock.close()
         if self._on_done is not None:
             self._on_done(self)
@@ -760,23 +706,17 @@ class TcpSender:
         self._buf.append(PREFIX.pack(len(header), len(body), 0) + header + body)
         self._buffered += PREFIX.size + len(header) + len(body)
         self.frames_sent += 1
-        if self._buffered >= _FLUSH_BYTES:
+        if self._buffered >= FLUSH_BYTES:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        if len(self._unsent) > _HIGH_WATER:
-            if self._drain is None:
-                self._drain = self._loop.create_future()
-            drain = self._drain
-            timer = self._loop.call_later(self.drain_timeout, self._drain_overdue, drain)
-            try:
-                await drain
-            finally:
-                timer.cancel()
+        if len(self._unsent) > HIGH_WATER:  # over_high_water(), spelt out: this is once per item
+            await self._wait_drained(self.drain_timeout, self._drain_overdue)
             if self._peer_closed:
-                raise StreamClosedError("the caller closed the response stream" if drain.result() is None else
-                                        f"the caller took no data for {self.drain_timeout} s; stream dropped")
+                raise StreamClosedError(self._why_closed)
+
+    _why_closed = "the caller closed the response stream"
 
     def _drain_overdue(self, drain: "asyncio.Future[Any]") -> None:
         """A caller that stops reading must not hold this handler (and its socket) for ever."""
@@ -784,32 +724,8 @@ class TcpSender:
             return
         warn_limited(log, "drain-overdue", "dropping a response stream whose caller took no data for %.1f s",
                      self.drain_timeout)
-        drain.set_result("overdue")
+        self._why_closed = f"the caller took no data for {self.drain_timeout} s; stream dropped"
         self._peer_gone()
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._buf or self._sock is None:
-            return
-        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-        self._buf.clear()
-        self._buffered = 0
-        if self._unsent or not self._connected:
-            self._unsent += data
-        else:
-            try:
-                sent = self._sock.send(data)
-            except _WOULD_BLOCK:
-                sent = 0
-            except OSError:
-                self._peer_gone()
-                return
-            if sent == len(data):
-                return
-            self._unsent += memoryview(data)[sent:]
-        if not self._writing:
-            self._writing = True
-            self._loop.add_writer(self._fd, self._on_writable)
 
     def closed_by_peer(self) -> bool:
         return self._peer_closed
@@ -934,7 +850,7 @@ class TcpResponsePlane:
         for _ in range(_ACCEPT_BATCH):
             try:
                 conn, peer = listener.accept()
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except OSError as exc:  # out of file descriptors and the like: try again on the next event
                 if exc.errno not in (errno.ECONNABORTED, errno.EPROTO):

@@ -42,6 +42,7 @@ from typing import Callable
 from ...errors import StreamClosedError
 from ...ratelog import warn_limited
 from ...transport.frames import MAX_FRAME, PREFIX, FrameDecoder, FrameError
+from .sockout import FLUSH_BYTES, WOULD_BLOCK, BufferedWriter, dispatch_control
 
 __all__ = ["MUX_ADVERT", "MUX_HELLO", "MuxConnection", "MuxSender", "RecordDecoder", "record", "OPEN", "FRAME",
            "END", "CONTROL", "CLOSE", "PAUSE", "RESUME", "TAG"]
@@ -54,11 +55,7 @@ TAG = struct.Struct(">IB")
 _RECORD = struct.Struct(">QQQIB")  # the TwoPart prefix and the tag, packed at once
 OPEN, FRAME, END, CONTROL, CLOSE, PAUSE, RESUME = 1, 2, 3, 4, 5, 6, 7
 MUX_IDLE = 60.0  # worker: seconds a connection with no stream stays open
-_FLUSH_BYTES = 64 * 1024
-_HIGH_WATER = 256 * 1024
-_LOW_WATER = 64 * 1024
 _CONTROL_MAX = 4096
-_WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
 
 def record(stream: int, kind: int, header: bytes = b"", body: bytes = b"") -> bytes:
@@ -142,14 +139,14 @@ class MuxSender:
             data = _RECORD.pack(5 + len(header), len(body), 0, self.stream, FRAME) + header + body
             conn._buf.append(data)
             conn._buffered += len(data)
-            if conn._buffered >= _FLUSH_BYTES:
+            if conn._buffered >= FLUSH_BYTES:
                 conn._flush()
             elif not conn._flush_scheduled:
                 conn._flush_scheduled = True
-                conn.loop.call_soon(conn._flush)
+                conn._loop.call_soon(conn._flush)
         self.frames_sent += 1
         if conn.over_high_water():
-            await conn.drained()
+            await conn._wait_drained(conn.drain_timeout, conn._drain_overdue)
         if self._paused and not self._peer_closed:
             await self._held()
         if self._peer_closed:
@@ -157,7 +154,7 @@ class MuxSender:
 
     async def _held(self) -> None:
         """Wait while the caller holds this stream (its consumer is behind), bounded like a per-stream drain."""
-        loop = self._conn.loop
+        loop = self._conn._loop
         resume = self._resume = loop.create_future()
         timer = loop.call_later(self._conn.drain_timeout, self._hold_overdue, resume)
         try:
@@ -200,17 +197,6 @@ class MuxSender:
             except Exception:
                 log.exception("peer-closed callback failed")
 
-    def _on_control(self, header: bytes) -> None:
-        word = header.strip(b'"').decode(errors="replace")
-        if word not in ("stop", "kill"):
-            log.debug("ignoring control frame %r", header[:40])
-            return
-        for callback in tuple(self._control_callbacks):
-            try:
-                callback(word)
-            except Exception:
-                log.exception("control callback failed")
-
     def closed_by_peer(self) -> bool:
         return self._peer_closed
 
@@ -244,7 +230,7 @@ class MuxSender:
             self._conn._forget(self)
 
 
-class MuxConnection:
+class MuxConnection(BufferedWriter):
     """Worker side of the shared connection to one caller: writes its streams' records, reads the caller's.
 
     Frames written within one loop turn leave in one ``send`` (all streams together); sends wait while more
@@ -253,21 +239,12 @@ class MuxConnection:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, connected: bool, key: str,
                  on_done: Callable[["MuxConnection"], None], drain_timeout: float) -> None:
-        self.loop = loop
+        self._init_writer(loop, sock, connected)
         self.key = key
         self.drain_timeout = drain_timeout
         self._on_done = on_done
-        self._sock: socket.socket | None = sock
-        self._fd = sock.fileno()
-        self._connected = connected
         self._streams: dict[int, MuxSender] = {}
         self._next = 0
-        self._buf: list[bytes] = []
-        self._buffered = 0
-        self._unsent = bytearray()
-        self._flush_scheduled = False
-        self._writing = False
-        self._drain: asyncio.Future[None] | None = None
         self._decoder = FrameDecoder(max_frame=_CONTROL_MAX)
         self._idle: asyncio.TimerHandle | None = None
         self.streams_opened = 0
@@ -296,41 +273,20 @@ class MuxConnection:
         if self._streams.get(sender.stream) is sender:
             del self._streams[sender.stream]
             if not self._streams and self._sock is not None and self._idle is None:
-                self._idle = self.loop.call_later(MUX_IDLE, self._idle_check)
+                self._idle = self._loop.call_later(MUX_IDLE, self._idle_check)
 
     def _idle_check(self) -> None:
         self._idle = None
         if not self._streams:
             self._on_done(self)  # out of the pool first: no stream may start on a connection about to close
             if self._unsent or self._buf:
-                self.loop.call_later(1.0, self.abort)
+                self._loop.call_later(1.0, self.abort)
             else:
                 self.abort()
 
-    # -- writing ---------------------------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if self._sock is None:
-            return
-        self._buf.append(data)
-        self._buffered += len(data)
-        if self._buffered >= _FLUSH_BYTES:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def over_high_water(self) -> bool:
-        return len(self._unsent) > _HIGH_WATER
-
-    async def drained(self) -> None:
-        if self._drain is None:
-            self._drain = self.loop.create_future()
-        drain = self._drain
-        timer = self.loop.call_later(self.drain_timeout, self._drain_overdue, drain)
-        try:
-            await drain
-        finally:
-            timer.cancel()
+    # -- writing (BufferedWriter) ----------------------------------------------------------------------
+    def _lost(self) -> None:
+        self._broken()
 
     def _drain_overdue(self, drain: "asyncio.Future[None]") -> None:
         if drain.done() or self._sock is None:
@@ -341,57 +297,6 @@ class MuxConnection:
             sender._why = f"the caller took no data for {self.drain_timeout} s; stream dropped"
         self._broken()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        sock = self._sock
-        if not self._buf or sock is None:
-            return
-        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-        self._buf.clear()
-        self._buffered = 0
-        if self._unsent or not self._connected:
-            self._unsent += data
-        else:
-            try:
-                sent = sock.send(data)
-            except _WOULD_BLOCK:
-                sent = 0
-            except OSError:
-                self._broken()
-                return
-            if sent == len(data):
-                return
-            self._unsent += memoryview(data)[sent:]
-        if not self._writing:
-            self._writing = True
-            self.loop.add_writer(self._fd, self._on_writable)
-
-    def _on_writable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        if not self._connected:
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                self._broken()
-                return
-            self._connected = True
-        if self._unsent:
-            try:
-                sent = sock.send(self._unsent)
-            except _WOULD_BLOCK:
-                sent = 0
-            except OSError:
-                self._broken()
-                return
-            del self._unsent[:sent]
-        if not self._unsent and self._writing:
-            self._writing = False
-            self.loop.remove_writer(self._fd)
-        if len(self._unsent) <= _LOW_WATER:
-            drain, self._drain = self._drain, None
-            if drain is not None and not drain.done():
-                drain.set_result(None)
-
     # -- reading the caller's records ----------------------------------------------------------------
     def _on_readable(self) -> None:
         sock = self._sock
@@ -399,7 +304,7 @@ class MuxConnection:
             return
         try:
             data = sock.recv(65536)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return
         except OSError:
             data = b""
@@ -424,7 +329,7 @@ class MuxConnection:
             if sender is None:
                 continue  # a stream already over: its late control means nothing now
             if kind == CONTROL:
-                sender._on_control(header[TAG.size:])
+                dispatch_control(header[TAG.size:], sender._control_callbacks, log)
             elif kind == CLOSE:
                 sender._peer_gone()
             elif kind == PAUSE:
@@ -452,16 +357,12 @@ class MuxConnection:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        self.loop.remove_reader(self._fd)  # before close: the descriptor number may be reused at once
-        if self._writing:
-            self._writing = False
-            self.loop.remove_writer(self._fd)
+        self._loop.remove_reader(self._fd)  # before close: the descriptor number may be reused at once
+        self._stop_writing()
         self._buf.clear()
         self._unsent.clear()
         sock.close()
-        drain, self._drain = self._drain, None
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._release_drain()
 
     def abort(self) -> None:
         """Close at once (the worker is going away): the caller sees every stream on it end."""
