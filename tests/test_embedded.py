@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock, NoInstancesError
+from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock, NoInstancesError, StreamIncompleteError
 from dynamo_nb.backends.embedded import subject_matches
 from support import eventually
 
@@ -127,6 +128,22 @@ async def test_invalid_subjects_are_rejected():
         await m.publish("a.*", b"")
 
 
+@contextlib.asynccontextmanager
+async def _served(handler):
+    """A client of ``handler`` served by another runtime of one embedded world."""
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
+        client = await caller.endpoint("dynamo.w.gen").client()
+        await client.wait_for_instances(timeout=2)
+        yield client
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()
+
+
 async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its_own():
     """The embedded worker runs a stream's first step as it takes the request: the handler must still see its
     own task (timeouts, cancelling), keep its context variables to itself, and go on in that task after a wait."""
@@ -147,13 +164,7 @@ async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its
             seen["after"] = (asyncio.current_task(), var.get())
             yield "second"
 
-    world = EmbeddedWorld()
-    worker = await DistributedRuntime.create(world=world)
-    caller = await DistributedRuntime.create(world=world)
-    try:
-        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
-        client = await caller.endpoint("dynamo.w.gen").client()
-        await client.wait_for_instances(timeout=2)
+    async with _served(handler) as client:
         me = asyncio.current_task()
         assert await (await client.generate("now")).collect() == ["first"]
         assert seen["task"] is not me and var.get() == "caller"
@@ -162,9 +173,6 @@ async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its
         assert await (await client.generate("wait")).collect() == ["first", "second"]
         assert seen["timed out"] and seen["after"] == (seen["task"], "handler") and seen["task"] is not me
         assert var.get() == "caller"
-    finally:
-        await caller.shutdown()
-        await worker.shutdown()
 
 
 async def test_a_handler_that_calls_another_endpoint_gets_its_answer():
@@ -203,21 +211,10 @@ async def test_a_handler_that_cancels_and_keeps_its_own_task_ends_its_stream_alo
             await asyncio.sleep(0)  # the cancellation lands here, in the handler's task
         yield request
 
-    world = EmbeddedWorld()
-    worker = await DistributedRuntime.create(world=world)
-    caller = await DistributedRuntime.create(world=world)
-    try:
-        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
-        client = await caller.endpoint("dynamo.w.gen").client()
-        await client.wait_for_instances(timeout=2)
-        try:
+    async with _served(handler) as client:
+        with pytest.raises(StreamIncompleteError, match="before generation completed"):  # it ends unfinished
             await (await client.generate("cancel")).collect()
-        except Exception:  # the stream of a cancelled handler ends unfinished
-            pass
         assert kept and kept[0] is not asyncio.current_task()
         assert await (await client.generate("next")).collect() == ["next"]
         kept[0].cancel()  # cancelling it again, later, touches nobody
         assert await (await client.generate("after")).collect() == ["after"]
-    finally:
-        await caller.shutdown()
-        await worker.shutdown()
