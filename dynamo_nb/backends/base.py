@@ -84,6 +84,12 @@ class Msg:
 #: reply is on its way (None: nothing).
 Accepted = tuple["bytes | None", "Callable[[], None] | None"]
 
+#: ``accept_early(accept)`` is handed, while a request waits for its ack, a function that ends the wait as if an
+#: empty ack had come, and then ``accept_early(None)`` once the wait is over: a caller that learns another way that
+#: its request was taken (a multiplexed response stream opening) need not wait for the ack to cross the server.
+#: A plane whose acks come back at once may ignore it.
+AcceptEarly = Callable[["Callable[[], None] | None"], None]
+
 
 class RequestHandler:
     """A subscription callback whose work never waits: ``accept(msg)`` does it at once and returns the reply and
@@ -183,7 +189,7 @@ class Messaging(Protocol):
     ) -> Subscription: ...
 
     async def request(self, subject: str, data: bytes, timeout: float,
-                      headers: dict[str, str] | None = None) -> Msg:
+                      headers: dict[str, str] | None = None, accept_early: AcceptEarly | None = None) -> Msg:
         """Raises :class:`~dynamo_nb.errors.NoRespondersError` at once when nobody listens, and
         :class:`~dynamo_nb.errors.BackendTimeoutError` when no reply came within ``timeout`` s."""
         ...
@@ -282,7 +288,8 @@ class RequestPlane(Protocol):
         """What callers put in ``request(target=...)`` to reach ``route`` here."""
         ...
 
-    async def request(self, target: str, payload: bytes, *, headers: dict[str, str], timeout: float) -> bytes:
+    async def request(self, target: str, payload: bytes, *, headers: dict[str, str], timeout: float,
+                      accept_early: AcceptEarly | None = None) -> bytes:
         """Send one request, return its ack; :class:`~dynamo_nb.errors.NoRespondersError` when nothing
         listens there, :class:`~dynamo_nb.errors.BackendTimeoutError` when no ack came within ``timeout``."""
         ...

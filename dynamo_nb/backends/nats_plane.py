@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 if TYPE_CHECKING:  # base builds this plane on demand: import it only for types
-    from .base import Messaging, Msg, Subscription
+    from .base import AcceptEarly, Messaging, Msg, Subscription
 
 __all__ = ["NatsRequestPlane"]
 
@@ -32,17 +32,10 @@ class NatsRequestPlane:
     def address_for(self, route: str) -> str:
         return route
 
-    @property
-    def early_ack(self) -> bool:
-        """``request`` takes ``accept_early`` (see :meth:`dynamo_nb.backends.real.nats.NatsMessaging.request`)."""
-        return getattr(self.messaging, "early_ack", False)
-
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float, accept_early: Callable[..., None] | None = None) -> bytes:
+                      timeout: float, accept_early: AcceptEarly | None = None) -> bytes:
         """The ack; headers are optional on this plane (real workers accept a header-less request)."""
-        if accept_early is None:
-            return (await self.messaging.request(target, payload, timeout=timeout, headers=headers)).data
-        return (await self.messaging.request(target, payload, timeout=timeout, headers=headers,  # type: ignore[call-arg]
+        return (await self.messaging.request(target, payload, timeout=timeout, headers=headers,
                                              accept_early=accept_early)).data
 
     async def close(self) -> None:

@@ -351,13 +351,10 @@ class Client(Drawable):
                                            instance_id=info.instance_id, subject=info.subject, client_id=self.id,
                                            caller=caller_ref, caller_instance=caller_id).ts
         try:
-            headers = profile.request_headers(request_id, self.ACK_TIMEOUT, time.time_ns())
-            early = getattr(receiver, "accept_early", None) if getattr(plane, "early_ack", False) else None
-            if early is not None:  # a multiplexed stream's opening says the request was taken, as the ack does
-                ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT, headers=headers,
-                                          accept_early=early)  # type: ignore[call-arg]
-            else:
-                ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT, headers=headers)
+            # a multiplexed stream's opening says the request was taken, as the ack does (TCP receivers only)
+            ack = await plane.request(info.subject, payload, timeout=self.ACK_TIMEOUT,
+                                      headers=profile.request_headers(request_id, self.ACK_TIMEOUT, time.time_ns()),
+                                      accept_early=getattr(receiver, "accept_early", None))
         except BackendTimeoutError:
             if not receiver.claimed:
                 await receiver.close()

@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ...ratelog import warn_limited
-from ..base import Msg, RequestHandler
+from ..base import AcceptEarly, Msg, RequestHandler
 from .channel import Channel
 from .sublist import SubList
 
@@ -199,7 +199,8 @@ class EmbeddedNats:
         return Msg(subject, bytes(data), reply, respond, headers)
 
     async def request(self, subject: str, data: bytes, timeout: float,
-                      headers: dict[str, str] | None = None) -> Msg:
+                      headers: dict[str, str] | None = None, accept_early: AcceptEarly | None = None) -> Msg:
+        """(``accept_early`` is not needed: a served instance acks as the request is delivered.)"""
         inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
@@ -250,7 +251,8 @@ class EmbeddedMessaging:
         return sub
 
     def request(self, subject: str, data: bytes, timeout: float,
-                headers: dict[str, str] | None = None) -> Coroutine[Any, Any, Msg]:
+                headers: dict[str, str] | None = None,
+                accept_early: AcceptEarly | None = None) -> Coroutine[Any, Any, Msg]:
         """The bus's own request (this returns its coroutine: one frame fewer on every call)."""
         return self._live().request(subject, data, timeout, headers)
 

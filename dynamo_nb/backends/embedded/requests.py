@@ -11,7 +11,7 @@ import uuid
 from typing import Awaitable, Callable
 
 from ...errors import BackendTimeoutError, NoRespondersError
-from ..base import Msg
+from ..base import AcceptEarly, Msg
 
 __all__ = ["EmbeddedTcpPlane", "EmbeddedRoutes"]
 
@@ -66,7 +66,7 @@ class EmbeddedTcpPlane:
         return f"{self._address}/{route}"
 
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float) -> bytes:
+                      timeout: float, accept_early: AcceptEarly | None = None) -> bytes:
         address, _, path = target.partition("/")
         routes = self._world.listeners.get(address)
         if routes is None:

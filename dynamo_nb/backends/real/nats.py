@@ -43,7 +43,7 @@ from ...errors import (
     RuntimeClosedError,
 )
 from ...ratelog import warn_limited
-from ..base import Msg
+from ..base import AcceptEarly, Msg
 from ._deadline import being_cancelled, bounded
 from .urls import redact, redact_text
 
@@ -205,8 +205,6 @@ class NatsMessaging:
     ``url`` is the server URL with any password or token in it replaced by ``***``: it is what every description,
     repr, log line and error shows.
     """
-
-    early_ack = True  # ``request`` takes ``accept_early``
 
     def __init__(self, url: str, nc: NatsClient, *, authenticated: bool = False) -> None:
         self.url = redact(url)
@@ -386,12 +384,10 @@ class NatsMessaging:
 
     async def request(self, subject: str, data: bytes, timeout: float,
                       headers: dict[str, str] | None = None,
-                      accept_early: Callable[[Callable[[], None] | None], None] | None = None) -> Msg:
+                      accept_early: AcceptEarly | None = None) -> Msg:
         """Request/reply; :class:`NoRespondersError` when nobody subscribes to ``subject``.
 
-        ``accept_early(accept)`` is given, while the reply is awaited, a function that ends the wait as if an
-        empty reply had come (then ``accept_early(None)``): a caller that learns another way that the request was
-        taken need not wait for the reply to cross the server.
+        ``accept_early``: see :data:`~dynamo_nb.backends.base.AcceptEarly`.
 
         At once on a single server; in a cluster only once no responder has appeared for a moment (interest
         crosses the routes asynchronously), and never later than ``timeout``. A request that finds nobody, or
@@ -431,7 +427,7 @@ class NatsMessaging:
         return Msg(m.subject, m.data)
 
     async def _request_once(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None,
-                            accept_early: Callable[[Callable[[], None] | None], None] | None = None) -> NatsMsg:
+                            accept_early: AcceptEarly | None = None) -> NatsMsg:
         """``nc.request()`` on nats-py's own response subscription, with a timer instead of ``wait_for`` and a
         counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
         back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""

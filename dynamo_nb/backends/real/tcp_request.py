@@ -24,7 +24,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from ...errors import BackendTimeoutError, NoRespondersError, ProtocolError
-from ..base import Msg
+from ..base import AcceptEarly, Msg
 
 __all__ = ["TcpRequestPlane", "encode_request", "decode_request", "MAX_MESSAGE_ENV", "split_target"]
 
@@ -166,7 +166,6 @@ class TcpRequestPlane:
     """Both ends of the TCP request plane for one runtime: the shared listener and the outgoing connections."""
 
     kind = "tcp"
-    early_ack = True  # ``request`` takes ``accept_early``
 
     def __init__(self, host: str | None = None, port: int | None = None, *, connect_timeout: float = 5.0,
                  max_message: int | None = None) -> None:
@@ -285,10 +284,10 @@ class TcpRequestPlane:
             del self._connecting[key]
 
     async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float, accept_early: Callable[[Callable[[], None] | None], None] | None = None
+                      timeout: float, accept_early: AcceptEarly | None = None
                       ) -> bytes:
-        """Send one request, return its ack. ``accept_early(accept)`` gets a function that ends the wait as if
-        an empty ack had come (then ``accept_early(None)``); the ack, when it comes, is matched and dropped."""
+        """Send one request, return its ack (``accept_early``: see :data:`~dynamo_nb.backends.base.AcceptEarly`;
+        an ack that comes after an early accept is matched and dropped)."""
         try:
             host, port, path = split_target(target)
         except ValueError as exc:
