@@ -162,6 +162,28 @@ class EndpointBuilder:
         return served
 
 
+class _Latch:
+    """A one-way flag that can be awaited. Its ``asyncio.Event`` is made only if someone waits before it is set:
+    thousands of instances wait for none of theirs, and each event is objects the garbage collector walks."""
+
+    __slots__ = ("is_set", "_event")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._event: asyncio.Event | None = None
+
+    def set(self) -> None:
+        self.is_set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if not self.is_set:
+            if self._event is None:
+                self._event = asyncio.Event()
+            await self._event.wait()
+
+
 class ServedEndpoint(Drawable):
     """One served instance: its lease, key, subject, lifecycle, in-flight requests and counters."""
 
@@ -191,14 +213,12 @@ class ServedEndpoint(Drawable):
         self._key_created = False  # this start wrote the instance key (so an aborted start must delete it)
         self._inflight: set[asyncio.Task[None]] = set()
         # Events and the stop lock are made when first waited for: thousands of instances wait for none of them.
-        self._stopped = False
-        self._stopped_event: asyncio.Event | None = None
+        self._stopped = _Latch()
         self._health_ticket = -1  # its place in the runtime's health sweeper (-1: no check booked)
         self._health_check: asyncio.Task[None] | None = None  # a check that had to wait, still under way
         self.health_reason = ""  # why the last health check failed ("" when it passed)
         self._stop_lock: asyncio.Lock | None = None
-        self._start_settled = False  # start() finished, either way: a stop waits for it
-        self._settled_event: asyncio.Event | None = None
+        self._start_settled = _Latch()  # start() finished, either way: a stop waits for it
         self.killed_at = 0.0
         self.lease_expires_at = 0.0  # once killed: when the lease (and with it the key) runs out
         self.cut_off = False  # faults caused on purpose (dynamo_nb.faults): no request route, key kept
@@ -237,15 +257,7 @@ class ServedEndpoint(Drawable):
         return await self.lifecycle.wait_for(*(State(s) for s in states), timeout=timeout)
 
     async def wait_stopped(self) -> None:
-        if not self._stopped:
-            if self._stopped_event is None:
-                self._stopped_event = asyncio.Event()
-            await self._stopped_event.wait()
-
-    def _set_stopped(self) -> None:
-        self._stopped = True
-        if self._stopped_event is not None:
-            self._stopped_event.set()
+        await self._stopped.wait()
 
     def _record_transition(self, state: State, ts: float) -> None:
         reason = {"reason": self.health_reason} if state is State.RUNNING and self.health_reason else {}
@@ -257,9 +269,7 @@ class ServedEndpoint(Drawable):
         try:
             await self._start_steps()
         finally:
-            self._start_settled = True
-            if self._settled_event is not None:
-                self._settled_event.set()
+            self._start_settled.set()
 
     async def _start_steps(self) -> None:
         runtime, ep = self.runtime, self.endpoint
@@ -357,7 +367,7 @@ class ServedEndpoint(Drawable):
             self.lifecycle.to(State.STOPPING)
             self.lifecycle.to(State.DEREGISTERED)
         self.runtime._release_lease(self)
-        self._set_stopped()
+        self._stopped.set()
 
     async def _reregister(self, lease_id: int) -> None:
         """After the lease was lost (etcd restarted, lease expired), come back under a new one."""
@@ -539,10 +549,7 @@ class ServedEndpoint(Drawable):
 
         A stop that comes while the instance is still starting waits for the start to finish first.
         """
-        if not self._start_settled:
-            if self._settled_event is None:
-                self._settled_event = asyncio.Event()
-            await self._settled_event.wait()
+        await self._start_settled.wait()
         if self._stop_lock is None:
             self._stop_lock = asyncio.Lock()
         async with self._stop_lock:
@@ -575,7 +582,7 @@ class ServedEndpoint(Drawable):
                 await runtime._deregister(self)
             finally:
                 self.lifecycle.to(State.DEREGISTERED)
-                self._set_stopped()
+                self._stopped.set()
 
     def _kill(self) -> None:
         """The process died: no deregistration, in-flight streams end abruptly (called by runtime.kill)."""
@@ -589,7 +596,7 @@ class ServedEndpoint(Drawable):
                                      lease_expires_at=self.lease_expires_at)
         if State.KILLED in TRANSITIONS[self.lifecycle.state]:
             self.lifecycle.to(State.KILLED)
-        self._set_stopped()
+        self._stopped.set()
 
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self) -> InstanceSnap:
