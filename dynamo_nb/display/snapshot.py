@@ -21,7 +21,7 @@ from dataclasses import replace
 from functools import lru_cache
 from itertools import compress, islice, repeat
 from operator import attrgetter, is_not, le
-from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence, overload
+from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence, TypeGuard, overload
 
 from ..core.recorder import Record
 from ..core.snapshot import (
@@ -670,12 +670,17 @@ def _merge_of(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> 
         return _kept_merge(names, fulls)
 
 
+def _merges_these(merge: "_Merge | None", fulls: tuple[tuple[Record, ...], ...]) -> "TypeGuard[_Merge]":
+    """``merge`` is of these very record tuples (an id found in a key may be a later tuple's)."""
+    return merge is not None and all(a is b for a, b in zip(merge.fulls, fulls, strict=True))
+
+
 def _kept_merge(names: tuple[str, ...], fulls: tuple[tuple[Record, ...], ...]) -> _Merge:
     key = names + tuple(id(f) for f in fulls)
     merge = _MERGES.get(key)
-    if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+    if not _merges_these(merge, fulls):
         merge = _HELD.get(key)
-        if merge is None or any(a is not b for a, b in zip(merge.fulls, fulls, strict=True)):
+        if not _merges_these(merge, fulls):
             latest = _LATEST.get(names)
             merge = (latest.advanced(fulls) if latest is not None else None) or _Merge(names, fulls)
         _MERGES[key] = merge
