@@ -255,6 +255,16 @@ def test_a_label_keeps_names_and_translates_phrases() -> None:
     assert say("Healthy · worker-1", "en") == "Healthy · worker-1"
 
 
+def test_every_colour_key_entry_speaks_chinese() -> None:
+    """The key beside the figures: each meaning in the seed's language, a state's own name excepted."""
+    from dynamo_nb.core.lifecycle import State
+    from dynamo_nb.display.kinds import STYLE_MEANING
+
+    for meaning in STYLE_MEANING.values():
+        if meaning not in {s.value for s in State}:
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in say(meaning)), meaning
+
+
 def test_a_lease_reading_and_a_fault_speak_chinese_whole() -> None:
     """Lines the hierarchy draws in notebooks 10 and 11: no English left around the seed's words."""
     assert say("lease 1a2b: 12 s left at 07:52:03") == "租约 1a2b: 07:52:03 时剩余 12 秒"

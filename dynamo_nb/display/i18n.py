@@ -116,6 +116,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("stopping or stopped", "停止中或已停止"),
     ("killed: key stays until its lease expires", "已被杀死: 键保留到租约到期"),
     ("seen in etcd (served elsewhere)", "在 etcd 中看到 (由别处提供)"),
+    ("a fault caused on purpose, or etcd lists it and it does not answer", "人为造成的故障, 或 etcd 列出它却无应答"),
     ("+{n} more {what}", "另有 {n} 个{what}"),
     ("{n} instance", "{n} 个实例"),
     ("{n} instances", "{n} 个实例"),
