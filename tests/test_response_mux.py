@@ -80,6 +80,26 @@ async def test_many_calls_share_one_response_connection(local_cluster, monkeypat
 
 
 @pytest.mark.timeout(60)
+async def test_a_multiplexing_caller_gets_no_ack_over_nats(local_cluster, monkeypatch):
+    """The stream's opening says "taken": a multiplexing caller's requests cross NATS once, not twice. A caller
+    without the multiplexed plane (as every real Dynamo one) still gets its ack."""
+    for mux, acks in (("1", 0), ("0", 20)):
+        monkeypatch.setenv("DYNAMO_NB_RESPONSE_MUX", mux)
+        worker, caller, client, served = await _pair(local_cluster)
+        try:
+            stats = caller.backend.messaging.client.stats
+            before = stats["in_msgs"]
+            for k in range(20):
+                assert await (await client.round_robin({"n": 2, "tag": k})).collect() == [
+                    {"i": 0, "tag": k}, {"i": 1, "tag": k}]
+            assert stats["in_msgs"] - before == acks, f"DYNAMO_NB_RESPONSE_MUX={mux}"
+            assert served.stats.num_requests == 20
+        finally:
+            await caller.shutdown()
+            await worker.shutdown()
+
+
+@pytest.mark.timeout(60)
 async def test_a_killed_worker_fails_every_stream_on_its_connection(local_cluster):
     caller = await real_runtime(local_cluster)
     try:

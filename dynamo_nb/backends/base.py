@@ -249,7 +249,11 @@ class ResponseReceiver(Protocol):
 
 
 class ResponsePlane(Protocol):
-    """Call-home streams: the caller listens, the worker connects and streams frames to it."""
+    """Call-home streams: the caller listens, the worker connects and streams frames to it.
+
+    A plane may also have ``opening_acks(connection_info) -> bool``: True when the caller that sent this
+    ``connection_info`` takes the stream's opening as its request's ack (see :data:`AcceptEarly`), so the worker
+    sends none over NATS. Without it every request is acked."""
 
     async def open_receiver(self, request_id: str) -> ResponseReceiver: ...
 

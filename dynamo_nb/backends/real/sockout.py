@@ -1,7 +1,8 @@
 """The worker's side of a response connection, as far as writing goes: one buffered, non-blocking socket writer.
 
 A per-stream connection (:class:`~.tcp.TcpSender`) and a shared one (:class:`~.tcp_mux.MuxConnection`) write the
-same way: what is written within one loop turn leaves in one ``send`` (at once past 64 KiB); what the socket
+same way: what is written within one loop turn leaves in one ``send``, or in several of 4 KiB on a busy turn (the
+caller starts on the first streams while the worker makes the rest, instead of the two taking turns); what the socket
 does not take waits for it to be writable; a sender waits while more than 256 KiB is unsent, and goes on once it
 is below 64 KiB. Each says what losing the connection means to it (:meth:`BufferedWriter._lost`), and a
 per-stream one what having sent everything means (:meth:`BufferedWriter._all_sent`).
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 __all__ = ["BufferedWriter", "FLUSH_BYTES", "HIGH_WATER", "LOW_WATER", "WOULD_BLOCK", "dispatch_control"]
 
-FLUSH_BYTES = 64 * 1024  # send at once when this much is buffered, instead of at the end of the turn
+FLUSH_BYTES = 4 * 1024  # send at once when this much is buffered: the caller starts on it while more is made
 HIGH_WATER = 256 * 1024  # a sender waits while more than this is unsent
 LOW_WATER = 64 * 1024
 WOULD_BLOCK = (BlockingIOError, InterruptedError)

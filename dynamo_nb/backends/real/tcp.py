@@ -792,6 +792,7 @@ class TcpResponsePlane:
         self._senders: set[TcpSender] = set()
         self._mux_out: dict[str, MuxConnection] = {}  # by the caller's address as its requests give it
         self._dialing: dict[str, asyncio.Future[MuxConnection]] = {}
+        self._last_info: tuple[str, dict[str, Any]] | None = None  # see _parse_info
         self._closed = False
 
     @property
@@ -869,13 +870,35 @@ class TcpResponsePlane:
         self._receivers[receiver.subject] = receiver
         return receiver
 
+    def _parse_info(self, connection_info: dict[str, Any]) -> dict[str, Any]:
+        """``connection_info`` read; the last one is kept, as a request's is read twice (ack, then connect)."""
+        text = connection_info.get("info") if isinstance(connection_info, dict) else None
+        last = self._last_info
+        if last is not None and text is not None and last[0] == text:
+            return last[1]
+        info = self.profile.parse_connection_info(connection_info)
+        if isinstance(text, str):
+            self._last_info = (text, info)
+        return info
+
+    def opening_acks(self, connection_info: dict[str, Any]) -> bool:
+        """Whether the stream's opening tells this caller its request was taken, so no ack need cross the NATS
+        server: a multiplexing caller's early accept (see :meth:`TcpReceiver._attach`). Any other caller, and
+        every real Dynamo one, gets the ack."""
+        if not self.mux:
+            return False
+        try:
+            return self._parse_info(connection_info).get(MUX_ADVERT) == 1
+        except ProtocolError:
+            return False
+
     async def connect(self, connection_info: dict[str, Any]) -> TcpSender | MuxSender:
         """Call the caller back and queue the handshake; :class:`StreamRefusedError` if it cannot be reached.
 
         A caller that advertises the multiplexed plane gets the stream on its shared connection (dialled on
         first use, and again after it broke); any other gets a connection of its own."""
         try:
-            info = self.profile.parse_connection_info(connection_info)
+            info = self._parse_info(connection_info)
             address = str(info["address"])
             mux = self.mux and info.get(MUX_ADVERT) == 1
             conn = self._mux_out.get(address) if mux else None

@@ -9,6 +9,11 @@ dynamo_nb runtimes the connection is kept instead, and streams are told apart by
 before). A worker that sees it keeps one connection per caller address; a worker that does not (real Dynamo)
 sends exactly today's per-stream connection. The caller's listener accepts both kinds.
 
+**Ack.** The worker opens a multiplexed stream only once it has taken the request, so the caller takes the
+``OPEN`` as the request's ack, and the worker sends no empty ack on the request plane's NATS reply subject (a
+refusal still goes there). A request that no stream opens for is failed over after the ack timeout, as an
+unacknowledged one always was.
+
 **Wire.** Everything is TwoPart frames (``u64 header_len | u64 body_len | u64 checksum=0 | header | body``):
 
 - the worker's first frame on the connection is header-only ``{"stream_type":"response_mux","version":1}``
