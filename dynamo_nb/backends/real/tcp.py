@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 _RECV_SIZE = 256 * 1024
 _PAUSE_FRAMES = 4096  # caller: stop reading a stream when this many frames wait for its consumer
 _RESUME_FRAMES = 1024
+_READ_INFOS_MAX = 4096  # worker: connection_info read as requests were taken, kept until their streams connect
 _ACCEPT_BATCH = 64
 _HANDSHAKE_MAX = 4096  # caller: the largest first frame a connection may send (a handshake is ~70 bytes)
 _CONTROL_MAX = 4096  # worker: the largest control frame a caller may send ("stop", "kill")
@@ -259,6 +260,14 @@ class TcpReceiver:
         if len(frames) == _RESUME_FRAMES and self._conn is not None:
             self._conn.resume()
         return frame
+
+    def next_ready(self) -> tuple[bytes, bytes] | None:
+        """The next frame if it is already here (None: await the iterator instead): what most reads of a short
+        stream find, without a coroutine per frame."""
+        frames = self._frames
+        if not frames or frames[0].__class__ is not tuple or len(frames) == _RESUME_FRAMES + 1:
+            return None
+        return frames.popleft()
 
     def send_control(self, header: bytes) -> bool:
         """Send one header-only control frame to the worker (best effort, never blocks); True if it went."""
@@ -792,7 +801,7 @@ class TcpResponsePlane:
         self._senders: set[TcpSender] = set()
         self._mux_out: dict[str, MuxConnection] = {}  # by the caller's address as its requests give it
         self._dialing: dict[str, asyncio.Future[MuxConnection]] = {}
-        self._last_info: tuple[str, dict[str, Any]] | None = None  # see _parse_info
+        self._read_infos: dict[str, dict[str, Any]] = {}  # see _parse_info
         self._closed = False
 
     @property
@@ -870,15 +879,21 @@ class TcpResponsePlane:
         self._receivers[receiver.subject] = receiver
         return receiver
 
-    def _parse_info(self, connection_info: dict[str, Any]) -> dict[str, Any]:
-        """``connection_info`` read; the last one is kept, as a request's is read twice (ack, then connect)."""
+    def _parse_info(self, connection_info: dict[str, Any], keep: bool) -> dict[str, Any]:
+        """``connection_info`` read. A request's is read twice, as it is taken (``keep``: is its opening the ack?)
+        and as its stream connects, with the rest of the batch taken in between: the first reading is kept for
+        the second."""
         text = connection_info.get("info") if isinstance(connection_info, dict) else None
-        last = self._last_info
-        if last is not None and text is not None and last[0] == text:
-            return last[1]
-        info = self.profile.parse_connection_info(connection_info)
+        read = self._read_infos
         if isinstance(text, str):
-            self._last_info = (text, info)
+            info = read.pop(text, None) if not keep else read.get(text)
+            if info is not None:
+                return info
+        info = self.profile.parse_connection_info(connection_info)
+        if keep and isinstance(text, str):
+            if len(read) >= _READ_INFOS_MAX:  # streams that never connected (their worker stopped first)
+                read.clear()
+            read[text] = info
         return info
 
     def opening_acks(self, connection_info: dict[str, Any]) -> bool:
@@ -888,7 +903,7 @@ class TcpResponsePlane:
         if not self.mux:
             return False
         try:
-            return self._parse_info(connection_info).get(MUX_ADVERT) == 1
+            return self._parse_info(connection_info, keep=True).get(MUX_ADVERT) == 1
         except ProtocolError:
             return False
 
@@ -898,7 +913,7 @@ class TcpResponsePlane:
         A caller that advertises the multiplexed plane gets the stream on its shared connection (dialled on
         first use, and again after it broke); any other gets a connection of its own."""
         try:
-            info = self._parse_info(connection_info)
+            info = self._parse_info(connection_info, keep=False)
             address = str(info["address"])
             mux = self.mux and info.get(MUX_ADVERT) == 1
             conn = self._mux_out.get(address) if mux else None
