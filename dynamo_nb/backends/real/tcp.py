@@ -132,12 +132,11 @@ class TcpReceiver:
             # A multiplexing worker opens the stream only after it sent the ack, so the ack can only say "taken":
             # the call goes on now instead of waiting for it to cross the NATS server (or the request plane).
             self._accept()
-        loop = conn._loop
-        self._last_frame = loop.time()
+        self._last_frame = conn._loop.time()
         if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
             self._idle_timer, self._timer = self._timer, None
-        else:
-            self._idle_timer = loop.call_later(self._idle_bound(), self._idle_check)
+        # else the idle timer starts when the caller first waits for a frame: a short stream, all here before it
+        # is read, needs none
         return True
 
     def _push(self, frames: list[tuple[bytes, bytes]]) -> None:
@@ -243,7 +242,11 @@ class TcpReceiver:
             if self.closed:
                 raise StopAsyncIteration
             loop = asyncio.get_running_loop()
-            if self._timer is None and not self._connected:
+            if self._connected:
+                if self._idle_timer is None:  # measured from the last frame, as if it had run since
+                    self._idle_timer = loop.call_later(max(0.0, self._idle_bound() - (loop.time() - self._last_frame)),
+                                                       self._idle_check)
+            elif self._timer is None:
                 self._timer = loop.call_later(GONE_GRACE if self._gone else self.connect_timeout,
                                               self._connect_timed_out)
             self._waiter = loop.create_future()
@@ -615,7 +618,7 @@ class _Lane:
 class TcpSender(BufferedWriter):
     """Worker side of one response stream: a connection to the caller, frames written in order.
 
-    ``send`` buffers the frame and writes at the end of the current loop turn (or at once past 64 KiB), so a
+    ``send`` buffers the frame and writes at the end of the current loop turn (or at once past 4 KiB), so a
     handler that yields many items at once costs one syscall per batch; it waits only while the socket has more
     than 256 KiB it could not take.
     """

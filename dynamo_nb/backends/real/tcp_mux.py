@@ -238,8 +238,9 @@ class MuxSender:
 class MuxConnection(BufferedWriter):
     """Worker side of the shared connection to one caller: writes its streams' records, reads the caller's.
 
-    Frames written within one loop turn leave in one ``send`` (all streams together); sends wait while more
-    than 256 KiB is unsent, and a caller that takes nothing for ``drain_timeout`` seconds loses the connection.
+    Frames written within one loop turn leave together, in ``send``s of 4 KiB (all streams mixed); sends wait
+    while more than 256 KiB is unsent, and a caller that takes nothing for ``drain_timeout`` seconds loses the
+    connection.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, connected: bool, key: str,
