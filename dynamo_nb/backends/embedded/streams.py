@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import types
 import uuid
-from typing import Any
+from typing import Any, Callable, Generator
 
 from ...errors import StreamClosedError, StreamRefusedError, StreamStalledError
 from ...transport.profile import SEED
@@ -17,7 +18,18 @@ _EOF = (b"", b"\x00eof")
 GONE_GRACE = 1.0  # seconds a stream lives on without a frame once its instance's key is gone (as on TCP)
 
 
+@types.coroutine
+def _turn() -> Generator[None, None, None]:
+    """Let the event loop run once (``asyncio.sleep(0)``, one frame shorter)."""
+    yield
+
+
 class _Receiver:
+    """The caller's end of one stream: frames wait in its channel until read."""
+
+    __slots__ = ("subject", "connection_info", "closed", "frames_in", "claimed", "_plane", "_queue", "_ended",
+                 "_on_close", "_on_control", "_waited")
+
     def __init__(self, plane: "EmbeddedResponsePlane", subject: str, request_id: str) -> None:
         self.subject = subject
         self.connection_info = SEED.connection_info(plane.address, subject, request_id)
@@ -26,8 +38,8 @@ class _Receiver:
         self.closed = False
         self.frames_in = 0
         self._ended = False
-        self._on_close: list = []
-        self._on_control: list = []
+        self._on_close: list[Callable[[], None]] = []
+        self._on_control: list[Callable[[str], None]] = []
         self.claimed = False  # a worker connected: the request reached it, whether or not its ack arrives
         self._waited = False  # the caller waited for a frame at least once
 
@@ -36,8 +48,9 @@ class _Receiver:
 
     async def __anext__(self) -> tuple[bytes, bytes]:
         queue = self._queue
-        if queue._items:  # frames usually wait already
-            frame = queue._items.popleft()
+        items = queue._items
+        if items:  # frames usually wait already
+            frame = items.popleft()
         else:
             self._waited = True
             frame = await queue.get()
@@ -73,39 +86,50 @@ class _Receiver:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._plane._receivers.pop(self.subject, None)
-            self._plane._by_info.pop(self.connection_info["info"], None)
-            callbacks, self._on_close = self._on_close, []
-            for callback in callbacks:
-                callback()
+            plane = self._plane
+            plane._receivers.pop(self.subject, None)
+            plane._by_info.pop(self.connection_info["info"], None)
+            if self._on_close:
+                callbacks, self._on_close = self._on_close, []
+                for callback in callbacks:
+                    callback()
             if not self._waited:  # every frame was there at once (the worker streamed as it was called): the
                 self._waited = True  # loop still turns once per call, as when the caller waited for its worker
-                await asyncio.sleep(0)
+                await _turn()
 
 
 class _Sender:
+    """The worker's end of one stream: a frame sent is in the caller's channel at once (no bound, no wait)."""
+
+    __slots__ = ("_receiver", "_closed")
+
     def __init__(self, receiver: _Receiver) -> None:
         self._receiver = receiver
         self._closed = False
 
     async def send(self, header: bytes | None, body: bytes | None) -> None:
-        if self._receiver.closed:
+        receiver = self._receiver
+        if receiver.closed:
             raise StreamClosedError("caller closed the response stream")
         if self._closed:
             raise StreamClosedError("response stream already closed")
-        self._receiver.frames_in += 1
-        self._receiver._queue.put((header or b"", body or b""))
+        receiver.frames_in += 1
+        queue = receiver._queue
+        if queue._waiter is None:  # the caller is not waiting (a stream sent as it was called): nobody to wake
+            queue._items.append((header or b"", body or b""))
+        else:
+            queue.put((header or b"", body or b""))
 
     def closed_by_peer(self) -> bool:
         return self._receiver.closed
 
-    def on_peer_closed(self, callback) -> None:
+    def on_peer_closed(self, callback: Callable[[], None]) -> None:
         if self._receiver.closed:
             callback()
         else:
             self._receiver._on_close.append(callback)
 
-    def on_control(self, callback) -> None:
+    def on_control(self, callback: Callable[[str], None]) -> None:
         self._receiver._on_control.append(callback)
 
     async def close(self) -> None:
