@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 
 from ...errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 from ...ratelog import warn_limited
-from ..base import AcceptEarly, Accepted, Msg, RequestHandler
+from ..base import AcceptEarly, Msg, RequestHandler
 from .channel import Channel
 from .sublist import SubList
 
@@ -76,13 +76,17 @@ class _Sub:
             self._task = asyncio.get_running_loop().create_task(self._pump(self._inbox), name=f"sub:{subject}")
 
     def deliver(self, msg: Msg) -> None:
+        self.delivered += 1
         accept = self._accept
         if accept is None:
-            self.delivered += 1
             assert self._inbox is not None
             self._inbox.put(msg)
             return
-        answer, start = self._accepted(msg)
+        try:
+            answer, start = accept(msg)
+        except Exception as exc:  # as in the task: a failing callback must not break the publisher
+            self._failed(exc)
+            return
         try:
             if answer is not None and msg.reply:
                 self._bus.publish(msg.reply, answer)
@@ -93,7 +97,12 @@ class _Sub:
     def take(self, msg: Msg) -> bytes | None:
         """A request handed straight to an accepting callback: its reply (None: it sends none), what the
         callback starts once the reply is on its way being started before this returns."""
-        answer, start = self._accepted(msg)
+        self.delivered += 1
+        try:
+            answer, start = self._accept(msg)  # type: ignore[misc]  # only called on accepting subscriptions
+        except Exception as exc:  # as in deliver()
+            self._failed(exc)
+            return None
         try:
             if answer is not None and len(answer) > self._bus.max_payload:
                 raise PayloadTooLargeError(len(answer), self._bus.max_payload)
@@ -101,16 +110,6 @@ class _Sub:
             if start is not None:
                 start()
         return answer
-
-    def _accepted(self, msg: Msg) -> Accepted:
-        self.delivered += 1
-        try:
-            return self._accept(msg)  # type: ignore[misc]  # only called on accepting subscriptions
-        except Exception as exc:  # as in the task: a failing callback must not break the publisher
-            warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
-                         self.subject, type(exc).__name__, exc)
-            log.debug("subscription callback on %r failed", self.subject, exc_info=True)
-            return None, None
 
     async def _pump(self, inbox: "Channel[Msg | None]") -> None:
         while True:
@@ -122,9 +121,12 @@ class _Sub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failing callback must not kill the subscription (as in nats-py)
-                warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
-                             self.subject, type(exc).__name__, exc)
-                log.debug("subscription callback on %r failed", self.subject, exc_info=True)
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                     self.subject, type(exc).__name__, exc)
+        log.debug("subscription callback on %r failed", self.subject, exc_info=exc)
 
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)
