@@ -19,6 +19,7 @@ __all__ = ["EmbeddedNats", "EmbeddedMessaging", "subject_matches", "DEFAULT_MAX_
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+_INBOX_PREFIX = "_INBOX.embedded."  # where requests wait for their replies, one numbered inbox each
 
 
 def _check_subject(subject: str, *, wildcards: bool) -> None:
@@ -229,7 +230,8 @@ class EmbeddedNats:
         A served instance's subject (its one subscriber accepts requests as they are delivered) is asked directly:
         the reply is what its callback returns, with no inbox future waiting for it to be published.
         """
-        inbox = inbox or self._new_inbox()
+        if not inbox:
+            inbox = f"{_INBOX_PREFIX}{next(self._inbox_ids)}"
         subs = self._match_cache.get(subject)
         if (subs is not None and len(subs) == 1 and subs[0]._accept is not None
                 and subject not in self._replies):
@@ -262,7 +264,7 @@ class EmbeddedNats:
             self._replies.pop(inbox, None)
 
     def _new_inbox(self) -> str:
-        return f"_INBOX.embedded.{next(self._inbox_ids)}"
+        return f"{_INBOX_PREFIX}{next(self._inbox_ids)}"
 
 
 def _expire(future: "asyncio.Future[Msg]", subject: str, timeout: float) -> None:
