@@ -232,11 +232,12 @@ class EmbeddedNats:
         """
         if not inbox:
             inbox = f"{_INBOX_PREFIX}{next(self._inbox_ids)}"
+        if len(data) > self.max_payload:
+            raise PayloadTooLargeError(len(data), self.max_payload)
         subs = self._match_cache.get(subject)
-        if (subs is not None and len(subs) == 1 and subs[0]._accept is not None
-                and subject not in self._replies):
-            if len(data) > self.max_payload:
-                raise PayloadTooLargeError(len(data), self.max_payload)
+        if subs is None:
+            subs = self._matching(subject)
+        if len(subs) == 1 and subs[0]._accept is not None and subject not in self._replies:
             self.published += 1
             answer = subs[0].take(Msg(subject, bytes(data), inbox, None, headers))
             if answer is not None:
