@@ -17,12 +17,43 @@ __all__ = ["EmbeddedResponsePlane"]
 
 _EOF = (b"", b"\x00eof")
 GONE_GRACE = 1.0  # seconds a stream lives on without a frame once its instance's key is gone (as on TCP)
+IO_POLL_EVERY = 0.001  # seconds a caller whose streams never wait may go on calling before I/O is polled again
 
 
 @types.coroutine
 def _turn() -> Generator[None, None, None]:
     """Let the event loop run once (``asyncio.sleep(0)``, one frame shorter)."""
     yield
+
+
+class _Turns:
+    """When a caller that found its whole stream there at once lets the event loop turn, as it closes the stream.
+
+    A caller that waited for its worker let the loop turn meanwhile. One that never waited turns it whenever that
+    changes what runs next: when a callback or task is ready or a timer is due (so everything else runs when it
+    would have with a turn per call), and at least every :data:`IO_POLL_EVERY` seconds, to poll for I/O. A turn
+    (a selector call and the loop's bookkeeping) is a sixth of a one-item call's time: a burst of calls that
+    nothing else waits on is spared it. On a loop whose queues are not asyncio's own (uvloop, a browser's), every
+    such close turns it.
+    """
+
+    __slots__ = ("_poll_at",)
+
+    def __init__(self) -> None:
+        self._poll_at = 0.0
+
+    def due(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, asyncio.BaseEventLoop):
+            return True
+        ready, timers = getattr(loop, "_ready", None), getattr(loop, "_scheduled", None)  # asyncio's own queues
+        if ready is None or timers is None:
+            return True
+        now = loop.time()
+        if ready or now >= self._poll_at or (timers and timers[0]._when <= now):
+            self._poll_at = now + IO_POLL_EVERY
+            return True
+        return False
 
 
 class _Receiver(Channel[Any]):
@@ -95,8 +126,9 @@ class _Receiver(Channel[Any]):
                 for callback in callbacks:
                     callback()
             if not self._waited:  # every frame was there at once (the worker streamed as it was called): the
-                self._waited = True  # loop still turns once per call, as when the caller waited for its worker
-                await _turn()
+                self._waited = True  # loop still turns, as when the caller waited for its worker, when it matters
+                if plane._turns.due():
+                    await _turn()
 
 
 class _Sender:
@@ -154,6 +186,7 @@ class EmbeddedResponsePlane:
         self._by_info: dict[str, _Receiver] = {}  # the exact ``info`` string handed out: no JSON parse per call
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
+        self._turns = _Turns()
 
     async def open_receiver(self, request_id: str) -> _Receiver:
         receiver = _Receiver(self, f"{self._prefix}-{next(self._ids)}", request_id)
