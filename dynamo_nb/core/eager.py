@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import operator
 import sys
 from asyncio.tasks import _enter_task, _leave_task
 from typing import Any, Coroutine, Generator
@@ -21,12 +22,19 @@ from typing import Any, Coroutine, Generator
 __all__ = ["EagerStarter", "Resumed", "drive"]
 
 
+#: True while a first step runs. A start inside one (a handler calling another endpoint, of any runtime) gets a
+#: plain task: first steps never nest, so a chain of calls never deepens the stack.
+_stepping = False
+
+# Looked up once: a start runs on every request of a served instance.
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
+_copy_context = contextvars.copy_context
+_refcount = sys.getrefcount
+
+
 class EagerStarter:
     """Starts coroutines eagerly on one event loop (a runtime's), with one parked task kept for the next start."""
-
-    #: A start inside a first step (a handler calling another endpoint, of any runtime) gets a plain task: first
-    #: steps never nest, so a chain of calls never deepens the stack.
-    _running = False
 
     def __init__(self) -> None:
         self._spare: _Spare | None = None
@@ -34,8 +42,9 @@ class EagerStarter:
     def start(self, coro: Coroutine[Any, Any, None], inflight: "set[asyncio.Task[None]]") -> None:
         """Run ``coro`` until it ends or first waits; what waits goes on in a task, kept in ``inflight`` until
         done (the task is there during the first step too)."""
-        loop = asyncio.get_running_loop()
-        if EagerStarter._running:
+        global _stepping
+        loop = _get_running_loop()
+        if _stepping:
             task = loop.create_task(coro)
             inflight.add(task)
             task.add_done_callback(inflight.discard)
@@ -44,27 +53,27 @@ class EagerStarter:
         if spare is None or spare.task.done() or spare.handover.done() or _cancel_asked(spare.task):
             spare = self._spare = _Spare(loop)
         task = spare.task
-        context = contextvars.copy_context()
-        caller = asyncio.current_task(loop)
+        context = _copy_context()
+        caller = _current_task(loop)
         if caller is not None:
             _leave_task(loop, caller)
         _enter_task(loop, task)
         inflight.add(task)
-        EagerStarter._running = True
-        refs = sys.getrefcount(task)
+        _stepping = True
+        refs = _refcount(task)
         try:
             waiting = context.run(coro.send, None)
         except BaseException as exc:  # ended (StopIteration), or failed as a task's coroutine would
-            if sys.getrefcount(task) > refs:  # the step kept its task somewhere: it is not handed to the next
+            if _refcount(task) > refs:  # the step kept its task somewhere: it is not handed to the next
                 self._spare = None
                 if not spare.handover.done():  # (done: the step cancelled it, and it ends so)
                     spare.handover.set_result(None)
             inflight.discard(task)
-            if not isinstance(exc, (StopIteration, asyncio.CancelledError)):
+            if exc.__class__ is not StopIteration and not isinstance(exc, asyncio.CancelledError):
                 loop.call_exception_handler({"message": "eagerly started coroutine failed", "exception": exc})
             return
         finally:
-            EagerStarter._running = False
+            _stepping = False
             _leave_task(loop, task)
             if caller is not None:
                 _enter_task(loop, caller)
@@ -92,8 +101,11 @@ class EagerStarter:
 
 def _cancel_asked(task: "asyncio.Task[Any]") -> bool:
     """Whether ``task`` was asked to cancel (a task that has not run yet ends so without running anything)."""
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    return bool(cancelling() if cancelling is not None else getattr(task, "_must_cancel", False))
+    return bool(task._must_cancel)  # type: ignore[attr-defined]  # (Python 3.10: no Task.cancelling())
+
+
+if sys.version_info >= (3, 11):
+    _cancel_asked = operator.methodcaller("cancelling")  # type: ignore[assignment]  # the same, without a frame
 
 
 class _Spare:

@@ -19,6 +19,7 @@ __all__ = ["EmbeddedNats", "EmbeddedMessaging", "subject_matches", "DEFAULT_MAX_
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+_INBOX_PREFIX = "_INBOX.embedded."  # where requests wait for their replies, one numbered inbox each
 
 
 def _check_subject(subject: str, *, wildcards: bool) -> None:
@@ -85,9 +86,7 @@ class _Sub:
         try:
             answer, start = accept(msg)
         except Exception as exc:  # as in the task: a failing callback must not break the publisher
-            warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
-                         self.subject, type(exc).__name__, exc)
-            log.debug("subscription callback on %r failed", self.subject, exc_info=True)
+            self._failed(exc)
             return
         try:
             if answer is not None and msg.reply:
@@ -95,6 +94,23 @@ class _Sub:
         finally:
             if start is not None:
                 start()
+
+    def take(self, msg: Msg) -> bytes | None:
+        """A request handed straight to an accepting callback: its reply (None: it sends none), what the
+        callback starts once the reply is on its way being started before this returns."""
+        self.delivered += 1
+        try:
+            answer, start = self._accept(msg)  # type: ignore[misc]  # only called on accepting subscriptions
+        except Exception as exc:  # as in deliver()
+            self._failed(exc)
+            return None
+        try:
+            if answer is not None and len(answer) > self._bus.max_payload:
+                raise PayloadTooLargeError(len(answer), self._bus.max_payload)
+        finally:
+            if start is not None:
+                start()
+        return answer
 
     async def _pump(self, inbox: "Channel[Msg | None]") -> None:
         while True:
@@ -106,9 +122,12 @@ class _Sub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failing callback must not kill the subscription (as in nats-py)
-                warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
-                             self.subject, type(exc).__name__, exc)
-                log.debug("subscription callback on %r failed", self.subject, exc_info=True)
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s",
+                     self.subject, type(exc).__name__, exc)
+        log.debug("subscription callback on %r failed", self.subject, exc_info=exc)
 
     async def unsubscribe(self) -> None:
         self.conn._subs.discard(self)
@@ -201,22 +220,52 @@ class EmbeddedNats:
     async def request(self, subject: str, data: bytes, timeout: float,
                       headers: dict[str, str] | None = None, accept_early: AcceptEarly | None = None) -> Msg:
         """(``accept_early`` is not needed: a served instance acks as the request is delivered.)"""
-        inbox = f"_INBOX.embedded.{next(self._inbox_ids)}"
+        inbox = self._new_inbox()
+        return Msg(inbox, await self.exchange(subject, data, timeout, headers, inbox))
+
+    async def exchange(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None,
+                       inbox: str = "") -> bytes:
+        """The reply to one request: what :meth:`request` returns, without the message around it.
+
+        A served instance's subject (its one subscriber accepts requests as they are delivered) is asked directly:
+        the reply is what its callback returns, with no inbox future waiting for it to be published.
+        """
+        if not inbox:
+            inbox = f"{_INBOX_PREFIX}{next(self._inbox_ids)}"
+        if len(data) > self.max_payload:
+            raise PayloadTooLargeError(len(data), self.max_payload)
+        subs = self._match_cache.get(subject)
+        if subs is None:
+            subs = self._matching(subject)
+        if len(subs) == 1 and subs[0]._accept is not None and subject not in self._replies:
+            self.published += 1
+            answer = subs[0].take(Msg(subject, bytes(data), inbox, None, headers))
+            if answer is not None:
+                return answer
+            return await self._reply_to(inbox, subject, timeout, data=None)  # none comes: it times out
+        return await self._reply_to(inbox, subject, timeout, data, headers)
+
+    async def _reply_to(self, inbox: str, subject: str, timeout: float, data: bytes | None,
+                        headers: dict[str, str] | None = None) -> bytes:
+        """Wait for the reply published on ``inbox`` (after publishing the request ``data``, unless None)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[inbox] = future
         try:
-            if self.publish(subject, data, reply=inbox, headers=headers) == 0:
+            if data is not None and self.publish(subject, data, reply=inbox, headers=headers) == 0:
                 raise NoRespondersError(subject)
             if future.done():  # answered as it was delivered (a served instance's ack): no timer needed
-                return future.result()
+                return future.result().data
             timer = loop.call_later(timeout, _expire, future, subject, timeout)
             try:
-                return await future
+                return (await future).data
             finally:
                 timer.cancel()
         finally:
             self._replies.pop(inbox, None)
+
+    def _new_inbox(self) -> str:
+        return f"{_INBOX_PREFIX}{next(self._inbox_ids)}"
 
 
 def _expire(future: "asyncio.Future[Msg]", subject: str, timeout: float) -> None:
@@ -255,6 +304,11 @@ class EmbeddedMessaging:
                 accept_early: AcceptEarly | None = None) -> Coroutine[Any, Any, Msg]:
         """The bus's own request (this returns its coroutine: one frame fewer on every call)."""
         return self._live().request(subject, data, timeout, headers)
+
+    def ask(self, subject: str, data: bytes, timeout: float,
+            headers: dict[str, str] | None = None) -> Coroutine[Any, Any, bytes]:
+        """:meth:`request`'s reply payload, for the request plane (the bus's coroutine, as in :meth:`request`)."""
+        return self._live().exchange(subject, data, timeout, headers)
 
     async def flush(self) -> None:
         await asyncio.sleep(0)

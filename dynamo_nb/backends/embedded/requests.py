@@ -1,6 +1,7 @@
-"""The embedded twin of the TCP request plane: routes in a table the world shares, acks through a future.
+"""The embedded request planes: NATS requests straight to the bus, and the twin of the TCP request plane (routes
+in a table the world shares, acks through a future).
 
-Keys and values are the same as on real servers; only the listener address is a made-up
+Keys and values are the same as on real servers; only the TCP listener address is a made-up
 ``embedded-rpc:{hex8}`` (never parse it as a socket address).
 """
 
@@ -8,16 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ...errors import BackendTimeoutError, NoRespondersError
 from ..base import AcceptEarly, Msg
+from ..nats_plane import NatsRequestPlane
+from .bus import EmbeddedMessaging
 
-__all__ = ["EmbeddedTcpPlane", "EmbeddedRoutes"]
+__all__ = ["EmbeddedNatsPlane", "EmbeddedTcpPlane", "EmbeddedRoutes"]
 
 UNKNOWN_ENDPOINT = "Server unavailable: unknown endpoint "
 
 Routes = dict[str, Callable[[Msg], Awaitable[None]]]
+
+
+class EmbeddedNatsPlane(NatsRequestPlane):
+    """The NATS request plane on the embedded bus: the ack is the bus's reply itself, not a reply message built
+    around it and unwrapped again (the plane a caller awaits on every call)."""
+
+    def __init__(self, messaging: EmbeddedMessaging) -> None:
+        super().__init__(messaging)
+        self._connection = messaging
+
+    def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
+                timeout: float, accept_early: AcceptEarly | None = None) -> Coroutine[Any, Any, bytes]:
+        """The ack (this returns the bus's coroutine: no frame of its own)."""
+        return self._connection.ask(target, payload, timeout, headers)
 
 
 class EmbeddedRoutes:

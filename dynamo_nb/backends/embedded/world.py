@@ -9,7 +9,7 @@ from ..base import Backend
 from .bus import DEFAULT_MAX_PAYLOAD, EmbeddedMessaging, EmbeddedNats
 from .clock import Clock
 from .kv import EmbeddedDiscovery, EmbeddedEtcd
-from .requests import EmbeddedRoutes, EmbeddedTcpPlane
+from .requests import EmbeddedNatsPlane, EmbeddedRoutes, EmbeddedTcpPlane
 from .streams import EmbeddedResponsePlane
 
 __all__ = ["EmbeddedWorld", "default_world"]
@@ -33,14 +33,16 @@ class EmbeddedWorld:
 
     def connect(self) -> Backend:
         """A fresh set of connections, as one process would open to real servers."""
+        messaging = EmbeddedMessaging(self.nats)
         backend = Backend(
             kind="embedded",
             discovery=EmbeddedDiscovery(self.etcd),
-            messaging=EmbeddedMessaging(self.nats),
+            messaging=messaging,
             responses=self.streams,
             description="embedded (in-process etcd + NATS)",
             opener=self._connect_peer,
         )
+        backend.requests["nats"] = EmbeddedNatsPlane(messaging)
         backend.requests["tcp"] = EmbeddedTcpPlane(self.routes)
         return backend
 
