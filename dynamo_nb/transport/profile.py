@@ -82,6 +82,24 @@ _SENT: dict[bytes, RequestHeader] = {}
 _SENT_MAX = 256  # a caller whose requests go to other processes forgets them by the few hundred
 
 
+_json_str = json.encoder.encode_basestring  # what _dumps writes for a str, without its type dispatch
+
+
+def _info_json(connection_info: dict[str, Any]) -> str:
+    """``_dumps(connection_info)``; the shape every caller here makes (two strings) written out directly.
+
+    >>> ci = {"transport": "tcp_server", "info": '{"a":"\\n"}'}
+    >>> _info_json(ci) == _dumps(ci), _info_json({"x": 1})
+    (True, '{"x":1}')
+    """
+    if connection_info.__class__ is dict and len(connection_info) == 2:
+        transport, info = connection_info.get("transport"), connection_info.get("info")
+        if (transport.__class__ is str and info.__class__ is str
+                and next(iter(connection_info)) == "transport"):  # keys in this order: the bytes match _dumps
+            return f'{{"transport":{_json_str(transport)},"info":{_json_str(info)}}}'
+    return _dumps(connection_info)
+
+
 def _sent(header: bytes, parsed: RequestHeader) -> bytes:
     if len(_SENT) >= _SENT_MAX:
         _SENT.clear()
@@ -234,7 +252,7 @@ class SeedProfile:
     def request_header(self, request_id: str, connection_info: dict[str, Any], codec: str = "json") -> bytes:
         # = _dumps({"id": ..., "request_type": "single_in", "response_type": "many_out", "connection_info": ...})
         header = (f'{{"id":{_dumps(request_id)},"request_type":"single_in","response_type":"many_out",'
-                  f'"connection_info":{_dumps(connection_info)}}}').encode()
+                  f'"connection_info":{_info_json(connection_info)}}}').encode()
         return _sent(header, RequestHeader(request_id, connection_info, "json"))
 
     def request_headers(self, request_id: str, ack_timeout: float, now_ns: int) -> dict[str, str]:
@@ -288,7 +306,7 @@ class SeedProfile:
         ``"response_mux":1``: this caller also takes the stream on a shared connection (a field Dynamo 1.6.1
         ignores; see ``backends/real/tcp_mux.py``)."""
         # = _dumps({"address": ..., "subject": ..., "context": ..., "stream_type": "response"}), string by string
-        info = (f'{{"address":{_dumps(address)},"subject":{_dumps(subject)},"context":{_dumps(request_id)},'
+        info = (f'{{"address":{_json_str(address)},"subject":{_json_str(subject)},"context":{_json_str(request_id)},'
                 f'"stream_type":"response"{_MUX_FIELD if mux else ""}}}')
         return {"transport": "tcp_server", "info": info}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import types
 import uuid
 from collections import deque
@@ -37,19 +38,27 @@ class _Turns:
     such close turns it.
     """
 
-    __slots__ = ("_poll_at",)
+    __slots__ = ("_poll_at", "_loop", "_queues")
 
     def __init__(self) -> None:
         self._poll_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: tuple[Any, Any, Any] | None = None  # the loop's ready queue, timer heap and clock
 
     def due(self) -> bool:
         loop = asyncio.get_running_loop()
-        if not isinstance(loop, asyncio.BaseEventLoop):
+        if loop is not self._loop:  # looked up once per loop: a loop keeps its queues for life
+            self._loop = loop
+            ready, timers = getattr(loop, "_ready", None), getattr(loop, "_scheduled", None)
+            clock = (time.monotonic if type(loop).time is asyncio.BaseEventLoop.time  # what it reads, called direct
+                     else loop.time)
+            self._queues = ((ready, timers, clock) if isinstance(loop, asyncio.BaseEventLoop) and ready is not None
+                            and timers is not None else None)
+        queues = self._queues
+        if queues is None:
             return True
-        ready, timers = getattr(loop, "_ready", None), getattr(loop, "_scheduled", None)  # asyncio's own queues
-        if ready is None or timers is None:
-            return True
-        now = loop.time()
+        ready, timers, clock = queues
+        now = clock()
         if ready or now >= self._poll_at or (timers and timers[0]._when <= now):
             self._poll_at = now + IO_POLL_EVERY
             return True
