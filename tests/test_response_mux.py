@@ -219,7 +219,47 @@ def test_the_advert_is_one_field_of_the_info_string() -> None:
     plane.port = 5555
     info = plane.profile.connection_info(plane.address, "s", "r", mux=True)["info"]
     assert info == ('{"address":"127.0.0.1:5555","subject":"s","context":"r","stream_type":"response",'
-                    '"response_mux":1}')
+                    '"response_mux":2}')
+
+
+@pytest.mark.parametrize("advert", [1, 2])
+async def test_each_caller_gets_the_version_it_reads(advert: int) -> None:
+    """A caller that reads only version 1 (an older dynamo_nb) still gets every frame; one that reads version 2
+    gets the stream without the prologue and sentinel its OPEN and END stand for, and reads the same items."""
+    caller, worker = TcpResponsePlane(), TcpResponsePlane()
+    try:
+        receiver = await caller.open_receiver("r")
+        info = receiver.connection_info["info"].replace('"response_mux":2', f'"response_mux":{advert}')
+        sender = await worker.connect({**receiver.connection_info, "info": info})
+        assert sender.frames_implied is (advert == 2)
+        frames = [(b'{"error":null}', b"")] if advert == 1 else []
+        frames += [(b"", b'{"data":1,"complete_final":false}'), (b"", b'{"complete_final":true}')]
+        frames += [(b'"sentinel"', b"")] if advert == 1 else []
+        for header, body in frames:
+            await sender.send(header or None, body or None)
+        await sender.close()
+        assert [frame async for frame in receiver] == frames
+        assert receiver.frames_implied is (advert == 2)
+        [conn] = worker.mux_connections()
+        assert conn.version == advert
+    finally:
+        await caller.close()
+        await worker.close()
+
+
+@pytest.mark.timeout(60)
+async def test_runtimes_speak_version_2_and_streams_end_complete(local_cluster):
+    worker, caller, client, served = await _pair(local_cluster)
+    try:
+        assert await (await client.round_robin({"n": 1, "tag": "x"})).collect() == [{"i": 0, "tag": "x"}]
+        [shared] = worker.backend.responses.mux_connections()
+        assert shared.version == 2
+        stream = await client.round_robin({"n": 3, "tag": "y"})
+        assert await stream.collect() == [{"i": i, "tag": "y"} for i in range(3)]
+        assert stream.complete and stream.items == 3
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()
 
 
 async def test_an_idle_shared_connection_is_closed_and_dialled_again(monkeypatch) -> None:

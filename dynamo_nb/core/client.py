@@ -105,11 +105,12 @@ class ResponseStream:
             try:
                 if not self._prologue_seen:
                     self._prologue_seen = True
-                    error = profile.parse_prologue(header)
-                    if error:
-                        await self.aclose()
-                        raise RemoteError("PrologueError", str(error), endpoint, self.instance_id)
-                    continue
+                    if not getattr(self._receiver, "frames_implied", False):  # else it was OK, and not sent
+                        error = profile.parse_prologue(header)
+                        if error:
+                            await self.aclose()
+                            raise RemoteError("PrologueError", str(error), endpoint, self.instance_id)
+                        continue
                 if header and not body:  # the sentinel closes the stream
                     self.complete = self.complete or self.stopped
                     await self.aclose()

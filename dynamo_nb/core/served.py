@@ -500,7 +500,9 @@ class ServedEndpoint(Drawable):
         try:
             result = self.handler(request, context) if self._arity == 2 else self.handler(request)  # type: ignore[call-arg]
             stream = result if hasattr(result, "__anext__") else _as_stream(result)
-            await sender.send(profile.prologue(None), None)
+            implied = getattr(sender, "frames_implied", False)  # prologue and sentinel go unsent (see tcp_mux)
+            if not implied:
+                await sender.send(profile.prologue(None), None)
             max_payload = (runtime.backend.messaging.max_payload if profile.limit_items_to_nats_payload
                            else float("inf"))
             try:
@@ -526,7 +528,8 @@ class ServedEndpoint(Drawable):
                 await sender.send(None, profile.error_item_for(exc, codec))
             if outcome != "stopped":
                 await sender.send(None, profile.final(codec))
-                await sender.send(profile.SENTINEL, None)
+                if not implied:
+                    await sender.send(profile.SENTINEL, None)
         except (ConnectionError, asyncio.CancelledError) as exc:
             outcome = "cancelled" if context._stopped else ("killed" if self.killed else "broken")
             if isinstance(exc, asyncio.CancelledError) and not context._stopped:

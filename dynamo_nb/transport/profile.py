@@ -73,7 +73,7 @@ class Event:
 
 _dumps = fastjson.dumps
 _loads = validate.loads  # every JSON failure, a too-deep document included, is a ProtocolError
-_MUX_FIELD = ',"response_mux":1'  # in connection_info: the caller takes multiplexed responses
+_MUX_FIELD = ',"response_mux":2'  # in connection_info: the caller takes multiplexed responses, up to version 2
 
 #: Control headers this process wrote lately, with what they say: a worker in the same process (the embedded
 #: backend) reads one back without parsing the JSON it was just made from. Bytes that were not written here, or
@@ -303,8 +303,8 @@ class SeedProfile:
     @staticmethod
     def connection_info(address: str, subject: str, request_id: str, mux: bool = False) -> dict[str, Any]:
         """``connection_info`` of a call-home stream; ``info`` is a JSON *string*, as in Dynamo. ``mux`` adds
-        ``"response_mux":1``: this caller also takes the stream on a shared connection (a field Dynamo 1.6.1
-        ignores; see ``backends/real/tcp_mux.py``)."""
+        ``"response_mux":2``: this caller also takes the stream on a shared connection, of version 1 or 2 (a
+        field Dynamo 1.6.1 ignores; see ``backends/real/tcp_mux.py``)."""
         # = _dumps({"address": ..., "subject": ..., "context": ..., "stream_type": "response"}), string by string
         info = (f'{{"address":{_json_str(address)},"subject":{_json_str(subject)},"context":{_json_str(request_id)},'
                 f'"stream_type":"response"{_MUX_FIELD if mux else ""}}}')

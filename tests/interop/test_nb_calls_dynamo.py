@@ -42,7 +42,7 @@ async def test_items_errors_direct_and_concurrency(peers, nb_runtime, plane, cod
     # dynamo_nb advertised the multiplexed plane in every request; the real worker ignored the field and called
     # back once per stream (10 streams so far), with the per-stream handshake the listener still accepts.
     probe = await runtime.backend.responses.open_receiver("probe")
-    assert '"response_mux":1' in probe.connection_info["info"]
+    assert '"response_mux":2' in probe.connection_info["info"]
     await probe.close()
     assert runtime.backend.responses.accepted == 10
 

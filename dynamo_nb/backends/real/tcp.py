@@ -45,7 +45,8 @@ from . import tcp_mux
 from ._deadline import bounded
 from .addresses import resolve
 from .sockout import FLUSH_BYTES, HIGH_WATER, WOULD_BLOCK, BufferedWriter, dispatch_control
-from .tcp_mux import MUX_ADVERT, MUX_HELLO, TAG, MuxConnection, MuxSender, RecordDecoder, record
+from .tcp_mux import (MUX_ADVERT, MUX_HELLOS, MUX_VERSION, TAG, MuxConnection, MuxSender, RecordDecoder, mux_version,
+                      record)
 
 __all__ = ["TcpResponsePlane", "TcpReceiver", "TcpSender", "parse_address"]
 
@@ -111,6 +112,9 @@ class TcpReceiver:
         self._last_frame = 0.0
         self._gone = ""  # why the worker is known to be gone (its key was deleted)
         self._accept: Callable[[], None] | None = None  # ends the wait for the request's ack (see accept_early)
+        #: the stream comes over a version-2 multiplexed connection: its prologue (OK) and its sentinel are not
+        #: among its frames (its OPEN and END stand for them; see :mod:`.tcp_mux`)
+        self.frames_implied = False
 
     def accept_early(self, accept: Callable[[], None] | None) -> None:
         """Given by the request plane while the call waits for its ack: ``accept()`` ends that wait."""
@@ -128,10 +132,12 @@ class TcpReceiver:
         self._conn = conn
         self._connected = True
         self.peer = conn.peer
-        if self._accept is not None and conn.__class__ is _Lane:
-            # A multiplexing worker opens the stream only after it sent the ack, so the ack can only say "taken":
-            # the call goes on now instead of waiting for it to cross the NATS server (or the request plane).
-            self._accept()
+        if conn.__class__ is _Lane:
+            self.frames_implied = conn._conn._frames_implied
+            if self._accept is not None:
+                # A multiplexing worker opens the stream only once it has taken the request, so the ack can only
+                # say "taken": the call goes on now (the worker sends no ack to such a caller over NATS).
+                self._accept()
         self._last_frame = conn._loop.time()
         if self._timer is not None:  # the connect timer goes on as the idle timer: one timer per call, not two
             self._idle_timer, self._timer = self._timer, None
@@ -302,7 +308,7 @@ class _Inbound:
     a multiplexing hello (:mod:`.tcp_mux`), records for many."""
 
     __slots__ = ("_plane", "_loop", "_sock", "_fd", "_decoder", "_receiver", "_reading", "_paused", "peer",
-                 "_lanes", "_out", "_writing", "_rdec")
+                 "_lanes", "_out", "_writing", "_rdec", "_frames_implied")
 
     def __init__(self, plane: "TcpResponsePlane", loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  peer: str = "") -> None:
@@ -317,6 +323,7 @@ class _Inbound:
         self._paused = False  # held back because the consumer is behind
         self._lanes: dict[int, _Lane] | None = None  # a multiplexed connection's open streams
         self._rdec: RecordDecoder | None = None  # a multiplexed connection's decoder (after the hello)
+        self._frames_implied = False  # a version-2 multiplexed connection: prologue and sentinel are not sent
         self._out = bytearray()  # multiplexed: records for the worker the socket did not take yet
         self._writing = False
         plane._inbound.add(self)
@@ -365,9 +372,11 @@ class _Inbound:
                     records = rdec.feed(data)
                 else:
                     frames = self._decoder.feed(data)
-                    if frames and self._receiver is None and frames[0][0] == MUX_HELLO and self._plane.mux:
+                    version = MUX_HELLOS.get(frames[0][0]) if frames and self._receiver is None else None
+                    if version is not None and self._plane.mux:
                         # A multiplexing worker: what follows the hello are records (see tcp_mux).
                         self._lanes = {}
+                        self._frames_implied = version >= 2
                         rdec = self._rdec = RecordDecoder(self._decoder.take_pending())
                         records = []
                         for header, body in frames[1:]:
@@ -906,27 +915,28 @@ class TcpResponsePlane:
         if not self.mux:
             return False
         try:
-            return self._parse_info(connection_info, keep=True).get(MUX_ADVERT) == 1
+            return mux_version(self._parse_info(connection_info, keep=True).get(MUX_ADVERT)) > 0
         except ProtocolError:
             return False
 
     async def connect(self, connection_info: dict[str, Any]) -> TcpSender | MuxSender:
         """Call the caller back and queue the handshake; :class:`StreamRefusedError` if it cannot be reached.
 
-        A caller that advertises the multiplexed plane gets the stream on its shared connection (dialled on
-        first use, and again after it broke); any other gets a connection of its own."""
+        A caller that advertises the multiplexed plane gets the stream on its shared connection of the version it
+        reads (dialled on first use, and again after it broke); any other gets a connection of its own."""
         try:
             info = self._parse_info(connection_info, keep=False)
             address = str(info["address"])
-            mux = self.mux and info.get(MUX_ADVERT) == 1
-            conn = self._mux_out.get(address) if mux else None
+            version = mux_version(info.get(MUX_ADVERT)) if self.mux else 0
+            key = address if version == MUX_VERSION else f"{address} (v{version})"
+            conn = self._mux_out.get(key) if version else None
             if conn is not None:
                 return conn.open(str(info["subject"]))
             host, port = parse_address(address)
         except (ProtocolError, ValueError) as exc:
             raise StreamRefusedError(f"cannot call back: {exc}") from exc
-        if mux:
-            return (await self._mux_dial(address, host, port)).open(str(info["subject"]))
+        if version:
+            return (await self._mux_dial(key, host, port, version)).open(str(info["subject"]))
         sock, connected = await self._dial(host, port)
         loop = asyncio.get_running_loop()
         sender = TcpSender(loop, sock, connected, self._senders.discard, self.send_drain_timeout)
@@ -934,20 +944,21 @@ class TcpResponsePlane:
         await sender.send(self.profile.handshake(str(info["subject"])), None)
         return sender
 
-    async def _mux_dial(self, address: str, host: str, port: int) -> MuxConnection:
-        """The shared connection to ``address``: concurrent first calls wait for one dial, not one each."""
-        dialing = self._dialing.get(address)
+    async def _mux_dial(self, key: str, host: str, port: int, version: int) -> MuxConnection:
+        """The shared connection ``key`` names (a caller's address, and the version it reads): concurrent first
+        calls wait for one dial, not one each."""
+        dialing = self._dialing.get(key)
         if dialing is not None:
             return await asyncio.shield(dialing)
         loop = asyncio.get_running_loop()
-        dialing = self._dialing[address] = loop.create_future()
+        dialing = self._dialing[key] = loop.create_future()
         try:
             sock, connected = await self._dial(host, port)
             if self._closed:
                 sock.close()
                 raise StreamClosedError("response plane is closed")
-            conn = MuxConnection(loop, sock, connected, address, self._mux_done, self.send_drain_timeout)
-            self._mux_out[address] = conn
+            conn = MuxConnection(loop, sock, connected, key, self._mux_done, self.send_drain_timeout, version)
+            self._mux_out[key] = conn
             dialing.set_result(conn)
             return conn
         except BaseException as exc:
@@ -955,7 +966,7 @@ class TcpResponsePlane:
             dialing.exception()  # retrieved: no waiter may be left to see it
             raise
         finally:
-            del self._dialing[address]
+            del self._dialing[key]
 
     def _mux_done(self, conn: MuxConnection) -> None:
         if self._mux_out.get(conn.key) is conn:
