@@ -66,7 +66,13 @@ class _Turns:
 
 
 class _Receiver(Channel[Any]):
-    """The caller's end of one stream: the channel its frames wait in until read."""
+    """The caller's end of one stream: the channel its frames wait in until read.
+
+    As on a multiplexed TCP connection (version 2), a stream's OK prologue and its sentinel are implied, not sent:
+    a served instance sends neither, and its caller's stream ends cleanly at the end after ``complete_final``.
+    Whatever a sender does send arrives as sent."""
+
+    frames_implied = True
 
     __slots__ = ("subject", "connection_info", "closed", "frames_in", "claimed", "_plane", "_ended",
                  "_on_close", "_on_control", "_waited")
@@ -144,6 +150,7 @@ class _Sender:
     """The worker's end of one stream: a frame sent is in the caller's channel at once (no bound, no wait)."""
 
     __slots__ = ("_receiver", "_closed")
+    frames_implied = True  # see _Receiver
 
     def __init__(self, receiver: _Receiver) -> None:
         self._receiver = receiver
