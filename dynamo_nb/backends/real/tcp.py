@@ -814,6 +814,7 @@ class TcpResponsePlane:
         self._mux_out: dict[str, MuxConnection] = {}  # by the caller's address as its requests give it
         self._dialing: dict[str, asyncio.Future[MuxConnection]] = {}
         self._read_infos: dict[str, dict[str, Any]] = {}  # see _parse_info
+        self._random, self._random_at = b"", 0  # see _unguessable
         self._closed = False
 
     @property
@@ -887,9 +888,18 @@ class TcpResponsePlane:
     async def open_receiver(self, request_id: str) -> TcpReceiver:
         if self._listener is None:
             await self.start()
-        receiver = TcpReceiver(self, os.urandom(16).hex(), request_id)  # unguessable, as a uuid4's hex
+        receiver = TcpReceiver(self, self._unguessable(), request_id)
         self._receivers[receiver.subject] = receiver
         return receiver
+
+    def _unguessable(self) -> str:
+        """A new stream subject: 16 bytes from the system's random source, as a uuid4's hex. They are read 4 KiB
+        at a time: a ``urandom`` call per stream cost more than its bytes."""
+        pos = self._random_at
+        if pos >= len(self._random):
+            self._random, pos = os.urandom(4096), 0
+        self._random_at = pos + 16
+        return self._random[pos:pos + 16].hex()
 
     def _parse_info(self, connection_info: dict[str, Any], keep: bool) -> dict[str, Any]:
         """``connection_info`` read. A request's is read twice, as it is taken (``keep``: is its opening the ack?)
