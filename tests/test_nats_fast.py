@@ -13,9 +13,10 @@ from typing import Any
 import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.protocol.parser import Parser as NatsParser
 
 from dynamo_nb.backends.base import Msg, RequestHandler
-from dynamo_nb.backends.real.nats import _RESPONSES, NatsMessaging, _Client, _header_lines
+from dynamo_nb.backends.real.nats import _RESPONSES, NatsMessaging, _Client, _header_lines, _Parser
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 
@@ -67,6 +68,77 @@ async def test_a_bad_header_name_is_refused_as_nats_py_refuses_it() -> None:
         _Client()._command("a", "", b"", {"ok": "v", "bad\r\nname": "v"})
 
 
+class Recording:
+    """What a parser hands a client, in order (``_deliver`` returns something to await for every third message)."""
+
+    _fast = True
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def _deliver(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> Any:
+        self.events.append(("msg", sid, bytes(subject), bytes(reply), data, headers))
+        return asyncio.sleep(0) if len(self.events) % 3 == 0 else None
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self.events.append(("msg", sid, bytes(subject), bytes(reply), data, headers))
+
+    async def _process_ping(self) -> None:
+        self.events.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.events.append(("pong",))
+
+    async def _process_info(self, info: dict[str, Any]) -> None:
+        self.events.append(("info", info))
+
+    async def _process_err(self, err: str) -> None:
+        self.events.append(("err", err))
+
+
+def _hmsg(subject: bytes, sid: int, reply: bytes, headers: bytes, payload: bytes) -> bytes:
+    line = b" ".join(p for p in (b"HMSG", subject, b"%d" % sid, reply, b"%d" % len(headers),
+                                   b"%d" % (len(headers) + len(payload))) if p)
+    return line + b"\r\n" + headers + payload + b"\r\n"
+
+
+STREAM = (b"INFO {\"server_id\":\"x\",\"max_payload\":1048576}\r\n"
+          b"MSG a.b 1 5\r\nhello\r\n"
+          + _hmsg(b"a.b", 2, b"_INBOX.abc.1", b"NATS/1.0\r\nrequest-id: 7\r\nx: yz\r\n\r\n", b"world")
+          + b"MSG a.b 3 reply.to 0\r\n\r\n"
+          b"PING\r\n+OK\r\nPONG\r\n"
+          + _hmsg(b"_INBOX.abc.2", 4, b"", b"NATS/1.0 503\r\n\r\n", b"")
+          + b"MSG a.b\t5  \t6\r\nspaced\r\n"
+          b"MSG bin 6 4\r\n\r\n\r\n\r\n"
+          b"-ERR 'permissions violation for subscription to \"x\"'\r\n"
+          + b"".join(_hmsg(b"w.%d" % i, i, b"_INBOX.r.%d" % i, b"NATS/1.0\r\nk: %03d\r\n\r\n" % i, b"%03d" % i)
+                     for i in range(7, 40)))
+
+
+async def _parse_all(parser_class: type, chunks: list[bytes]) -> list[tuple[Any, ...]]:
+    nc = Recording()
+    parser = parser_class(nc)
+    for chunk in chunks:
+        await parser.parse(chunk)
+    assert not parser.buf
+    return nc.events
+
+
+@pytest.mark.parametrize("size", [len(STREAM), 1, 2, 3, 7, 16, 33, 100, 257])
+async def test_the_parser_reads_what_nats_py_reads(size: int) -> None:
+    chunks = [STREAM[i:i + size] for i in range(0, len(STREAM), size)]
+    expected = await _parse_all(NatsParser, chunks)
+    assert len([e for e in expected if e[0] == "msg"]) == 39
+    assert await _parse_all(_Parser, chunks) == expected
+
+
+async def test_the_parser_refuses_what_nats_py_refuses() -> None:
+    for garbage in (b"MSG a.b x 5\r\nhello\r\n", b"HMSG a.b 1 x 5\r\nhello\r\n", b"BOGUS\r\n"):
+        for parser_class in (NatsParser, _Parser):
+            with pytest.raises(nats.errors.ProtocolError):
+                await parser_class(Recording()).parse(b"MSG ok 1 2\r\nok\r\n" + garbage)
+
+
 # -- against a real nats-server ------------------------------------------------------------------------------
 
 
@@ -116,6 +188,7 @@ async def test_a_request_handler_is_served_by_the_read_loop_in_order(pair: Any) 
     # the caller's replies came through its response subscription, routed as well
     assert _RESPONSES in caller.client._routes.values()  # type: ignore[attr-defined]
     await handle.unsubscribe()
+    await worker.flush()  # the server has it
     assert not _routed(worker, handle)
     with pytest.raises(NoRespondersError):
         await caller.request("fast.inorder", b"gone", 2.0)
@@ -204,6 +277,7 @@ async def test_a_drained_subscription_takes_what_came_before_and_nothing_after(p
     await caller.flush()
     await handle._sub.drain()
     assert [m.data for m in rec.seen] == [b"%d" % i for i in range(50)]
+    await worker.flush()  # nats-py's drain may see its PONG before its UNSUB is written: the server has it now
     with pytest.raises(NoRespondersError):
         await caller.request("fast.drain", b"after", 2.0)
 

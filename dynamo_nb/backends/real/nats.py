@@ -87,12 +87,16 @@ def _accept(future: "asyncio.Future[Any]") -> None:
 try:  # the nats-py internals _Client's fast paths are written against (another nats-py: its own paths only)
     from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, _validate_subject
     from nats.aio.client import parse_email as _parse_email
+    from nats.protocol.parser import AWAITING_CONTROL_LINE as _AWAITING_CONTROL_LINE
+    from nats.protocol.parser import Parser as _NatsParser
 
     _FAST = (_parse_email is None and isinstance(getattr(NatsClient, "CONNECTED", None), int)
              and list(inspect.signature(NatsClient._process_msg).parameters)
-             == ["self", "sid", "subject", "reply", "data", "headers"])
+             == ["self", "sid", "subject", "reply", "data", "headers"]
+             and list(inspect.signature(_NatsParser.__init__).parameters) == ["self", "nc"])
 except (ImportError, AttributeError, TypeError, ValueError):
     _FAST = False
+    _NatsParser = object  # type: ignore[assignment,misc]
 
 _HEADER_NAMES: dict[bytes, str | None] = {}  # header names as read: the name, or None when nats-py skips it
 _STATUS = 32  # the byte after "NATS/1.0" of a status message ("NATS/1.0 503")
@@ -144,8 +148,77 @@ class _Route:
                      type(exc).__name__, exc)
         log.debug("subscription callback on %r failed", self.subject, exc_info=exc)
 
+    def cancelled(self) -> None:
+        if being_cancelled(default=True):
+            raise asyncio.CancelledError  # the read loop itself is being cancelled
+        log.warning("callback on %r was cancelled; the subscription keeps going", self.subject)
+
 
 _RESPONSES = _Route("", None, None)  # nats-py's response subscription: replies go straight to their request
+
+
+class _Parser(_NatsParser):
+    """nats-py's protocol parser, reading the messages a server sends (MSG, HMSG) in fewer steps and handing them
+    over through :meth:`_Client._deliver` (nothing to await for most). Anything else, from the first line that is
+    not a whole message on, is nats-py's own parse; so is everything when the client is not on its fast paths."""
+
+    async def parse(self, data: bytes = b"") -> None:
+        buf: bytearray = self.buf
+        buf.extend(data)
+        nc = self.nc
+        if self.state != _AWAITING_CONTROL_LINE or not nc._fast:
+            return await super().parse()
+        deliver = nc._deliver
+        pos, size = 0, len(buf)
+        try:
+            while pos < size:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return  # the rest of the line has not come yet
+                if buf.startswith(b"HMSG ", pos):  # HMSG <subject> <sid> [reply] <header size> <total size>
+                    args = bytes(buf[pos + 5:eol]).split()
+                    if len(args) == 5:
+                        subject, sid, reply, head, total = args
+                    elif len(args) == 4:
+                        subject, sid, head, total = args
+                        reply = b""
+                    else:
+                        break
+                elif buf.startswith(b"MSG ", pos):  # MSG <subject> <sid> [reply] <size>
+                    args = bytes(buf[pos + 4:eol]).split()
+                    if len(args) == 4:
+                        subject, sid, reply, total = args
+                    elif len(args) == 3:
+                        subject, sid, total = args
+                        reply = b""
+                    else:
+                        break
+                    head = b"0"
+                else:
+                    break
+                if not (sid.isdigit() and head.isdigit() and total.isdigit()):
+                    break  # nats-py's parse says what is wrong with it
+                start = eol + 2
+                end = start + int(total)
+                if end + 2 > size:
+                    return  # the rest of the message has not come yet: read again from its first line
+                hsize = int(head)
+                if hsize:
+                    headers: bytes | None = bytes(buf[start:start + hsize])
+                    start += hsize
+                else:
+                    headers = None
+                payload = bytes(buf[start:end])
+                pos = end + 2
+                step = deliver(int(sid), subject, reply, payload, headers)
+                if step is not None:
+                    await step
+                    if self.buf is not buf:
+                        return  # reset meanwhile (a reconnect): the rest is of the old connection
+        finally:
+            if pos:
+                del buf[:pos]
+        await super().parse()
 
 
 class _Client(NatsClient):
@@ -165,6 +238,8 @@ class _Client(NatsClient):
 
     def __init__(self) -> None:
         super().__init__()
+        if _FAST:
+            self._ps = _Parser(self)
         self._routes: dict[int, _Route] = {}  # by subscription id
         self._subjects_ok: set[str] = set()  # subjects published to so far (valid ones)
 
@@ -201,7 +276,22 @@ class _Client(NatsClient):
         size = len(payload)
         if size > self._max_payload:
             raise nats.errors.MaxPayloadError
-        cmd = self._command(subject, reply, payload, headers)
+        return self._append(self._command(subject, reply, payload, headers), size)
+
+    def _reply_now(self, inbox: str, payload: bytes) -> bool:
+        """:meth:`_publish_now` to a request's reply subject (as the server sent it: a valid subject)."""
+        if not self._fast or self._status != NatsClient.CONNECTED:
+            return False
+        flusher = self._flusher_task
+        if flusher is None or flusher.done():
+            return False
+        size = len(payload)
+        if size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        return self._append(f"PUB {inbox}  {size}\r\n".encode() + payload + b"\r\n", size)
+
+    def _append(self, cmd: bytes, size: int) -> bool:
+        """What nats-py's ``_send_publish`` does with a command, while connected and its buffer has room."""
         waiting = self._pending_data_size + len(cmd)
         if 0 < self._max_pending_size < waiting:
             return False  # publish() waits for the flusher first
@@ -269,40 +359,61 @@ class _Client(NatsClient):
             self._route(sub, _RESPONSES)
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        """nats-py's, for a subscription routed here: what it does before handing a message over (counters,
-        auto-unsubscribe), then the hand-over itself without its message, queue and task."""
+        """nats-py's own for a subscription not routed here; else :meth:`_deliver`."""
+        if sid not in self._routes:
+            return await super()._process_msg(sid, subject, reply, data, headers)
+        step = self._deliver(sid, subject, reply, data, headers)
+        if step is not None:
+            await step
+
+    def _deliver(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                 headers: bytes | None) -> Awaitable[None] | None:
+        """Hand one message over, as the read loop reads it: None once done, else what to await first (nats-py's
+        own ``_process_msg`` for a subscription not routed here, or the rest of a hand-over that must wait).
+
+        For a routed subscription: what nats-py does before handing a message over (counters, auto-unsubscribe),
+        then the hand-over itself without its message, queue and task."""
         route = self._routes.get(sid)
         if route is None:
-            return await super()._process_msg(sid, subject, reply, data, headers)
+            return super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
         stats = self.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         sub = self._subs.get(sid)
         if sub is None:  # unsubscribed, drained or closed
             del self._routes[sid]
-            return
+            return None
         sub._received += 1
         if 0 < sub._max_msgs <= sub._received:
             self._subs.pop(sid, None)
             del self._routes[sid]
             sub._stop_processing()
         if not headers:
-            hdr = None
-        elif len(headers) > 10 and headers[8] != _STATUS:
-            hdr = _header_lines(headers[10:]) or None
-        else:  # a status, or no header at all
-            hdr = await self._process_headers(headers)
+            return self._hand(route, sid, subject, reply, data, None)
+        if len(headers) > 10 and headers[8] != _STATUS:
+            return self._hand(route, sid, subject, reply, data, _header_lines(headers[10:]) or None)
+        return self._hand_status(route, sid, subject, reply, data, headers)  # a status: nats-py reads it
+
+    async def _hand_status(self, route: _Route, sid: int, subject: bytes, reply: bytes, data: bytes,
+                           headers: bytes) -> None:
+        step = self._hand(route, sid, subject, reply, data, await self._process_headers(headers))
+        if step is not None:
+            await step
+
+    def _hand(self, route: _Route, sid: int, subject: bytes, reply: bytes, data: bytes,
+              hdr: dict[str, str] | None) -> Awaitable[None] | None:
         if route is _RESPONSES:  # as _request_sub_callback
             future = self._resp_map.get(subject[len(self._inbox_prefix) + 24:].decode())
             if future is not None and not future.done():
                 future.set_result(self._build_message(sid, subject, reply, data, hdr))
-            return
-        await self._take(route, subject, reply, data, hdr)
+            return None
+        return self._take(route, subject, reply, data, hdr)
 
-    async def _take(self, route: _Route, subject: bytes, reply: bytes, data: bytes,
-                    hdr: dict[str, str] | None) -> None:
-        """What :class:`~dynamo_nb.backends.base.RequestHandler` does as a callback: accept, reply, start. A
-        failure is logged, as from the subscription's task; nothing here may raise into the read loop."""
+    def _take(self, route: _Route, subject: bytes, reply: bytes, data: bytes,
+              hdr: dict[str, str] | None) -> Awaitable[None] | None:
+        """What :class:`~dynamo_nb.backends.base.RequestHandler` does as a callback: accept, reply, start; a reply
+        that cannot be sent at once is left to :meth:`_reply_later`. A failure is logged, as from the
+        subscription's task: nothing here raises into the read loop."""
         assert route.accept is not None and route.respond is not None
         inbox = reply.decode() if reply else ""
         msg = Msg(subject.decode(), data, inbox, route.respond(inbox) if inbox else None, hdr)
@@ -310,28 +421,37 @@ class _Client(NatsClient):
             answer, start = route.accept(msg)
         except Exception as exc:
             route.failed(exc)
-            return
+            return None
         except asyncio.CancelledError:
-            if being_cancelled(default=True):
-                raise  # the read loop itself is being cancelled
-            log.warning("callback on %r was cancelled; the subscription keeps going", route.subject)
-            return
+            route.cancelled()
+            return None
+        if answer is not None and inbox:
+            try:
+                sent = self._reply_now(inbox, answer)
+            except Exception:
+                sent = False  # publish() raises it again, as the callback saw it
+            if not sent:
+                return self._reply_later(route, msg, answer, start)
+        if start is not None:
+            try:
+                start()
+            except Exception as exc:
+                route.failed(exc)
+            except asyncio.CancelledError:
+                route.cancelled()
+        return None
+
+    async def _reply_later(self, route: _Route, msg: Msg, answer: bytes, start: Callable[[], None] | None) -> None:
         try:
-            if answer is not None and inbox:
-                try:
-                    sent = self._publish_now(inbox, answer)
-                except nats.errors.Error:
-                    sent = False  # publish() raises it again, as the callback saw it
-                if not sent:
-                    await msg.respond(answer)
+            try:
+                await msg.respond(answer)
+            finally:
+                if start is not None:
+                    start()
         except Exception as exc:
             route.failed(exc)
-        finally:
-            if start is not None:
-                try:
-                    start()
-                except Exception as exc:
-                    route.failed(exc)
+        except asyncio.CancelledError:
+            route.cancelled()
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:  # nats-py's own path (other subscriptions)
