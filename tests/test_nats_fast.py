@@ -360,3 +360,16 @@ async def test_routed_subscriptions_come_back_after_a_nats_restart() -> None:
         finally:
             await caller.close()
             await worker.close()
+
+
+async def test_connected_again_before_nats_py_says_reconnected_is_still_an_outage(pair: Any) -> None:
+    # nats-py is connected again a round trip before its reconnected callback runs; a reply read meanwhile (a
+    # "no responders" from a server the workers have not re-subscribed to yet) reaches its request first
+    worker, caller = pair
+    assert caller._outage() is None
+    caller.disconnects += 1
+    outage = caller._outage()
+    assert outage is not None and "came back 0.0 s ago" in str(outage)
+    caller.reconnects += 1
+    caller.reconnected_at = asyncio.get_running_loop().time() - 10
+    assert caller._outage() is None

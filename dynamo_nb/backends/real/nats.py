@@ -813,7 +813,9 @@ class NatsMessaging:
         if not self._nc.is_connected:
             return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; "
                                            "calls fail until NATS is back")
-        since = asyncio.get_running_loop().time() - self.reconnected_at
+        # Connected again but not yet reconnected as far as nats-py's callback goes (it comes after a round trip,
+        # and a reply read meanwhile reaches its request first): NATS came back just now.
+        since = 0.0 if self.disconnects > self.reconnects else asyncio.get_running_loop().time() - self.reconnected_at
         if since < _SETTLE:
             return BackendUnavailableError("NATS", self.url, f"NATS came back {since:.1f} s ago after an outage; "
                                            "workers are still subscribing again, try again shortly")
