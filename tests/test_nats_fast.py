@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.protocol.parser import Parser as NatsParser
 
 from dynamo_nb.backends.base import Msg, RequestHandler
-from dynamo_nb.backends.real.nats import _RESPONSES, NatsMessaging, _Client, _header_lines, _Parser
+from dynamo_nb.backends.real.nats import _RESPONSES, NatsMessaging, _Client, _header_lines, _Parser, _Timeouts
 from dynamo_nb.cluster import LocalCluster
 from dynamo_nb.errors import BackendTimeoutError, NoRespondersError, PayloadTooLargeError, RuntimeClosedError
 
@@ -373,3 +373,15 @@ async def test_connected_again_before_nats_py_says_reconnected_is_still_an_outag
     caller.reconnects += 1
     caller.reconnected_at = asyncio.get_running_loop().time() - 10
     assert caller._outage() is None
+
+
+async def test_a_request_timeout_fires_once_due_and_not_for_an_answered_request() -> None:
+    loop = asyncio.get_running_loop()
+    timeouts = _Timeouts(loop)
+    late, answered = loop.create_future(), loop.create_future()
+    timeouts.add(late, 0.05)
+    timeouts.add(answered, 0.05).discard(answered)
+    with pytest.raises(nats.errors.TimeoutError):
+        await late
+    await asyncio.sleep(0.1)  # past every slot either could be in
+    assert not answered.done()

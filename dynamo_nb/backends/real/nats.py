@@ -76,6 +76,34 @@ def _time_out(future: "asyncio.Future[Any]") -> None:
         future.set_exception(nats.errors.TimeoutError())
 
 
+_TIMEOUT_SLOT = 0.01  # seconds: a request times out within this much after it is due
+
+
+class _Timeouts:
+    """Request timeouts by slot of :data:`_TIMEOUT_SLOT` seconds, one loop timer per slot in use instead of one
+    per request (a timer and its cancellation cost as much as the rest of a request's own bookkeeping)."""
+
+    __slots__ = ("loop", "_slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._slots: dict[int, set[asyncio.Future[Any]]] = {}
+
+    def add(self, future: "asyncio.Future[Any]", timeout: float) -> set["asyncio.Future[Any]"]:
+        """Time ``future`` out after ``timeout`` s unless it is done or discarded from the set returned first."""
+        slot = int((self.loop.time() + timeout) / _TIMEOUT_SLOT) + 1
+        due = self._slots.get(slot)
+        if due is None:
+            due = self._slots[slot] = set()
+            self.loop.call_at(slot * _TIMEOUT_SLOT, self._expire, slot)
+        due.add(future)
+        return due
+
+    def _expire(self, slot: int) -> None:
+        for future in self._slots.pop(slot, ()):
+            _time_out(future)
+
+
 _EMPTY_REPLY = NatsMsg(None, data=b"")  # type: ignore[arg-type]  # never published: it only ends a wait
 
 
@@ -550,6 +578,7 @@ class NatsMessaging:
         self._warned_subjects: set[tuple[str, str]] = set()
         self._tokens = itertools.count(1)  # reply tokens of :meth:`_request_once`, unique per connection
         self._inbox: tuple[Any, str] = (None, "")  # nats-py's response prefix, and it as text
+        self._timeouts: _Timeouts | None = None  # of :meth:`_request_once`
 
     def _on_violation(self, violation: PermissionViolation) -> None:
         self.permission_violations.append(violation)
@@ -787,13 +816,16 @@ class NatsMessaging:
             inbox = text + token
             if not self._publish_now(subject, data, inbox, headers):
                 await nc.publish(subject, data, reply=inbox, headers=headers)
-            timer = loop.call_later(timeout, _time_out, future)
+            timeouts = self._timeouts
+            if timeouts is None or timeouts.loop is not loop:
+                timeouts = self._timeouts = _Timeouts(loop)
+            due = timeouts.add(future, timeout)
             if accept_early is not None:
                 accept_early(functools.partial(_accept, future))
             try:
                 msg = await future
             finally:
-                timer.cancel()
+                due.discard(future)
                 if accept_early is not None:
                     accept_early(None)
         finally:
