@@ -385,3 +385,23 @@ async def test_a_request_timeout_fires_once_due_and_not_for_an_answered_request(
         await late
     await asyncio.sleep(0.1)  # past every slot either could be in
     assert not answered.done()
+
+
+async def test_a_turn_of_many_publishes_is_written_as_it_goes_and_in_order(pair: Any) -> None:
+    worker, caller = pair
+    got: list[bytes] = []
+    everything = asyncio.get_running_loop().create_future()
+
+    async def cb(msg: Msg) -> None:
+        got.append(msg.data)
+        if len(got) == 300 and not everything.done():
+            everything.set_result(None)
+
+    await worker.subscribe("fast.many", cb)
+    await worker.flush()
+    nc = caller.client
+    for i in range(300):  # about 300 KiB in one loop turn: publishing never waits here
+        await caller.publish("fast.many", b"%04d" % i + b"." * 1000)
+    assert nc._pending_data_size < 300 * 1000  # type: ignore[attr-defined]  # written ahead of the flusher
+    await asyncio.wait_for(everything, 10)
+    assert [d[:4] for d in got] == [b"%04d" % i for i in range(300)]

@@ -126,6 +126,11 @@ except (ImportError, AttributeError, TypeError, ValueError):
     _FAST = False
     _NatsParser = object  # type: ignore[assignment,misc]
 
+# Bytes waiting to be written at which a publish writes them itself, instead of leaving them all to nats-py's
+# flusher at the end of the loop turn: the server, and the process it delivers to, start on the first ones while
+# this one goes on producing. Below a turn's worth of busy traffic (64 concurrent calls publish about 29 KiB per
+# turn), above a few messages (each write costs the server a read and a delivery).
+_WRITE_AT = 20 * 1024
 _HEADER_NAMES: dict[bytes, str | None] = {}  # header names as read: the name, or None when nats-py skips it
 _STATUS = 32  # the byte after "NATS/1.0" of a status message ("NATS/1.0 503")
 
@@ -253,7 +258,8 @@ class _Client(NatsClient):
     """nats-py's client, with a shorter path for what every call does, on both sides.
 
     * Publishing while connected (:meth:`_publish_now`) appends the command nats-py would write to its pending
-      buffer without awaiting anything, header names checked once.
+      buffer without awaiting anything, header names checked once; once :data:`_WRITE_AT` bytes wait, it
+      writes them out itself, in order, ahead of the flusher.
     * The read loop hands a request to a :class:`~dynamo_nb.backends.base.RequestHandler` subscription, and a
       reply to the request waiting for it, as the message is read (:meth:`_process_msg`): no nats-py message,
       queue and task hop per message.
@@ -326,8 +332,18 @@ class _Client(NatsClient):
         stats = self.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += size
-        self._pending.append(cmd)
+        pending = self._pending
+        pending.append(cmd)
+        if waiting >= _WRITE_AT:  # only while the socket takes all at once: else the flusher's drain paces it
+            writer: Any = getattr(self._transport, "_io_writer", None)
+            transport = getattr(writer, "transport", None)
+            if transport is not None and not transport.is_closing() and not transport.get_write_buffer_size():
+                writer.writelines(pending)
+                self._pending = []
+                waiting = 0
         self._pending_data_size = waiting
+        if not waiting:
+            return True
         kick = self._flush_queue
         if kick is not None and kick.empty():  # kick the flusher, as _send_publish does
             kick.put_nowait(asyncio.get_running_loop().create_future())
