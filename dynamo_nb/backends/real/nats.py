@@ -6,6 +6,10 @@ re-sent after a reconnect. This adapter turns its messages into :class:`~dynamo_
 errors onto dynamo_nb's tree, and sets the connection up to outlive a restarted server: it fails fast while
 connecting the first time (an unreachable URL is an error, not a hang) and reconnects without limit afterwards.
 
+What every call does takes a shorter path than nats-py's own (see :class:`_Client`): a request handler, whose
+work never waits, runs in the read loop as its request is read, one at a time and in order as in the task it
+no longer needs; replies reach their request there too; and publishing while connected awaits nothing.
+
 ``NATS_SERVER`` may list the nodes of a NATS cluster (comma-separated); nats-py then reconnects to another node
 when its own dies. Two cluster facts are handled here: a subscriber that has just moved to another node is not
 seen by the others until its interest crosses the routes, so "no responders" is retried for a moment before it
