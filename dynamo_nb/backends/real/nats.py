@@ -815,13 +815,14 @@ class NatsMessaging:
         counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
         back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
         nc = self._nc
-        if not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs:
+        fast = getattr(nc, "_fast", False)  # (its internals checked once: a draining client publishes nothing)
+        if not fast and (not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs):
             return await nc.request(subject, data, timeout=timeout, headers=headers)
         prefix = nc._resp_sub_prefix
         if not prefix:
             await nc._init_request_sub()  # makes the response map too
             prefix = nc._resp_sub_prefix
-        resp_map = getattr(nc, "_resp_map", None)
+        resp_map = nc._resp_map if fast else getattr(nc, "_resp_map", None)
         if not isinstance(resp_map, dict):
             return await nc.request(subject, data, timeout=timeout, headers=headers)
         known, text = self._inbox
