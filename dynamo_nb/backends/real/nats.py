@@ -168,7 +168,7 @@ def _header_lines(raw: bytes) -> dict[str, str]:
 
 
 class _Route:
-    """How the read loop itself takes the messages of one subscription (see :meth:`_Client._process_msg`):
+    """How the read loop itself takes the messages of one subscription (see :meth:`_Client._deliver`):
     ``accept`` is a :class:`~dynamo_nb.backends.base.RequestHandler`'s, which never waits."""
 
     __slots__ = ("subject", "accept", "respond")
@@ -265,7 +265,7 @@ class _Client(NatsClient):
       buffer without awaiting anything, header names checked once; once :data:`_WRITE_AT` bytes wait, it
       writes them out itself, in order, ahead of the flusher.
     * The read loop hands a request to a :class:`~dynamo_nb.backends.base.RequestHandler` subscription, and a
-      reply to the request waiting for it, as the message is read (:meth:`_process_msg`): no nats-py message,
+      reply to the request waiting for it, as the message is read (:meth:`_deliver`): no nats-py message,
       queue and task hop per message.
 
     Anything else, and every state but connected, takes nats-py's own path; so does everything when nats-py's
