@@ -6,6 +6,10 @@ re-sent after a reconnect. This adapter turns its messages into :class:`~dynamo_
 errors onto dynamo_nb's tree, and sets the connection up to outlive a restarted server: it fails fast while
 connecting the first time (an unreachable URL is an error, not a hang) and reconnects without limit afterwards.
 
+What every call does takes a shorter path than nats-py's own (see :class:`_Client`): a request handler, whose
+work never waits, runs in the read loop as its request is read, one at a time and in order as in the task it
+no longer needs; replies reach their request there too; and publishing while connected awaits nothing.
+
 ``NATS_SERVER`` may list the nodes of a NATS cluster (comma-separated); nats-py then reconnects to another node
 when its own dies. Two cluster facts are handled here: a subscriber that has just moved to another node is not
 seen by the others until its interest crosses the routes, so "no responders" is retried for a moment before it
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import itertools
 import logging
 import os
@@ -43,7 +48,7 @@ from ...errors import (
     RuntimeClosedError,
 )
 from ...ratelog import warn_limited
-from ..base import AcceptEarly, Msg
+from ..base import Accepted, AcceptEarly, Msg, RequestHandler
 from ._deadline import being_cancelled, bounded
 from .urls import redact, redact_text
 
@@ -66,9 +71,41 @@ _VIOLATION = re.compile(r"permissions violation for (subscription|publish) to \"
 _NO_RESPONDERS_STATUS = "503"  # the status header of nats-server's "no responders" answer
 
 
+def _not_now(*args: Any) -> bool:
+    return False  # publish() itself, always
+
+
 def _time_out(future: "asyncio.Future[Any]") -> None:
     if not future.done():
         future.set_exception(nats.errors.TimeoutError())
+
+
+_TIMEOUT_SLOT = 0.01  # seconds: a request times out within this much after it is due
+
+
+class _Timeouts:
+    """Request timeouts by slot of :data:`_TIMEOUT_SLOT` seconds, one loop timer per slot in use instead of one
+    per request (a timer and its cancellation cost as much as the rest of a request's own bookkeeping)."""
+
+    __slots__ = ("loop", "_slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._slots: dict[int, set[asyncio.Future[Any]]] = {}
+
+    def add(self, future: "asyncio.Future[Any]", timeout: float) -> set["asyncio.Future[Any]"]:
+        """Time ``future`` out after ``timeout`` s unless it is done or discarded from the set returned first."""
+        slot = int((self.loop.time() + timeout) / _TIMEOUT_SLOT) + 1
+        due = self._slots.get(slot)
+        if due is None:
+            due = self._slots[slot] = set()
+            self.loop.call_at(slot * _TIMEOUT_SLOT, self._expire, slot)
+        due.add(future)
+        return due
+
+    def _expire(self, slot: int) -> None:
+        for future in self._slots.pop(slot, ()):
+            _time_out(future)
 
 
 _EMPTY_REPLY = NatsMsg(None, data=b"")  # type: ignore[arg-type]  # never published: it only ends a wait
@@ -79,57 +116,394 @@ def _accept(future: "asyncio.Future[Any]") -> None:
         future.set_result(_EMPTY_REPLY)
 
 
-try:  # what nats-py's _send_publish writes headers with (see _Client._send_publish)
-    from nats.aio.client import _HEADER_VALUE_NEWLINES
-    from nats.protocol.command import hpub_cmd as _hpub_cmd
-except ImportError:  # another nats-py: its own _send_publish does it all
-    _HEADER_VALUE_NEWLINES = _hpub_cmd = None  # type: ignore[assignment]
+try:  # the nats-py internals _Client's fast paths are written against (another nats-py: its own paths only)
+    from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, _validate_subject
+    from nats.aio.client import parse_email as _parse_email
+    from nats.protocol.parser import AWAITING_CONTROL_LINE as _AWAITING_CONTROL_LINE
+    from nats.protocol.parser import Parser as _NatsParser
+
+    _FAST = (_parse_email is None and isinstance(getattr(NatsClient, "CONNECTED", None), int)
+             and list(inspect.signature(NatsClient._process_msg).parameters)
+             == ["self", "sid", "subject", "reply", "data", "headers"]
+             and list(inspect.signature(_NatsParser.__init__).parameters) == ["self", "nc"])
+except (ImportError, AttributeError, TypeError, ValueError):
+    _FAST = False
+    _NatsParser = object  # type: ignore[assignment,misc]
+
+# Bytes waiting to be written at which a publish writes them itself, instead of leaving them all to nats-py's
+# flusher at the end of the loop turn: the server, and the process it delivers to, start on the first ones while
+# this one goes on producing. Below a turn's worth of busy traffic (64 concurrent calls publish about 29 KiB per
+# turn), above a few messages (each write costs the server a read and a delivery).
+_WRITE_AT = 20 * 1024
+_HEADER_NAMES: dict[bytes, str | None] = {}  # header names as read: the name, or None when nats-py skips it
+_STATUS = 32  # the byte after "NATS/1.0" of a status message ("NATS/1.0 503")
+
+
+def _header_name(raw: bytes) -> str | None:
+    try:
+        key = raw.strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None  # not ASCII: not a header name
+    if key and len(key.split()) != 1:
+        return None  # whitespace inside the name
+    return key
+
+
+def _header_lines(raw: bytes) -> dict[str, str]:
+    """What nats-py's parser returns for a block of ``Name: Value`` lines (names in ASCII without inner
+    whitespace), with each name checked once, not on every message."""
+    out: dict[str, str] = {}
+    names = _HEADER_NAMES
+    for line in raw.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if sep:
+            key: Any = names.get(name, False)
+            if key is False:
+                key = _header_name(name)
+                if len(names) < 512:
+                    names[bytes(name)] = key
+            if key is not None:
+                out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+class _Route:
+    """How the read loop itself takes the messages of one subscription (see :meth:`_Client._deliver`):
+    ``accept`` is a :class:`~dynamo_nb.backends.base.RequestHandler`'s, which never waits."""
+
+    __slots__ = ("subject", "accept", "respond")
+
+    def __init__(self, subject: str, accept: Callable[[Msg], Accepted] | None,
+                 respond: Callable[[str], Callable[[bytes], Awaitable[None]]] | None) -> None:
+        self.subject = subject
+        self.accept = accept
+        self.respond = respond
+
+    def failed(self, exc: BaseException) -> None:
+        """As a failing callback in a subscription's task: one line per interval, not a traceback per message."""
+        warn_limited(log, f"callback:{self.subject}", "subscription callback on %r failed: %s: %s", self.subject,
+                     type(exc).__name__, exc)
+        log.debug("subscription callback on %r failed", self.subject, exc_info=exc)
+
+    def cancelled(self) -> None:
+        if being_cancelled(default=True):
+            raise asyncio.CancelledError  # the read loop itself is being cancelled
+        log.warning("callback on %r was cancelled; the subscription keeps going", self.subject)
+
+
+_RESPONSES = _Route("", None, None)  # nats-py's response subscription: replies go straight to their request
+
+
+class _Parser(_NatsParser):
+    """nats-py's protocol parser, reading the messages a server sends (MSG, HMSG) in fewer steps and handing them
+    over through :meth:`_Client._deliver` (nothing to await for most). Anything else, from the first line that is
+    not a whole message on, is nats-py's own parse; so is everything when the client is not on its fast paths."""
+
+    async def parse(self, data: bytes = b"") -> None:
+        buf: bytearray = self.buf
+        buf.extend(data)
+        nc = self.nc
+        if self.state != _AWAITING_CONTROL_LINE or not nc._fast:
+            return await super().parse()
+        deliver = nc._deliver
+        pos, size = 0, len(buf)
+        try:
+            while pos < size:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return  # the rest of the line has not come yet
+                if buf.startswith(b"HMSG ", pos):  # HMSG <subject> <sid> [reply] <header size> <total size>
+                    args = bytes(buf[pos + 5:eol]).split()
+                    if len(args) == 5:
+                        subject, sid, reply, head, total = args
+                    elif len(args) == 4:
+                        subject, sid, head, total = args
+                        reply = b""
+                    else:
+                        break
+                elif buf.startswith(b"MSG ", pos):  # MSG <subject> <sid> [reply] <size>
+                    args = bytes(buf[pos + 4:eol]).split()
+                    if len(args) == 4:
+                        subject, sid, reply, total = args
+                    elif len(args) == 3:
+                        subject, sid, total = args
+                        reply = b""
+                    else:
+                        break
+                    head = b"0"
+                else:
+                    break
+                if not (sid.isdigit() and head.isdigit() and total.isdigit()):
+                    break  # nats-py's parse says what is wrong with it
+                start = eol + 2
+                end = start + int(total)
+                if end + 2 > size:
+                    return  # the rest of the message has not come yet: read again from its first line
+                hsize = int(head)
+                if hsize:
+                    headers: bytes | None = bytes(buf[start:start + hsize])
+                    start += hsize
+                else:
+                    headers = None
+                payload = bytes(buf[start:end])
+                pos = end + 2
+                step = deliver(int(sid), subject, reply, payload, headers)
+                if step is not None:
+                    await step
+                    if self.buf is not buf:
+                        return  # reset meanwhile (a reconnect): the rest is of the old connection
+        finally:
+            if pos:
+                del buf[:pos]
+        await super().parse()
 
 
 class _Client(NatsClient):
-    """nats-py's client, reading message headers without a generator step per character of each name (a third
-    of a worker's own work per request went there: every request carries three headers), and writing them
-    with each header name checked once, not on every message."""
+    """nats-py's client, with a shorter path for what every call does, on both sides.
 
-    _header_names: dict[str, bytes] = {}  # names nats-py's own _send_publish accepted, as ``b"name: "``
+    * Publishing while connected (:meth:`_publish_now`) appends the command nats-py would write to its pending
+      buffer without awaiting anything, header names checked once; once :data:`_WRITE_AT` bytes wait, it
+      writes them out itself, in order, ahead of the flusher.
+    * The read loop hands a request to a :class:`~dynamo_nb.backends.base.RequestHandler` subscription, and a
+      reply to the request waiting for it, as the message is read (:meth:`_deliver`): no nats-py message,
+      queue and task hop per message.
 
-    async def _send_publish(self, subject: str, reply: str, payload: bytes, payload_size: int,
-                            headers: dict[str, Any] | None) -> None:
+    Anything else, and every state but connected, takes nats-py's own path; so does everything when nats-py's
+    internals are not the ones this was written against (then ``_fast`` stays False)."""
+
+    _fast = False  # set by :meth:`_go_fast` once connected
+    _header_names: dict[str, str] = {}  # header names written so far, as ``"name: "`` ("": skipped, empty)
+
+    def __init__(self) -> None:
+        super().__init__()
+        if _FAST:
+            self._ps = _Parser(self)
+        self._routes: dict[int, _Route] = {}  # by subscription id
+        self._subjects_ok: set[str] = set()  # subjects published to so far (valid ones)
+
+    def _go_fast(self) -> None:
+        """Take the fast paths if this client has the internals they use."""
+        self._fast = bool(
+            _FAST and isinstance(getattr(self, "_pending", None), list)
+            and isinstance(getattr(self, "_pending_data_size", None), int)
+            and isinstance(getattr(self, "_flush_queue", None), asyncio.Queue)
+            and isinstance(getattr(self, "_subs", None), dict) and isinstance(getattr(self, "_resp_map", None), dict)
+            and isinstance(getattr(self, "stats", None), dict) and hasattr(self, "_flusher_task")
+            and hasattr(self, "_max_pending_size") and hasattr(self, "_skip_subject_validation"))
+
+    # -- publishing -------------------------------------------------------------------------------------
+    def _publish_now(self, subject: str, payload: bytes, reply: str = "",
+                     headers: dict[str, str] | None = None) -> bool:
+        """``publish()`` without awaiting: True once sent; False (nothing sent) when ``publish()`` itself must do
+        it (not connected: its errors, or its buffer while reconnecting; its pending buffer full). ``reply`` is
+        not checked: it is this client's inbox. Raises what ``publish()`` raises for a bad subject, header name
+        or a payload over the server's limit."""
+        if not self._fast or self._status != NatsClient.CONNECTED:
+            return False
+        flusher = self._flusher_task
+        if flusher is None or flusher.done():
+            return False
+        if subject not in self._subjects_ok:
+            if not subject:
+                raise nats.errors.BadSubjectError
+            if not self._skip_subject_validation:
+                _validate_subject(subject)
+            if len(self._subjects_ok) >= 4096:
+                self._subjects_ok.clear()
+            self._subjects_ok.add(subject)
+        size = len(payload)
+        if size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        return self._append(self._command(subject, reply, payload, headers), size)
+
+    def _reply_now(self, inbox: str, payload: bytes) -> bool:
+        """:meth:`_publish_now` to a request's reply subject (as the server sent it: a valid subject)."""
+        if not self._fast or self._status != NatsClient.CONNECTED:
+            return False
+        flusher = self._flusher_task
+        if flusher is None or flusher.done():
+            return False
+        size = len(payload)
+        if size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        return self._append(f"PUB {inbox}  {size}\r\n".encode() + payload + b"\r\n", size)
+
+    def _append(self, cmd: bytes, size: int) -> bool:
+        """What nats-py's ``_send_publish`` does with a command, while connected and its buffer has room."""
+        waiting = self._pending_data_size + len(cmd)
+        if 0 < self._max_pending_size < waiting:
+            return False  # publish() waits for the flusher first
+        stats = self.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        pending = self._pending
+        pending.append(cmd)
+        if waiting >= _WRITE_AT:  # only while the socket takes all at once: else the flusher's drain paces it
+            writer: Any = getattr(self._transport, "_io_writer", None)
+            transport = getattr(writer, "transport", None)
+            if transport is not None and not transport.is_closing() and not transport.get_write_buffer_size():
+                writer.writelines(pending)
+                self._pending = []
+                waiting = 0
+        self._pending_data_size = waiting
+        if not waiting:
+            return True
+        kick = self._flush_queue
+        if kick is not None and kick.empty():  # kick the flusher, as _send_publish does
+            kick.put_nowait(asyncio.get_running_loop().create_future())
+        return True
+
+    def _command(self, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bytes:
+        """The bytes nats-py's ``_send_publish`` writes (``pub_cmd``, ``hpub_cmd``), in fewer steps."""
+        size = len(payload)
+        if headers is None:
+            return f"PUB {subject} {reply} {size}\r\n".encode() + payload + b"\r\n"
+        block = self._header_block(headers)
+        if block.isascii():  # its length in bytes is its length (a check that costs nothing)
+            n = len(block)
+            return f"HPUB {subject} {reply} {n} {n + size}\r\n{block}".encode() + payload + b"\r\n"
+        raw = block.encode()
+        n = len(raw)
+        return f"HPUB {subject} {reply} {n} {n + size}\r\n".encode() + raw + payload + b"\r\n"
+
+    def _header_block(self, headers: dict[str, str]) -> str:
+        """The header block nats-py writes: the NATS/1.0 line, ``name: value`` lines with the value stripped and
+        without newlines, a blank line. Raises nats-py's BadHeaderError for an invalid name."""
         names = self._header_names
-        if not headers or _hpub_cmd is None or not subject or not all(k in names for k in headers):
-            await super()._send_publish(subject, reply, payload, payload_size, headers)
-            for k in headers or ():  # the names it took without complaint (invalid ones raised BadHeaderError)
-                names.setdefault(k, k.strip().encode() + b": " if k.strip() else b"")
-            return
-        # What nats-py writes: the NATS/1.0 line, "name: value" lines (no newline inside a value), a blank line
-        parts = [b"NATS/1.0\r\n"]
+        parts = ["NATS/1.0\r\n"]
         for k, v in headers.items():
-            name = names[k]
+            name = names.get(k)
+            if name is None:
+                key = k.strip()
+                if key and not _HEADER_KEY_RE.fullmatch(key):
+                    raise nats.errors.BadHeaderError(key)
+                name = f"{key}: " if key else ""  # an empty name: skipped
+                if len(names) < 512:
+                    names[k] = name
             if name:
-                parts += (name, v.strip().translate(_HEADER_VALUE_NEWLINES).encode(), b"\r\n")
-        parts.append(b"\r\n")
-        self.stats["out_msgs"] += 1
-        self.stats["out_bytes"] += payload_size
-        await self._send_command(_hpub_cmd(subject, reply, b"".join(parts), payload))
-        if self._flush_queue is not None and self._flush_queue.empty():
-            await self._flush_pending()
+                v = v.strip()
+                if "\r" in v or "\n" in v:
+                    v = v.translate(_HEADER_VALUE_NEWLINES)
+                parts += (name, v, "\r\n")
+        parts.append("\r\n")
+        return "".join(parts)
+
+    # -- receiving --------------------------------------------------------------------------------------
+    def _route(self, sub: NatsSubscription, route: _Route) -> bool:
+        """Have the read loop take ``sub``'s messages as ``route`` says; False if it cannot."""
+        if not self._fast or self._subs.get(getattr(sub, "_id", -1)) is not sub or not all(
+                hasattr(sub, a) for a in ("_received", "_max_msgs", "_stop_processing")) or sub._received:
+            return False  # (a message already went through its queue: the next ones must not overtake it)
+        self._routes[sub._id] = route
+        return True
+
+    def _unroute(self, sub: NatsSubscription) -> None:
+        self._routes.pop(getattr(sub, "_id", None), None)  # type: ignore[arg-type]
+
+    async def _init_request_sub(self) -> None:
+        await super()._init_request_sub()
+        sub = self._subs.get(self._sid) if self._fast else None
+        if sub is not None and sub._cb == self._request_sub_callback:  # the response subscription just made
+            self._route(sub, _RESPONSES)
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        """nats-py's own for a subscription not routed here; else :meth:`_deliver`."""
+        if sid not in self._routes:
+            return await super()._process_msg(sid, subject, reply, data, headers)
+        step = self._deliver(sid, subject, reply, data, headers)
+        if step is not None:
+            await step
+
+    def _deliver(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                 headers: bytes | None) -> Awaitable[None] | None:
+        """Hand one message over, as the read loop reads it: None once done, else what to await first (nats-py's
+        own ``_process_msg`` for a subscription not routed here, or the rest of a hand-over that must wait).
+
+        For a routed subscription: what nats-py does before handing a message over (counters, auto-unsubscribe),
+        then the hand-over itself without its message, queue and task."""
+        route = self._routes.get(sid)
+        if route is None:
+            return super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        sub = self._subs.get(sid)
+        if sub is None:  # unsubscribed, drained or closed
+            del self._routes[sid]
+            return None
+        sub._received += 1
+        if 0 < sub._max_msgs <= sub._received:
+            self._subs.pop(sid, None)
+            del self._routes[sid]
+            sub._stop_processing()
+        if not headers:
+            return self._hand(route, sid, subject, reply, data, None)
+        if len(headers) > 10 and headers[8] != _STATUS:
+            return self._hand(route, sid, subject, reply, data, _header_lines(headers[10:]) or None)
+        return self._hand_status(route, sid, subject, reply, data, headers)  # a status: nats-py reads it
+
+    async def _hand_status(self, route: _Route, sid: int, subject: bytes, reply: bytes, data: bytes,
+                           headers: bytes) -> None:
+        step = self._hand(route, sid, subject, reply, data, await self._process_headers(headers))
+        if step is not None:
+            await step
+
+    def _hand(self, route: _Route, sid: int, subject: bytes, reply: bytes, data: bytes,
+              hdr: dict[str, str] | None) -> Awaitable[None] | None:
+        if route is _RESPONSES:  # as _request_sub_callback
+            future = self._resp_map.get(subject[len(self._inbox_prefix) + 24:].decode())
+            if future is not None and not future.done():
+                future.set_result(self._build_message(sid, subject, reply, data, hdr))
+            return None
+        return self._take(route, subject, reply, data, hdr)
+
+    def _take(self, route: _Route, subject: bytes, reply: bytes, data: bytes,
+              hdr: dict[str, str] | None) -> Awaitable[None] | None:
+        """What :class:`~dynamo_nb.backends.base.RequestHandler` does as a callback: accept, reply, start; a reply
+        that cannot be sent at once is left to :meth:`_reply_later`. A failure is logged, as from the
+        subscription's task: nothing here raises into the read loop."""
+        assert route.accept is not None and route.respond is not None
+        inbox = reply.decode() if reply else ""
+        msg = Msg(subject.decode(), data, inbox, route.respond(inbox) if inbox else None, hdr)
+        try:
+            answer, start = route.accept(msg)
+        except Exception as exc:
+            route.failed(exc)
+            return None
+        except asyncio.CancelledError:
+            route.cancelled()
+            return None
+        if answer is not None and inbox:
+            try:
+                sent = self._reply_now(inbox, answer)
+            except Exception:
+                sent = False  # publish() raises it again, as the callback saw it
+            if not sent:
+                return self._reply_later(route, msg, answer, start)
+        if start is not None:
+            try:
+                start()
+            except Exception as exc:
+                route.failed(exc)
+            except asyncio.CancelledError:
+                route.cancelled()
+        return None
+
+    async def _reply_later(self, route: _Route, msg: Msg, answer: bytes, start: Callable[[], None] | None) -> None:
+        try:
+            try:
+                await msg.respond(answer)
+            finally:
+                if start is not None:
+                    start()
+        except Exception as exc:
+            route.failed(exc)
+        except asyncio.CancelledError:
+            route.cancelled()
 
     @staticmethod
-    def _parse_header_lines(raw: bytes) -> dict[str, str]:
-        """What nats-py's parser returns: ``Name: Value`` lines, names in ASCII without inner whitespace."""
-        out: dict[str, str] = {}
-        for line in raw.split(b"\r\n"):
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            try:
-                key = name.strip().decode("ascii")
-            except UnicodeDecodeError:
-                continue
-            if key and len(key.split()) != 1:  # whitespace inside the name: not a header name
-                continue
-            out[key] = value.strip().decode("utf-8", "replace")
-        return out
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:  # nats-py's own path (other subscriptions)
+        return _header_lines(raw)
 
 
 class PermissionViolation:
@@ -188,6 +562,9 @@ class NatsSubscriptionHandle:
         self._sub = sub
 
     async def unsubscribe(self) -> None:
+        conn = getattr(self._sub, "_conn", None)
+        if isinstance(conn, _Client):
+            conn._unroute(self._sub)
         try:
             await self._sub.unsubscribe()
         except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError,
@@ -210,6 +587,7 @@ class NatsMessaging:
         self.url = redact(url)
         self._nc = nc
         self._publish = nc.publish
+        self._publish_now: Callable[..., bool] = getattr(nc, "_publish_now", _not_now)
         self._closed = False
         self._authenticated = authenticated
         self.disconnects = 0
@@ -220,6 +598,7 @@ class NatsMessaging:
         self._warned_subjects: set[tuple[str, str]] = set()
         self._tokens = itertools.count(1)  # reply tokens of :meth:`_request_once`, unique per connection
         self._inbox: tuple[Any, str] = (None, "")  # nats-py's response prefix, and it as text
+        self._timeouts: _Timeouts | None = None  # of :meth:`_request_once`
 
     def _on_violation(self, violation: PermissionViolation) -> None:
         self.permission_violations.append(violation)
@@ -294,6 +673,7 @@ class NatsMessaging:
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = _RECONNECT_WAIT
         authenticated = bool(auth) or any(urlsplit(s if "://" in s else f"nats://{s}").username for s in servers)
+        nc._go_fast()
         messaging = cls(raw_url, nc, authenticated=authenticated)
         return messaging
 
@@ -324,7 +704,8 @@ class NatsMessaging:
     async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
         self._check_open()
         try:
-            await self._publish(subject, data, reply)
+            if reply or not self._publish_now(subject, data):
+                await self._publish(subject, data, reply)
         except nats.errors.MaxPayloadError:
             raise PayloadTooLargeError(len(data), self._nc.max_payload) from None
         except nats.errors.OutboundBufferLimitError:
@@ -371,6 +752,8 @@ class NatsMessaging:
             raise ValueError(f"invalid subject {subject!r}") from None
         except nats.errors.ConnectionClosedError as exc:
             raise RuntimeClosedError("NATS connection is closed") from exc
+        if isinstance(cb, RequestHandler) and isinstance(self._nc, _Client):  # the read loop runs it (see _Client)
+            self._nc._route(sub, _Route(subject, cb.accept, respond))
         handle = NatsSubscriptionHandle(sub, subject, queue)
         if self._authenticated and self._nc.is_connected:
             try:
@@ -432,13 +815,14 @@ class NatsMessaging:
         counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
         back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
         nc = self._nc
-        if not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs:
+        fast = getattr(nc, "_fast", False)  # (its internals checked once: a draining client publishes nothing)
+        if not fast and (not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs):
             return await nc.request(subject, data, timeout=timeout, headers=headers)
         prefix = nc._resp_sub_prefix
         if not prefix:
             await nc._init_request_sub()  # makes the response map too
             prefix = nc._resp_sub_prefix
-        resp_map = getattr(nc, "_resp_map", None)
+        resp_map = nc._resp_map if fast else getattr(nc, "_resp_map", None)
         if not isinstance(resp_map, dict):
             return await nc.request(subject, data, timeout=timeout, headers=headers)
         known, text = self._inbox
@@ -450,14 +834,19 @@ class NatsMessaging:
         future: asyncio.Future[NatsMsg] = loop.create_future()
         resp_map[token] = future
         try:
-            await nc.publish(subject, data, reply=text + token, headers=headers)
-            timer = loop.call_later(timeout, _time_out, future)
+            inbox = text + token
+            if not self._publish_now(subject, data, inbox, headers):
+                await nc.publish(subject, data, reply=inbox, headers=headers)
+            timeouts = self._timeouts
+            if timeouts is None or timeouts.loop is not loop:
+                timeouts = self._timeouts = _Timeouts(loop)
+            due = timeouts.add(future, timeout)
             if accept_early is not None:
                 accept_early(functools.partial(_accept, future))
             try:
                 msg = await future
             finally:
-                timer.cancel()
+                due.discard(future)
                 if accept_early is not None:
                     accept_early(None)
         finally:
@@ -477,7 +866,9 @@ class NatsMessaging:
         if not self._nc.is_connected:
             return BackendUnavailableError("NATS", self.url, "the connection is lost and being re-made; "
                                            "calls fail until NATS is back")
-        since = asyncio.get_running_loop().time() - self.reconnected_at
+        # Connected again but not yet reconnected as far as nats-py's callback goes (it comes after a round trip,
+        # and a reply read meanwhile reaches its request first): NATS came back just now.
+        since = 0.0 if self.disconnects > self.reconnects else asyncio.get_running_loop().time() - self.reconnected_at
         if since < _SETTLE:
             return BackendUnavailableError("NATS", self.url, f"NATS came back {since:.1f} s ago after an outage; "
                                            "workers are still subscribing again, try again shortly")
