@@ -92,6 +92,10 @@ class TcpReceiver:
     reports an incomplete stream instead of waiting forever.
     """
 
+    __slots__ = ("subject", "request_id", "connection_info", "connect_timeout", "idle_timeout", "closed", "peer",
+                 "_plane", "_frames", "_waiter", "_conn", "_connected", "_ended", "_timer", "_idle_timer",
+                 "_last_frame", "_gone", "_accept", "frames_implied", "__weakref__")
+
     def __init__(self, plane: "TcpResponsePlane", subject: str, request_id: str) -> None:
         self.subject = subject
         self.request_id = request_id

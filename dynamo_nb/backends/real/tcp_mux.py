@@ -286,7 +286,8 @@ class MuxConnection(BufferedWriter):
         self._streams: dict[int, MuxSender] = {}
         self._next = 0
         self._decoder = FrameDecoder(max_frame=_CONTROL_MAX)
-        self._idle: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None  # the idle check, armed while the connection may idle
+        self._idle_since = 0.0  # loop time its last stream ended (read only while it has none)
         self.streams_opened = 0
         loop.add_reader(self._fd, self._on_readable)
         hello = mux_hello(version)
@@ -298,9 +299,6 @@ class MuxConnection(BufferedWriter):
 
     def open(self, subject: str) -> MuxSender:
         """A new stream: its number, and the ``OPEN`` record that claims ``subject`` at the caller."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         stream = self._next = (self._next + 1) & 0xFFFFFFFF
         while stream in self._streams or not stream:
             stream = self._next = (self._next + 1) & 0xFFFFFFFF
@@ -313,17 +311,26 @@ class MuxConnection(BufferedWriter):
     def _forget(self, sender: MuxSender) -> None:
         if self._streams.get(sender.stream) is sender:
             del self._streams[sender.stream]
-            if not self._streams and self._sock is not None and self._idle is None:
-                self._idle = self._loop.call_later(MUX_IDLE, self._idle_check)
+            if not self._streams and self._sock is not None:
+                # One check stays armed and measures from the last stream's end when it runs: streams that come
+                # and go one at a time (each call's, on a quiet caller) set no timer each.
+                self._idle_since = self._loop.time()
+                if self._idle is None:
+                    self._idle = self._loop.call_later(MUX_IDLE, self._idle_check)
 
     def _idle_check(self) -> None:
         self._idle = None
-        if not self._streams:
-            self._on_done(self)  # out of the pool first: no stream may start on a connection about to close
-            if self._unsent or self._buf:
-                self._loop.call_later(1.0, self.abort)
-            else:
-                self.abort()
+        if self._streams or self._sock is None:
+            return  # busy again: the next time its last stream ends arms the check again
+        idle = self._loop.time() - self._idle_since
+        if idle < MUX_IDLE:
+            self._idle = self._loop.call_later(MUX_IDLE - idle, self._idle_check)
+            return
+        self._on_done(self)  # out of the pool first: no stream may start on a connection about to close
+        if self._unsent or self._buf:
+            self._loop.call_later(1.0, self.abort)
+        else:
+            self.abort()
 
     # -- writing (BufferedWriter) ----------------------------------------------------------------------
     def _lost(self) -> None:
