@@ -6,7 +6,7 @@ Thin on purpose: it only gives the :class:`~dynamo_nb.backends.base.Messaging` i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
 if TYPE_CHECKING:  # base builds this plane on demand: import it only for types
     from .base import AcceptEarly, Messaging, Msg, Subscription
@@ -32,9 +32,17 @@ class NatsRequestPlane:
     def address_for(self, route: str) -> str:
         return route
 
-    async def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
-                      timeout: float, accept_early: AcceptEarly | None = None) -> bytes:
-        """The ack; headers are optional on this plane (real workers accept a header-less request)."""
+    def request(self, target: str, payload: bytes, *, headers: dict[str, str] | None = None,
+                timeout: float, accept_early: AcceptEarly | None = None) -> "Coroutine[Any, Any, bytes]":
+        """The ack (``await`` it); headers are optional on this plane (real workers accept a header-less request).
+        A connection that answers with the ack's bytes alone is asked so: no coroutine or message in between."""
+        request_data = getattr(self.messaging, "request_data", None)
+        if request_data is not None:
+            return request_data(target, payload, timeout, headers, accept_early)
+        return self._request(target, payload, headers, timeout, accept_early)
+
+    async def _request(self, target: str, payload: bytes, headers: dict[str, str] | None, timeout: float,
+                       accept_early: AcceptEarly | None) -> bytes:
         return (await self.messaging.request(target, payload, timeout=timeout, headers=headers,
                                              accept_early=accept_early)).data
 

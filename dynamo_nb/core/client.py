@@ -62,6 +62,9 @@ _request_ids = _RequestIds()
 class ResponseStream:
     """The items one call streams back; async-iterate it, or ``aclose()`` to stop early (the handler sees it)."""
 
+    __slots__ = ("client", "request_id", "instance_id", "codec", "items", "complete", "stopped", "_receiver",
+                 "_frames", "_ready", "_profile", "_prologue_seen", "_closed", "__weakref__")
+
     def __init__(self, client: "Client", receiver: "ResponseReceiver", request_id: str, instance_id: int,
                  codec: str = "json") -> None:
         self.client = client
