@@ -18,6 +18,7 @@ from ..ratelog import warn_limited
 from ..transport.frames import FrameError, decode_frame
 from ..transport.profile import ProtocolError, RequestHeader
 from .drawable import Drawable
+from .eager import current_task
 from .health import ensure_registered
 from .lifecycle import TRANSITIONS, Lifecycle, State
 from .recorder import Kind
@@ -491,7 +492,7 @@ class ServedEndpoint(Drawable):
                          self.actor, request_id[:100], exc)
             return
         context = RequestContext(request_id)
-        context._task = asyncio.current_task()
+        context._task = current_task(asyncio.get_running_loop())
         sender.on_peer_closed(context._caller_left)
         sender.on_control(context._caller_stops)
         items = 0

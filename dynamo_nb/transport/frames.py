@@ -28,10 +28,13 @@ def decode_frame(data: bytes) -> tuple[bytes, bytes]:
     if len(data) < PREFIX.size:
         raise FrameError(f"frame too short: {len(data)} bytes, need at least {PREFIX.size}")
     header_len, body_len, _checksum = PREFIX.unpack_from(data)
-    end = PREFIX.size + header_len + body_len
+    split = 24 + header_len  # PREFIX.size
+    end = split + body_len
     if end != len(data):
         raise FrameError(f"frame lengths say {end} bytes, payload has {len(data)}")
-    return bytes(data[PREFIX.size:PREFIX.size + header_len]), bytes(data[PREFIX.size + header_len:end])
+    if data.__class__ is bytes:  # slices of bytes are bytes already
+        return data[24:split], data[split:]
+    return bytes(data[24:split]), bytes(data[split:end])
 
 
 class FrameDecoder:
