@@ -27,7 +27,7 @@ from .. import names
 from ..errors import InvalidNameError, ProtocolError
 from . import codec as codecs
 from . import fastjson, validate
-from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile, _sent, _SENT
+from .profile import Event, InstanceInfo, RequestHeader, ResponseItem, SeedProfile, _read_back, _sent
 
 __all__ = ["DynamoProfile", "PLANES", "DYNAMO_VERSION", "dynamo_error"]
 
@@ -253,10 +253,10 @@ class DynamoProfile(SeedProfile):
     def request_header(self, request_id: str, connection_info: dict[str, Any], codec: str = "json") -> bytes:
         header = _dumps({"id": request_id, "request_type": "single_in", "response_type": "many_out",
                          "payload_codec": codec, "connection_info": connection_info}).encode()
-        return _sent(header, RequestHeader(request_id, connection_info, codec))
+        return _sent(header, request_id, connection_info, codec)
 
     def parse_request(self, header: bytes) -> RequestHeader:
-        known = _SENT.pop(header, None)
+        known = _read_back(header)
         if known is not None:
             return known
         request_id, info, doc = self._request_doc(header)

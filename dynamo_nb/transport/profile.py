@@ -78,7 +78,7 @@ _MUX_FIELD = ',"response_mux":2'  # in connection_info: the caller takes multipl
 #: Control headers this process wrote lately, with what they say: a worker in the same process (the embedded
 #: backend) reads one back without parsing the JSON it was just made from. Bytes that were not written here, or
 #: were already read once, are parsed (and checked) in full.
-_SENT: dict[bytes, RequestHeader] = {}
+_SENT: dict[bytes, tuple[str, dict[str, Any], str]] = {}  # header → RequestHeader fields
 _SENT_MAX = 256  # a caller whose requests go to other processes forgets them by the few hundred
 
 
@@ -100,11 +100,22 @@ def _info_json(connection_info: dict[str, Any]) -> str:
     return _dumps(connection_info)
 
 
-def _sent(header: bytes, parsed: RequestHeader) -> bytes:
+def _sent(header: bytes, request_id: str, connection_info: dict[str, Any], codec: str) -> bytes:
+    """Remember what ``header`` says, for a worker in this process to read back without parsing it (as a plain
+    tuple: most go to other processes, and are never read back here)."""
     if len(_SENT) >= _SENT_MAX:
         _SENT.clear()
-    _SENT[header] = parsed
+    _SENT[header] = (request_id, connection_info, codec)
     return header
+
+
+def _read_back(header: bytes) -> RequestHeader | None:
+    """What ``header`` says if this process made it (each is read back once), else None."""
+    known = _SENT.pop(header, None)
+    return None if known is None else _new_header(RequestHeader, known)
+
+
+_new_header: Any = tuple.__new__  # a RequestHeader without the Python-level __new__ a NamedTuple gets
 
 
 class SeedProfile:
@@ -243,7 +254,7 @@ class SeedProfile:
 
     def parse_request(self, header: bytes) -> RequestHeader:
         """The control header as the worker needs it (the seed has no ``payload_codec``: JSON)."""
-        known = _SENT.pop(header, None)
+        known = _read_back(header)
         if known is not None:
             return known
         request_id, info = self.parse_request_header(header)
@@ -253,7 +264,7 @@ class SeedProfile:
         # = _dumps({"id": ..., "request_type": "single_in", "response_type": "many_out", "connection_info": ...})
         header = (f'{{"id":{_dumps(request_id)},"request_type":"single_in","response_type":"many_out",'
                   f'"connection_info":{_info_json(connection_info)}}}').encode()
-        return _sent(header, RequestHeader(request_id, connection_info, "json"))
+        return _sent(header, request_id, connection_info, "json")
 
     def request_headers(self, request_id: str, ack_timeout: float, now_ns: int) -> dict[str, str]:
         """The request's plane headers (NATS headers, or the TCP plane's JSON map): Dynamo's own, plus the ack
