@@ -4,7 +4,7 @@ One JupyterLab (headless Debian Chromium, a 1280 px wide window: a laptop screen
 other, in the light theme and then in the dark one, and measures each drawn figure (Mermaid, and the graphviz SVG
 of the same bundle as a frontend preferring SVG draws it): its smallest text on screen (computed font size × the
 scale it is drawn at) must be at least 12 px, and it must fit the notebook's column or scroll inside its output
-at full size. The Chinese walkthroughs of 00–07 and 10 (``notebooks/zh/``) run too, in the light theme: every
+at full size. The Chinese walkthroughs (``notebooks/zh/``) run too, in the light theme: every
 Chinese figure is drawn by Mermaid without an error, and is as legible as the English ones. The measurements go to
 ``test-artifacts/figures.json``.
 """
@@ -24,12 +24,10 @@ from .lab import CHROMIUM, browser_page, running_lab
 pytestmark = [pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("0*.ipynb"))
-#: the Chinese twins measured here: those of the seed's sections, the playground and the fault lab. zh/08, zh/09
-#: and zh/11 run in tests/test_notebooks.py and tests/interop (their figures checked for the seed's terms), not
-#: here, which keeps this one JupyterLab run as long as it was
-ZH_NOTEBOOKS = sorted(f"zh/{p.name}" for p in (REPO / "notebooks" / "zh").glob("*.ipynb")
-                      if p.name[:2] not in ("08", "09", "11"))
+NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+#: every Chinese twin but zh/09, which runs beside a real Dynamo worker in tests/interop (its figures checked for
+#: the seed's terms there)
+ZH_NOTEBOOKS = sorted(f"zh/{p.name}" for p in (REPO / "notebooks" / "zh").glob("*.ipynb") if p.name[:2] != "09")
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 WINDOW = (1280, 900)
 
