@@ -13,6 +13,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from ..ratelog import warn_limited
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["ensure_registered", "HealthSweeper"]
 
 log = logging.getLogger(__name__)
+
+SWEEP_SLOT = 0.02  # seconds: the health checks due within one slot of each other are run together
 
 
 async def ensure_registered(served: "ServedEndpoint") -> str:
@@ -97,7 +100,13 @@ class HealthSweeper:
         self._due.clear()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        # On the next slot's edge: the checks due within one slot run in one sweep, so thousands of instances
+        # make a timer come due once a slot, not every few microseconds (a caller on the same loop lets it turn
+        # whenever one is due). A check runs at most a slot late.
+        when = math.ceil(when / SWEEP_SLOT) * SWEEP_SLOT
         if self._timer is not None:
+            if when == self._when:
+                return
             self._timer.cancel()
         self._when = when
         # call_later, never call_at: Pyodide's loop refuses a time already past, and "now" is past by the call
