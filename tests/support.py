@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-__all__ = ["eventually", "freeze", "WorkerProcess", "start_worker", "WORKER"]
+__all__ = ["embedded_client", "eventually", "freeze", "WorkerProcess", "start_worker", "WORKER"]
 
 WORKER = Path(__file__).resolve().parent / "faults" / "worker.py"
 
@@ -114,3 +114,21 @@ async def worker_pool(reference: str) -> AsyncIterator[Callable[[Any, float], Aw
         for worker in started:
             await worker.reap()
 
+
+
+@contextlib.asynccontextmanager
+async def embedded_client(handler: Callable[..., Any], reference: str = "dynamo.w.gen") -> AsyncIterator[Any]:
+    """A client of ``handler``, served by another runtime of one embedded world (both shut down after)."""
+    from dynamo_nb import DistributedRuntime, EmbeddedWorld
+
+    world = EmbeddedWorld()
+    worker = await DistributedRuntime.create(world=world)
+    caller = await DistributedRuntime.create(world=world)
+    try:
+        await worker.endpoint(reference).endpoint_builder().handler(handler).start()
+        client = await caller.endpoint(reference).client()
+        await client.wait_for_instances(timeout=2)
+        yield client
+    finally:
+        await caller.shutdown()
+        await worker.shutdown()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
 from dynamo_nb import DistributedRuntime, EmbeddedWorld, ManualClock, NoInstancesError, StreamIncompleteError
 from dynamo_nb.backends.embedded import subject_matches
-from support import eventually
+from support import embedded_client, eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -128,22 +127,6 @@ async def test_invalid_subjects_are_rejected():
         await m.publish("a.*", b"")
 
 
-@contextlib.asynccontextmanager
-async def _served(handler):
-    """A client of ``handler`` served by another runtime of one embedded world."""
-    world = EmbeddedWorld()
-    worker = await DistributedRuntime.create(world=world)
-    caller = await DistributedRuntime.create(world=world)
-    try:
-        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(handler).start()
-        client = await caller.endpoint("dynamo.w.gen").client()
-        await client.wait_for_instances(timeout=2)
-        yield client
-    finally:
-        await caller.shutdown()
-        await worker.shutdown()
-
-
 async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its_own():
     """The embedded worker runs a stream's first step as it takes the request: the handler must still see its
     own task (timeouts, cancelling), keep its context variables to itself, and go on in that task after a wait."""
@@ -164,7 +147,7 @@ async def test_a_handler_started_with_its_request_still_runs_as_in_a_task_of_its
             seen["after"] = (asyncio.current_task(), var.get())
             yield "second"
 
-    async with _served(handler) as client:
+    async with embedded_client(handler) as client:
         me = asyncio.current_task()
         assert await (await client.generate("now")).collect() == ["first"]
         assert seen["task"] is not me and var.get() == "caller"
@@ -211,7 +194,7 @@ async def test_a_handler_that_cancels_and_keeps_its_own_task_ends_its_stream_alo
             await asyncio.sleep(0)  # the cancellation lands here, in the handler's task
         yield request
 
-    async with _served(handler) as client:
+    async with embedded_client(handler) as client:
         with pytest.raises(StreamIncompleteError, match="before generation completed"):  # it ends unfinished
             await (await client.generate("cancel")).collect()
         assert kept and kept[0] is not asyncio.current_task()

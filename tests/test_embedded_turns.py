@@ -8,14 +8,14 @@ of a burst of calls that never waits otherwise.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 import pytest
 
 from dynamo_nb import DistributedRuntime, EmbeddedWorld
 from dynamo_nb.core.client import Client
+from support import embedded_client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,21 +24,6 @@ MAX_CALLS = 200_000  # a burst long enough for anything due to have come due man
 
 async def echo(request):
     yield request
-
-
-@contextlib.asynccontextmanager
-async def _client() -> AsyncIterator[Client]:
-    world = EmbeddedWorld()
-    worker = await DistributedRuntime.create(world=world)
-    caller = await DistributedRuntime.create(world=world)
-    try:
-        await worker.endpoint("dynamo.w.gen").endpoint_builder().handler(echo).start()
-        client = await caller.endpoint("dynamo.w.gen").client()
-        await client.wait_for_instances(timeout=2)
-        yield client
-    finally:
-        await caller.shutdown()
-        await worker.shutdown()
 
 
 async def _calls_until(client: Client, done: Callable[[], bool]) -> int:
@@ -51,7 +36,7 @@ async def _calls_until(client: Client, done: Callable[[], bool]) -> int:
 
 
 async def test_what_was_ready_before_a_call_has_run_when_it_returns():
-    async with _client() as client:
+    async with embedded_client(echo) as client:
         ran: list[int] = []
 
         async def mark(i: int) -> None:
@@ -87,7 +72,7 @@ async def test_a_task_a_handler_starts_has_run_when_its_call_returns():
 
 
 async def test_a_timer_that_comes_due_fires_in_the_middle_of_a_burst_of_calls():
-    async with _client() as client:
+    async with embedded_client(echo) as client:
         fired = asyncio.Event()
         asyncio.get_running_loop().call_later(0.005, fired.set)
         calls = await _calls_until(client, fired.is_set)
@@ -101,7 +86,7 @@ async def test_io_is_polled_in_the_middle_of_a_burst_of_calls():
     try:
         reader.setblocking(False)
         loop.add_reader(reader, lambda: got.append(reader.recv(16)))
-        async with _client() as client:
+        async with embedded_client(echo) as client:
             await (await client.generate(0)).collect()  # a first turn before the data is there
             writer.send(b"ping")
             calls = await _calls_until(client, lambda: bool(got))
