@@ -596,9 +596,9 @@ class NatsMessaging:
         self.no_responder_retries = 0  # "no responders" answers retried while a cluster's interest settled
         self.permission_violations: deque[PermissionViolation] = deque(maxlen=100)  # the latest refusals
         self._warned_subjects: set[tuple[str, str]] = set()
-        self._tokens = itertools.count(1)  # reply tokens of :meth:`_request_once`, unique per connection
+        self._tokens = itertools.count(1)  # reply tokens of :meth:`_prepare_request`, unique per connection
         self._inbox: tuple[Any, str] = (None, "")  # nats-py's response prefix, and it as text
-        self._timeouts: _Timeouts | None = None  # of :meth:`_request_once`
+        self._timeouts: _Timeouts | None = None  # of :meth:`_prepare_request`
 
     def _on_violation(self, violation: PermissionViolation) -> None:
         self.permission_violations.append(violation)
@@ -791,27 +791,31 @@ class NatsMessaging:
     async def _request(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None,
                        accept_early: AcceptEarly | None) -> NatsMsg:
         self._check_open()
-        loop = asyncio.get_running_loop()
+        nc, loop = self._nc, asyncio.get_running_loop()
         since, start = time.monotonic(), loop.time()
         deadline = start + timeout
         pause = 0.01
         while True:
             try:
                 remaining = max(0.001, deadline - loop.time())
-                sent = self._send_request(subject, data, remaining, headers, accept_early, loop)
-                if sent is None:  # not the internals this was written for, or the first request: the long way
-                    m = await self._request_once(subject, data, remaining, headers, accept_early)
-                else:
-                    future, token, due = sent
-                    try:
-                        m = await future
-                    finally:
-                        due.discard(future)
-                        if accept_early is not None:
-                            accept_early(None)
-                        self._nc._resp_map.pop(token, None)  # a reply after an early accept finds no taker
-                    if m.headers and m.headers.get("Status") == _NO_RESPONDERS_STATUS:
-                        raise nats.errors.NoRespondersError
+                prepared = self._prepare_request(remaining, accept_early, loop)
+                if prepared is None and getattr(nc, "_resp_sub_prefix", 0) is None:
+                    await nc._init_request_sub()  # the first request makes nats-py's response subscription
+                    prepared = self._prepare_request(remaining, accept_early, loop)
+                if prepared is None:  # not the nats-py this was written against: its own request
+                    return await nc.request(subject, data, timeout=remaining, headers=headers)
+                future, token, due, inbox = prepared
+                try:
+                    if not self._publish_now(subject, data, inbox, headers):
+                        await nc.publish(subject, data, reply=inbox, headers=headers)  # reconnecting: buffered
+                    m = await future
+                finally:
+                    due.discard(future)
+                    if accept_early is not None:
+                        accept_early(None)
+                    nc._resp_map.pop(token, None)  # a reply after an early accept finds no taker
+                if m.headers and m.headers.get("Status") == _NO_RESPONDERS_STATUS:
+                    raise nats.errors.NoRespondersError
                 return m
             except nats.errors.NoRespondersError:
                 grace_end = min(start + _NO_RESPONDERS_GRACE, deadline)
@@ -833,77 +837,31 @@ class NatsMessaging:
             except nats.errors.ConnectionClosedError as exc:
                 raise RuntimeClosedError("NATS connection is closed") from exc
 
-    def _send_request(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None,
-                      accept_early: AcceptEarly | None, loop: asyncio.AbstractEventLoop
-                      ) -> "tuple[asyncio.Future[NatsMsg], str, set[asyncio.Future[Any]]] | None":
-        """Publish a request on nats-py's own response subscription, with nothing to await: its reply's future,
-        token and timeout slot. None when that cannot be done here (see :meth:`_request_once`)."""
+    def _prepare_request(self, timeout: float, accept_early: AcceptEarly | None, loop: asyncio.AbstractEventLoop
+                         ) -> "tuple[asyncio.Future[NatsMsg], str, set[asyncio.Future[Any]], str] | None":
+        """A request on nats-py's own response subscription, before it is published: its reply's future (timed
+        out after ``timeout``, ended early by ``accept_early``), token, timeout slot and reply subject. A counter
+        instead of random bytes for the token, and a slot instead of ``wait_for``: the same messages as
+        ``nc.request()`` for a third of its cost. None until that subscription exists, or where nats-py's
+        internals are not the ones this was written against."""
         nc = self._nc
-        if not getattr(nc, "_fast", False) or not nc._resp_sub_prefix:
+        prefix, resp_map = getattr(nc, "_resp_sub_prefix", None), getattr(nc, "_resp_map", None)
+        if not prefix or not isinstance(resp_map, dict):
             return None
         known, text = self._inbox
-        prefix = nc._resp_sub_prefix
         if known is not prefix:
             text = bytes(prefix).decode()
             self._inbox = (prefix, text)
         token = f"{next(self._tokens):x}"
         future: asyncio.Future[NatsMsg] = loop.create_future()
-        if not self._publish_now(subject, data, text + token, headers):
-            return None
-        nc._resp_map[token] = future
+        resp_map[token] = future
         timeouts = self._timeouts
         if timeouts is None or timeouts.loop is not loop:
             timeouts = self._timeouts = _Timeouts(loop)
         due = timeouts.add(future, timeout)
         if accept_early is not None:
             accept_early(functools.partial(_accept, future))
-        return future, token, due
-
-    async def _request_once(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None,
-                            accept_early: AcceptEarly | None = None) -> NatsMsg:
-        """``nc.request()`` on nats-py's own response subscription, with a timer instead of ``wait_for`` and a
-        counter instead of random bytes for the reply token: the same messages for a third of its cost. Falls
-        back to ``nc.request()`` where nats-py's internals are not the ones this was written against."""
-        nc = self._nc
-        fast = getattr(nc, "_fast", False)  # (its internals checked once: a draining client publishes nothing)
-        if not fast and (not hasattr(nc, "_resp_sub_prefix") or nc.is_draining_pubs):
-            return await nc.request(subject, data, timeout=timeout, headers=headers)
-        prefix = nc._resp_sub_prefix
-        if not prefix:
-            await nc._init_request_sub()  # makes the response map too
-            prefix = nc._resp_sub_prefix
-        resp_map = nc._resp_map if fast else getattr(nc, "_resp_map", None)
-        if not isinstance(resp_map, dict):
-            return await nc.request(subject, data, timeout=timeout, headers=headers)
-        known, text = self._inbox
-        if known is not prefix:
-            text = bytes(prefix or b"").decode()
-            self._inbox = (prefix, text)
-        token = f"{next(self._tokens):x}"
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[NatsMsg] = loop.create_future()
-        resp_map[token] = future
-        try:
-            inbox = text + token
-            if not self._publish_now(subject, data, inbox, headers):
-                await nc.publish(subject, data, reply=inbox, headers=headers)
-            timeouts = self._timeouts
-            if timeouts is None or timeouts.loop is not loop:
-                timeouts = self._timeouts = _Timeouts(loop)
-            due = timeouts.add(future, timeout)
-            if accept_early is not None:
-                accept_early(functools.partial(_accept, future))
-            try:
-                msg = await future
-            finally:
-                due.discard(future)
-                if accept_early is not None:
-                    accept_early(None)
-        finally:
-            resp_map.pop(token, None)  # the reply, if it comes after an early accept, finds no taker
-        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS_STATUS:
-            raise nats.errors.NoRespondersError
-        return msg
+        return future, token, due, text + token
 
     def outage(self) -> BackendUnavailableError | None:
         """Disconnected, and re-connecting: say so (see :meth:`Messaging.outage`)."""
