@@ -17,7 +17,7 @@ import contextvars
 import operator
 import sys
 from asyncio.tasks import _enter_task, _leave_task
-from typing import Any, Coroutine, Generator
+from typing import Any, Callable, Coroutine, Generator
 
 __all__ = ["EagerStarter", "Resumed", "current_task", "drive"]
 
@@ -28,14 +28,12 @@ _stepping = False
 
 # Looked up once: a start runs on every request of a served instance.
 _get_running_loop = asyncio.get_running_loop
-_current_task = asyncio.current_task
-if sys.version_info < (3, 12):  # there ``current_task`` is Python around one lookup in asyncio's own table
-    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+#: ``asyncio.current_task(loop)``, as cheaply as this Python allows (a served request asks it twice): on 3.11 that
+#: function is Python around one lookup in asyncio's own table, which is looked up directly instead
+current_task: "Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]" = asyncio.current_task
+if sys.version_info < (3, 12):
+    current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
 
-
-def current_task(loop: asyncio.AbstractEventLoop) -> "asyncio.Task[Any] | None":
-    """``asyncio.current_task(loop)``, as cheaply as this Python allows (a served request asks it twice)."""
-    return _current_task(loop)
 _copy_context = contextvars.copy_context
 _refcount = sys.getrefcount
 
@@ -61,7 +59,7 @@ class EagerStarter:
             spare = self._spare = _Spare(loop)
         task = spare.task
         context = _copy_context()
-        caller = _current_task(loop)
+        caller = current_task(loop)
         if caller is not None:
             _leave_task(loop, caller)
         _enter_task(loop, task)

@@ -405,7 +405,7 @@ class Snapshot:
     clients: tuple[ClientSnap, ...] = ()
     registries: tuple[RegistrySnap, ...] = ()
     clusters: tuple[ClusterSnap, ...] = ()
-    records: Sequence[TaggedRecord] = ()  # a tuple, or merged on first use (display.snapshot.MergedRecords)
+    records: Sequence[TaggedRecord] = ()  # a tuple, or merged by the drawing side on first use
     focus: tuple[Focus, ...] = ()
     dropped: dict[str, int] = field(default_factory=dict)
     calls: tuple[CallSnap, ...] = ()

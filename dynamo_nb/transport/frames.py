@@ -9,6 +9,7 @@ from ..errors import FrameError
 __all__ = ["PREFIX", "encode_frame", "decode_frame", "FrameDecoder", "FrameError"]
 
 PREFIX = struct.Struct(">QQQ")
+_PREFIX_SIZE = PREFIX.size
 MAX_FRAME = 256 * 1024 * 1024  # refuse absurd lengths from garbage input instead of allocating them
 
 
@@ -28,13 +29,13 @@ def decode_frame(data: bytes) -> tuple[bytes, bytes]:
     if len(data) < PREFIX.size:
         raise FrameError(f"frame too short: {len(data)} bytes, need at least {PREFIX.size}")
     header_len, body_len, _checksum = PREFIX.unpack_from(data)
-    split = 24 + header_len  # PREFIX.size
+    split = _PREFIX_SIZE + header_len
     end = split + body_len
     if end != len(data):
         raise FrameError(f"frame lengths say {end} bytes, payload has {len(data)}")
     if data.__class__ is bytes:  # slices of bytes are bytes already
-        return data[24:split], data[split:]
-    return bytes(data[24:split]), bytes(data[split:end])
+        return data[_PREFIX_SIZE:split], data[split:]
+    return bytes(data[_PREFIX_SIZE:split]), bytes(data[split:end])
 
 
 class FrameDecoder:
